@@ -1,0 +1,103 @@
+"""Composition root: a validated Config -> device, data, model, loss, optimizer, schedule, trainer."""
+
+from dlcli.errors import ConfigError
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(spec: str):
+    import torch
+
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"train.device: {spec!r} requested but CUDA is not available here; use auto or cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"train.device: {spec!r}: only {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def resolve_precision(spec: str, device) -> str:
+    """auto = bf16 on CUDA (where supported), fp32 on CPU."""
+    import torch
+
+    if spec == "auto":
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    return spec
+
+
+def build_model(config, meta, device):
+    """The registry model for this data; channels_last for conv nets on CUDA."""
+    import torch
+
+    from dlcli.models import MODELS
+
+    try:
+        model = MODELS.build(config.model, tuple(meta.input_shape), len(meta.class_names))
+    except RuntimeError as err:  # e.g. pooling shrank the image to nothing
+        raise ConfigError(f"model: does not fit input shape {meta.input_shape}: {str(err).splitlines()[0]}") from None
+    model = model.to(device)
+    if device.type == "cuda" and len(meta.input_shape) == 3:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def build_task(config, num_classes: int):
+    from dlcli.losses import LOSSES
+    from dlcli.tasks.classify import ClassificationTask
+
+    return ClassificationTask(LOSSES.build(config.loss), num_classes, config.train.l1)
+
+
+def build_trainer(config):
+    """Everything `dlcli train` needs, built before any file is written."""
+    import torch
+
+    from dlcli.callbacks import CALLBACKS
+    from dlcli.config.schema import metric_mode
+    from dlcli.data.pipeline import train_batches
+    from dlcli.engine import Trainer
+    from dlcli.optim import OPTIMIZERS
+    from dlcli.schedulers import SCHEDULERS
+
+    seed_everything(config.seed)
+    device = resolve_device(config.train.device)
+    precision = resolve_precision(config.train.precision, device)
+    generator = torch.Generator().manual_seed(config.seed)
+    train_b, val_b, meta = train_batches(config, device, generator)
+    model = build_model(config, meta, device)
+    optimizer = OPTIMIZERS.build(config.optimizer, model)
+    steps_per_epoch = -(-len(train_b) // config.train.accumulate)
+    schedule = (SCHEDULERS.build(config.scheduler, optimizer, steps_per_epoch, config.train.epochs)
+                if config.scheduler else None)
+    callbacks = [CALLBACKS.build(spec, config.train.monitor) for spec in config.callbacks]
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    trainer = Trainer(model, build_task(config, len(meta.class_names)), optimizer, schedule, scaler,
+                      train_b, val_b, device, precision, config, callbacks, generator,
+                      monitor=config.train.monitor, mode=metric_mode(config.train.monitor, config.train.mode))
+    return trainer, meta
+
+
+def from_checkpoint(payload: dict, overrides: list[str], device_spec: str):
+    """(config, meta, model, device, precision) rebuilt from a checkpoint alone."""
+    from dlcli.config import validate
+    from dlcli.data.pipeline import DataMeta
+
+    config = validate(payload["config"], overrides, source="checkpoint")
+    meta = DataMeta(**payload["meta"])
+    device = resolve_device(device_spec)
+    precision = resolve_precision(config.train.precision, device)
+    model = build_model(config, meta, device)
+    model.load_state_dict(payload["model"])
+    return config, meta, model, device, precision

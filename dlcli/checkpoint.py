@@ -1,0 +1,111 @@
+"""Self-describing checkpoints: atomic save, safe load (weights_only=True, never a fallback).
+
+The payload holds only tensors and plain Python data: weights, optimizer/scheduler/scaler
+state, counters, RNG states, the resolved config and the data description (class names,
+input shape, preprocessing statistics). Nothing in it is ever imported or called.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+from dlcli.errors import CheckpointError
+
+FORMAT = "dlcli-checkpoint"
+FORMAT_VERSION = 1
+
+
+def save(payload: dict, path: Path) -> None:
+    """Write to a temp file in the same folder, fsync, then atomically replace `path`."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **payload}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: str | Path) -> dict:
+    """Load and check a dlcli checkpoint; every failure is a one-line CheckpointError."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if path.is_dir():  # a run directory: take its best (else last) checkpoint
+        for name in ("checkpoints/best.pt", "checkpoints/last.pt"):
+            if (path / name).is_file():
+                path = path / name
+                break
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file, not a checkpoint")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(f"{path}: refused to load: {_unpickler_reason(err)}",
+                              hint="only tensors and plain data are loaded (weights_only=True)") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as err:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0][:160] if str(err) else 'truncated?'})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a dlcli checkpoint")
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {version!r} is newer than this dlcli "
+                              f"understands ({FORMAT_VERSION}); upgrade dlcli")
+    return payload
+
+
+def _unpickler_reason(err: Exception) -> str:
+    """The one informative line of torch's long weights_only message."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    for line in lines:
+        if "WeightsUnpickler error" in line:
+            return line.split("error:", 1)[1].split(". Please use")[0].strip()[:200]
+    return lines[0][:200] if lines else "unsupported content"
+
+
+def rng_states() -> dict:
+    import random
+
+    import numpy as np
+    import torch
+
+    np_state = np.random.get_state()
+    states = {
+        "python": random.getstate(),
+        "numpy": {"key": torch.from_numpy(np_state[1].copy()), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng(states: dict) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    random.setstate(_as_tuple(states["python"]))
+    n = states["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy(), n["pos"], n["has_gauss"], n["cached"]))
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _as_tuple(value):
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value

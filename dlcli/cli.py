@@ -1,0 +1,181 @@
+"""Command line: parse, call, map errors to exit codes. No logic and no torch import here.
+
+Exit codes: 0 ok, 1 runtime failure, 2 bad usage or config, 3 data missing or unreachable,
+4 unreadable or unsafe checkpoint, 130 interrupted (Ctrl-C).
+"""
+
+import json
+import sys
+from typing import Optional
+
+import typer
+
+from dlcli.errors import DlcliError
+
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train, evaluate and run PyTorch models from YAML experiment files.")
+DEBUG = {"on": False}
+OVERRIDES_HELP = "key.path=value overrides, values parsed as YAML (e.g. optimizer.lr=0.01 model.hidden=[256,128])"
+
+
+def _fail(err: DlcliError) -> None:
+    """Print a DlcliError as one line per problem (plus a hint) and exit with its code."""
+    if DEBUG["on"]:
+        raise err
+    lines = getattr(err, "problems", None) or [str(err)]
+    for line in lines:
+        typer.echo(f"error: {line}", err=True)
+    if err.hint:
+        typer.echo(f"hint: {err.hint}", err=True)
+    raise typer.Exit(err.exit_code)
+
+
+def _run(action):
+    try:
+        return action()
+    except DlcliError as err:
+        _fail(err)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130)
+    except MemoryError:
+        _fail(DlcliError("out of memory", hint="lower data.batch_size or use a smaller model"))
+    except typer.Exit:
+        raise
+    except Exception as err:  # a bug or an unforeseen failure: one line, traceback only with --debug
+        if DEBUG["on"]:
+            raise
+        _fail(DlcliError(f"unexpected {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}",
+                         hint="rerun with --debug for the traceback"))
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from dlcli import __version__
+
+        typer.echo(f"dlcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                       help="print the dlcli version and exit")):
+    """Train, evaluate and run PyTorch models from YAML experiment files."""
+
+
+def _emit_json(data) -> None:
+    typer.echo(json.dumps(data, indent=2))
+
+
+@app.command()
+def train(
+    config: str = typer.Argument(..., help="YAML experiment file"),
+    overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP),
+    output_dir: Optional[str] = typer.Option(None, "--output-dir", help="root for runs (default: output.dir)"),
+    run_version: Optional[str] = typer.Option(None, "--run-version", help="run folder name (default: v1, v2, ...)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="plain log lines instead of progress bars"),
+    as_json: bool = typer.Option(False, "--json", help="print the final summary as JSON on stdout"),
+):
+    """Train a model from a YAML experiment; writes runs/<name>/<version>/."""
+
+    def action():
+        from dlcli.config import load
+        from dlcli.progress import Progress
+        from dlcli.report import print_train_summary
+        from dlcli.training import train as run_training
+
+        cfg = load(config, overrides or [])
+        summary = run_training(cfg, output_dir, run_version, Progress(cfg.train.epochs, quiet))
+        _emit_json(summary) if as_json else print_train_summary(summary)
+
+    _run(action)
+
+
+@app.command("eval")
+def evaluate(
+    checkpoint: str = typer.Argument(..., help="checkpoint file (or a run directory)"),
+    overrides: Optional[list[str]] = typer.Argument(None, help="config overrides, e.g. data.dataset.root=/data"),
+    split: str = typer.Option("test", "--split", help="test or val"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N"),
+    confusion: bool = typer.Option(False, "--confusion", help="also print the confusion matrix"),
+    as_json: bool = typer.Option(False, "--json", help="print the results as JSON on stdout"),
+):
+    """Evaluate a checkpoint on its dataset's test (or val) split."""
+
+    def action():
+        from dlcli.inference import evaluate_checkpoint
+        from dlcli.report import print_eval
+
+        if split not in ("test", "val"):
+            raise DlcliError(f"--split: expected test or val (got {split!r})")
+        result = evaluate_checkpoint(checkpoint, split, overrides or [], device)
+        _emit_json(result) if as_json else print_eval(result, confusion)
+
+    _run(action)
+
+
+@app.command()
+def infer(
+    checkpoint: str = typer.Argument(..., help="checkpoint file (or a run directory)"),
+    inputs: list[str] = typer.Argument(..., help="image files, folders of images, or CSV files"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N"),
+    top_k: int = typer.Option(3, "--top-k", min=1, help="how many classes to show per input"),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="write predictions to .csv or .jsonl"),
+    as_json: bool = typer.Option(False, "--json", help="print predictions as JSON on stdout"),
+):
+    """Predict classes for new inputs with a checkpoint's own preprocessing."""
+
+    def action():
+        from dlcli.inference import infer as run_infer
+        from dlcli.report import print_predictions, write_predictions
+
+        if output and not output.endswith((".csv", ".jsonl")):
+            raise DlcliError(f"--output: expected a .csv or .jsonl file name (got {output!r})")
+        rows = run_infer(checkpoint, inputs, device, top_k)
+        if output:
+            write_predictions(rows, output)
+            typer.echo(f"wrote {len(rows)} predictions to {output}", err=True)
+        if as_json:
+            _emit_json(rows)
+        elif not output:
+            print_predictions(rows)
+
+    _run(action)
+
+
+@app.command()
+def validate(
+    config: str = typer.Argument(..., help="YAML experiment file"),
+    overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP),
+):
+    """Check a config (and overrides) and print it resolved, defaults filled in."""
+
+    def action():
+        from dlcli.config import load
+        from dlcli.config.yamlio import dump_yaml
+
+        cfg = load(config, overrides or [])
+        typer.echo(dump_yaml(cfg.model_dump(mode="json")), nl=False)
+
+    _run(action)
+
+
+@app.command("list")
+def list_components(kind: Optional[str] = typer.Argument(None, help="models, datasets, transforms, losses, "
+                                                                     "optimizers, schedulers, callbacks")):
+    """List registered components with their parameters and defaults."""
+
+    def action():
+        from dlcli.report import print_registry
+
+        print_registry(kind)
+
+    _run(action)
+
+
+def main() -> None:
+    """Console entry point; `--debug` anywhere shows tracebacks."""
+    if "--debug" in sys.argv[1:]:
+        sys.argv.remove("--debug")
+        DEBUG["on"] = True
+    app()

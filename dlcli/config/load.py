@@ -1,0 +1,202 @@
+"""load(path, overrides) -> Config: read YAML, apply key=value overrides, validate everything.
+
+Every problem is collected and reported at once, one line each, as `dotted.key: problem`,
+with the file and line where the key was written. No torch import on this path.
+"""
+
+from typing import Any, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+
+from dlcli.config.schema import Config, known_metrics
+from dlcli.config.yamlio import parse_yaml, read_yaml_file
+from dlcli.errors import ConfigError
+from dlcli.registry import pydantic_problems
+
+
+def registries() -> dict:
+    """Section -> registry. Imported here so `dlcli --help` stays light."""
+    from dlcli.callbacks import CALLBACKS
+    from dlcli.data.datasets import DATASETS
+    from dlcli.data.transforms import TRANSFORMS
+    from dlcli.losses import LOSSES
+    from dlcli.models import MODELS
+    from dlcli.optim import OPTIMIZERS
+    from dlcli.schedulers import SCHEDULERS
+
+    return {"models": MODELS, "datasets": DATASETS, "transforms": TRANSFORMS, "losses": LOSSES,
+            "optimizers": OPTIMIZERS, "schedulers": SCHEDULERS, "callbacks": CALLBACKS}
+
+
+def load(path: str, overrides: list[str] = ()) -> Config:
+    data, lines = read_yaml_file(path)
+    return validate(data, overrides, lines, path)
+
+
+def validate(data: Any, overrides: list[str] = (), lines: dict | None = None, source: str = "config") -> Config:
+    """Validate a parsed config (plus overrides); raise ConfigError with every problem."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections (got {type(data).__name__})")
+    data = apply_overrides(data, overrides)
+    if "name" not in data and source not in ("config", "checkpoint"):
+        data["name"] = _stem(source)
+    problems: list[str] = []
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as err:
+        problems += pydantic_problems(err, "", lambda loc: _fields_at(Config, loc))
+        config = None
+    problems += _validate_components(data)
+    if config is not None and not problems:
+        problems += _cross_checks(config)
+    if problems:
+        raise ConfigError([_with_line(p, lines or {}, source) for p in problems])
+    _resolve_components(config)
+    return config
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """`a.b=value` (value parsed as YAML) set into a copy of data."""
+    import copy
+
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"override {item!r}: expected key.path=value, e.g. optimizer.lr=0.01")
+        value, _ = parse_yaml(text, f"override {key}") if text.strip() else (None, {})
+        _set_path(data, key.split("."), value, key)
+    return data
+
+
+def _set_path(node: Any, parts: list[str], value: Any, key: str) -> None:
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"override {key}: {'.'.join(parts[:i + 1])} is not an index of the list")
+            part = int(part)
+        elif not isinstance(node, dict):
+            raise ConfigError(f"override {key}: {'.'.join(parts[:i])} is not a mapping")
+        if last:
+            node[part] = value
+        else:
+            if isinstance(node, dict) and not isinstance(node.get(part), (dict, list)):
+                node[part] = {}
+            node = node[part]
+
+
+def _components(data: dict):
+    """(dotted key, registry kind, spec) for every component section present."""
+    data_section = data.get("data") if isinstance(data.get("data"), dict) else {}
+    if "dataset" in data_section:
+        yield "data.dataset", "datasets", data_section["dataset"]
+    for key, kind in [("model", "models"), ("loss", "losses"), ("optimizer", "optimizers"),
+                      ("scheduler", "schedulers")]:
+        if data.get(key) is not None:
+            yield key, kind, data[key]
+    if isinstance(data.get("callbacks"), list):
+        for i, spec in enumerate(data["callbacks"]):
+            yield f"callbacks.{i}", "callbacks", spec
+    for section in ("train_transforms", "eval_transforms"):
+        if isinstance(data_section.get(section), list):
+            for i, spec in enumerate(data_section[section]):
+                yield f"data.{section}.{i}", "transforms", spec
+
+
+def _validate_components(data: dict) -> list[str]:
+    from dlcli.data.transforms import spec_from_yaml
+
+    problems = []
+    regs = registries()
+    for key, kind, spec in _components(data):
+        try:
+            if kind == "transforms":
+                spec = spec_from_yaml(spec)
+            regs[kind].validate(spec, key)
+        except ConfigError as err:
+            problems += err.problems
+        except ValueError as err:
+            problems.append(f"{key}: {err}")
+    return problems
+
+
+def _resolve_components(config: Config) -> None:
+    """Replace each component spec with its validated form, defaults filled in."""
+    from dlcli.data.transforms import spec_from_yaml
+
+    regs = registries()
+    config.data.dataset = regs["datasets"].validate(config.data.dataset, "data.dataset")
+    config.model = regs["models"].validate(config.model, "model")
+    config.loss = regs["losses"].validate(config.loss, "loss")
+    config.optimizer = regs["optimizers"].validate(config.optimizer, "optimizer")
+    if config.scheduler is not None:
+        config.scheduler = regs["schedulers"].validate(config.scheduler, "scheduler")
+    config.callbacks = [regs["callbacks"].validate(c, f"callbacks.{i}") for i, c in enumerate(config.callbacks)]
+    for section in ("train_transforms", "eval_transforms"):
+        specs = getattr(config.data, section)
+        setattr(config.data, section, [regs["transforms"].validate(spec_from_yaml(s), section) for s in specs])
+
+
+def _cross_checks(config: Config) -> list[str]:
+    """Checks that span sections: monitored metric names exist, and so on."""
+    problems = []
+    metrics = known_metrics(config.task, config.data.val_split > 0)
+    monitors = [("train.monitor", config.train.monitor)]
+    monitors += [(f"callbacks.{i}.monitor", c.get("monitor")) for i, c in enumerate(config.callbacks)]
+    if config.scheduler and config.scheduler.get("name") == "reduce_on_plateau":
+        monitors.append(("scheduler.monitor", config.scheduler.get("monitor", "val/loss")))
+    for key, metric in monitors:
+        if metric is not None and metric not in metrics:
+            hint = " (val/* metrics need data.val_split > 0)" if metric.startswith("val/") else ""
+            problems.append(f"{key}: unknown metric {metric!r}{hint}; available: {', '.join(metrics)}")
+    if _normalizers(config.data.train_transforms) != _normalizers(config.data.eval_transforms):
+        problems.append("data.eval_transforms: normalize differs from data.train_transforms; "
+                        "both lists are complete pipelines, so give both the same normalize")
+    return problems
+
+
+def _normalizers(entries: list) -> list[dict]:
+    from dlcli.data.transforms import spec_from_yaml
+
+    specs = [spec_from_yaml(entry) for entry in entries]
+    return [spec for spec in specs if spec["name"] == "normalize"]
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Allowed keys of the schema node at `loc`, for did-you-mean on unknown keys."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", {})
+        if part not in fields:
+            return []
+        current = _unwrap(fields[part].annotation)
+    return list(getattr(current, "model_fields", {}))
+
+
+def _unwrap(annotation):
+    """Find a BaseModel class inside Optional[...] / list[...] annotations."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation) if get_origin(annotation) else ():
+        found = _unwrap(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _with_line(problem: str, lines: dict[str, int], source: str) -> str:
+    key = problem.split(":", 1)[0]
+    while key and key not in lines:
+        key = key.rpartition(".")[0]
+    return f"{problem}  [{source}:{lines[key]}]" if key in lines else problem
+
+
+def _stem(path: str) -> str:
+    from pathlib import Path
+
+    return Path(path).stem

@@ -1,0 +1,86 @@
+"""The experiment schema. Component sections (model, loss, ...) are checked by their registries."""
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from dlcli.types import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+
+Component = dict[str, Any]  # {name: ..., params...}; validated against a registry in load.py
+Device = Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(Strict):
+    dataset: Component
+    val_split: Fraction = 0.1
+    stratify: bool = True
+    shuffle: bool = True
+    batch_size: Annotated[int, Field(gt=0, le=1_048_576)] = 64
+    eval_batch_size: Annotated[int, Field(gt=0, le=1_048_576)] | None = None
+    num_workers: Annotated[int, Field(ge=0, le=256)] = 0
+    train_transforms: list[Any] = []
+    eval_transforms: list[Any] = []
+    class_weights: list[PositiveFloat] | Literal["balanced"] | None = None
+    standardize: bool = True  # tabular features: z-score with training-split statistics
+
+
+class GradClip(Strict):
+    max_norm: PositiveFloat | None = None
+    max_value: PositiveFloat | None = None
+    norm_type: PositiveFloat = 2.0
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        if (self.max_norm is None) == (self.max_value is None):
+            raise ValueError("set exactly one of max_norm (clip by norm) or max_value (clip by value)")
+        return self
+
+
+class TrainConfig(Strict):
+    epochs: Annotated[int, Field(gt=0, le=100_000)] = 10
+    device: Device = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    grad_clip: GradClip | None = None
+    accumulate: Annotated[int, Field(gt=0, le=4096)] = 1
+    l1: NonNegativeFloat = 0.0
+    log_interval: PositiveInt = 50
+    monitor: str = "val/loss"
+    mode: Literal["auto", "min", "max"] = "auto"
+
+
+class OutputConfig(Strict):
+    dir: str = "runs"
+    save_best: bool = True
+
+
+class Config(Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
+    seed: NonNegativeInt = 0
+    task: Literal["classification"] = "classification"
+    data: DataConfig
+    model: Component
+    loss: Component = {"name": "cross_entropy"}
+    optimizer: Component = {"name": "adam"}
+    scheduler: Component | None = None
+    train: TrainConfig = TrainConfig()
+    callbacks: list[Component] = []
+    output: OutputConfig = OutputConfig()
+
+
+def metric_mode(metric: str, mode: str = "auto") -> str:
+    """'min' for losses, 'max' for accuracy-like metrics, unless given."""
+    if mode != "auto":
+        return mode
+    return "min" if metric.split("/")[-1] in {"loss", "mae", "rmse", "perplexity"} else "max"
+
+
+def known_metrics(task: str, has_val: bool) -> list[str]:
+    splits = ["train", "val"] if has_val else ["train"]
+    return [f"{s}/{m}" for s in splits for m in ("loss", "acc", "f1", "top5")]
+
+
+__all__ = ["Config", "DataConfig", "TrainConfig", "GradClip", "OutputConfig", "NonNegativeFloat"]

@@ -1,0 +1,114 @@
+"""Dataset registry: `data.dataset: {name: digits}`. Builders get the split ("train" or "test")."""
+
+import os
+from pathlib import Path
+
+from dlcli.data.source import Source
+from dlcli.errors import DataError
+from dlcli.registry import Registry
+from dlcli.types import Fraction
+
+DATASETS = Registry("dataset")
+
+# Where torchvision expects the files, for the "place them by hand" hint.
+_LAYOUT = {
+    "mnist": "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
+    "fashion_mnist": "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
+    "cifar10": "cifar-10-batches-py/ (the extracted cifar-10-python.tar.gz)",
+    "cifar100": "cifar-100-python/ (the extracted cifar-100-python.tar.gz)",
+}
+
+
+@DATASETS.register("digits")
+def digits(split, *, test_fraction: Fraction = 0.2):
+    """scikit-learn's bundled 8x8 handwritten digits (1,797 images, offline)."""
+    import torch
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    index = list(range(len(bunch.target)))
+    # A fixed split so "test" means the same images in every run and in `dlcli eval`.
+    train_idx, test_idx = train_test_split(index, test_size=test_fraction, random_state=0, stratify=bunch.target)
+    idx = train_idx if split == "train" else test_idx
+    x = torch.tensor(bunch.images[idx] / 16.0, dtype=torch.float32).unsqueeze(1)
+    y = torch.tensor(bunch.target[idx], dtype=torch.long)
+    return Source(y=y, x=x, class_names=[str(c) for c in range(10)], kind="image")
+
+
+def _torchvision(name: str, cls_name: str, split: str, root: str, download: bool) -> Source:
+    import torch
+    import torchvision
+
+    cls = getattr(torchvision.datasets, cls_name)
+    try:
+        ds = cls(root=root, train=split == "train", download=download)
+    except (RuntimeError, OSError) as err:  # torchvision raises RuntimeError for missing files
+        why = "download failed (no network?)" if download else "files not found"
+        raise DataError(
+            f"dataset {name!r}: {why} under {os.path.abspath(root)}: {str(err).splitlines()[0]}",
+            hint=f"place the files as {os.path.join(root, _LAYOUT[name])}, or set data.dataset.download: true",
+        ) from None
+    x = torch.as_tensor(ds.data)
+    x = x.unsqueeze(1) if x.dim() == 3 and name.endswith("mnist") else x.permute(0, 3, 1, 2)
+    y = torch.as_tensor(ds.targets, dtype=torch.long)
+    return Source(y=y, x=x.contiguous(), class_names=list(ds.classes), kind="image")
+
+
+@DATASETS.register("mnist")
+def mnist(split, *, root: str = "data/", download: bool = True):
+    """MNIST handwritten digits, 28x28 grayscale (torchvision)."""
+    return _torchvision("mnist", "MNIST", split, root, download)
+
+
+@DATASETS.register("fashion_mnist")
+def fashion_mnist(split, *, root: str = "data/", download: bool = True):
+    """Fashion-MNIST clothing images, 28x28 grayscale (torchvision)."""
+    return _torchvision("fashion_mnist", "FashionMNIST", split, root, download)
+
+
+@DATASETS.register("cifar10")
+def cifar10(split, *, root: str = "data/", download: bool = True):
+    """CIFAR-10, 32x32 colour images in 10 classes (torchvision)."""
+    return _torchvision("cifar10", "CIFAR10", split, root, download)
+
+
+@DATASETS.register("cifar100")
+def cifar100(split, *, root: str = "data/", download: bool = True):
+    """CIFAR-100, 32x32 colour images in 100 classes (torchvision)."""
+    return _torchvision("cifar100", "CIFAR100", split, root, download)
+
+
+@DATASETS.register("image_folder")
+def image_folder(split, *, root: str, test_root: str | None = None):
+    """ImageNet-style class folders (root/<class>/<image>), read from disk per batch."""
+    import torch
+    from torchvision.datasets import ImageFolder
+
+    from dlcli.data.files import ImageFiles
+
+    path = root if split == "train" else test_root
+    if path is None:
+        raise DataError("dataset 'image_folder': no test split; set data.dataset.test_root or use --split val")
+    if not Path(path).is_dir():
+        raise DataError(f"dataset 'image_folder': folder not found: {os.path.abspath(path)}",
+                        hint="expected one sub-folder per class holding image files")
+    try:
+        folder = ImageFolder(path)
+    except (FileNotFoundError, OSError) as err:
+        raise DataError(f"dataset 'image_folder': {err}") from None
+    y = torch.tensor(folder.targets, dtype=torch.long)
+    return Source(y=y, dataset=ImageFiles([p for p, _ in folder.samples], folder.targets),
+                  class_names=list(folder.classes), kind="image")
+
+
+@DATASETS.register("csv")
+def csv(split, *, path: str, label: str = "label", features: list[str] | None = None,
+        weight: str | None = None, test_path: str | None = None):
+    """A CSV table: numeric feature columns, a label column, optional per-sample weight column."""
+    from dlcli.data.tabular import read_csv
+
+    file = path if split == "train" else test_path
+    if file is None:
+        raise DataError("dataset 'csv': no test split; set data.dataset.test_path or use --split val")
+    return read_csv(file, label, features, weight)

@@ -1,0 +1,147 @@
+"""Splits and batches. In-memory data stays as tensors on the training device and is shuffled
+by index permutation, with augmentation run on whole batches; file-backed data goes through a
+torch DataLoader with workers."""
+
+from dataclasses import dataclass
+
+from dlcli.data.source import Source
+from dlcli.errors import DataError
+
+
+@dataclass
+class Batch:
+    x: object
+    y: object
+    weights: object = None  # per-sample loss weights, or None when all are 1
+
+
+def split_indices(labels, val_split: float, seed: int, stratify: bool) -> tuple[list[int], list[int]]:
+    """Train/val index lists; stratified by label where every class has at least 2 samples."""
+    from collections import Counter
+
+    from sklearn.model_selection import train_test_split
+
+    index = list(range(len(labels)))
+    if val_split == 0:
+        return index, []
+    counts = Counter(labels.tolist())
+    n_val = max(1, round(len(index) * val_split))
+    can_stratify = stratify and min(counts.values()) >= 2 and n_val >= len(counts)
+    if len(index) < 2:
+        raise DataError(f"dataset has {len(index)} sample(s): too few to split off a validation set")
+    train, val = train_test_split(index, test_size=n_val, random_state=seed,
+                                  stratify=labels.tolist() if can_stratify else None)
+    return sorted(train), sorted(val)
+
+
+def subset(source: Source, indices: list[int]) -> Source:
+    import torch
+
+    idx = torch.as_tensor(indices, dtype=torch.long)
+    sub = Source(y=source.y[idx], class_names=source.class_names, kind=source.kind,
+                 feature_names=source.feature_names)
+    sub.weights = source.weights[idx] if source.weights is not None else None
+    if source.in_memory:
+        sub.x = source.x[idx]
+    else:
+        sub.dataset = torch.utils.data.Subset(source.dataset, indices)
+    return sub
+
+
+def remap_labels(source: Source, class_names: list[str]) -> Source:
+    """Re-index labels so a test split uses the training split's class order."""
+    import torch
+
+    if source.class_names == class_names:
+        return source
+    lookup = {name: i for i, name in enumerate(class_names)}
+    unknown = sorted(set(source.class_names) - set(lookup))
+    if unknown:
+        raise DataError(f"labels {unknown} do not occur in the training data (classes: {class_names})")
+    mapping = torch.tensor([lookup[name] for name in source.class_names])
+    source.y = mapping[source.y]
+    source.class_names = class_names
+    return source
+
+
+class TensorBatches:
+    """Batches from in-memory tensors, held on `device`; shuffling draws from `generator`."""
+
+    def __init__(self, source: Source, batch_size: int, device, transform, shuffle: bool, generator=None,
+                 sample_weights=None):
+        self.x = source.x.to(device)
+        self.y = source.y.to(device)
+        self.weights = sample_weights.to(device) if sample_weights is not None else None
+        self.batch_size, self.transform, self.shuffle = batch_size, transform, shuffle
+        self.generator = generator
+        self.scale = 1 / 255 if self.x.dtype.is_floating_point is False else None
+
+    def __len__(self) -> int:
+        return -(-len(self.y) // self.batch_size)
+
+    def __iter__(self):
+        import torch
+
+        n = len(self.y)
+        order = torch.randperm(n, generator=self.generator).to(self.x.device) if self.shuffle else None
+        for start in range(0, n, self.batch_size):
+            if order is None:
+                sl = slice(start, start + self.batch_size)
+                x, y = self.x[sl], self.y[sl]
+                w = self.weights[sl] if self.weights is not None else None
+            else:
+                idx = order[start:start + self.batch_size]
+                x, y = self.x[idx], self.y[idx]
+                w = self.weights[idx] if self.weights is not None else None
+            x = x.float() * self.scale if self.scale else x
+            yield Batch(self.transform(x) if self.transform else x, y, w)
+
+
+class LoaderBatches:
+    """Batches from a file-backed dataset through torch's DataLoader (workers, pinned memory)."""
+
+    def __init__(self, source: Source, batch_size: int, device, transform, shuffle: bool, generator=None,
+                 sample_weights=None, num_workers: int = 0):
+        import torch
+
+        dataset = source.dataset
+        base = dataset.dataset if isinstance(dataset, torch.utils.data.Subset) else dataset
+        base.transform = transform
+        self.device = device
+        self.weights = sample_weights
+        self.loader = torch.utils.data.DataLoader(
+            _Indexed(dataset), batch_size=batch_size, shuffle=shuffle, generator=generator,
+            num_workers=num_workers, pin_memory=device.type == "cuda",
+            persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers else None,
+        )
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for x, y, idx in self.loader:
+            w = self.weights[idx].to(self.device) if self.weights is not None else None
+            yield Batch(x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True), w)
+
+
+class _Indexed:
+    """Wraps a dataset so each item also carries its index (to look up sample weights)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        x, y = self.dataset[i]
+        return x, y, i
+
+
+def make_batches(source: Source, batch_size: int, device, transform, shuffle: bool, generator=None,
+                 sample_weights=None, num_workers: int = 0):
+    if len(source) == 0:
+        raise DataError("dataset split is empty")
+    if source.in_memory:
+        return TensorBatches(source, batch_size, device, transform, shuffle, generator, sample_weights)
+    return LoaderBatches(source, batch_size, device, transform, shuffle, generator, sample_weights, num_workers)

@@ -1,0 +1,115 @@
+"""From the `data` config section to batches: build, split, standardize, transform.
+
+`DataMeta` is what a checkpoint keeps so eval/infer can preprocess new inputs identically.
+"""
+
+from dataclasses import asdict, dataclass, field
+
+from dlcli.data.datasets import DATASETS
+from dlcli.data.loading import make_batches, remap_labels, split_indices, subset
+from dlcli.data.source import Source
+from dlcli.data.transforms import compose
+from dlcli.errors import DataError
+
+
+@dataclass
+class DataMeta:
+    class_names: list[str]
+    input_shape: list[int]
+    kind: str
+    feature_names: list[str] = field(default_factory=list)
+    feature_mean: list[float] | None = None
+    feature_std: list[float] | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def train_val_sources(data_cfg, seed: int) -> tuple[Source, Source | None]:
+    pool = DATASETS.build(data_cfg.dataset, "train")
+    if len(pool) == 0:
+        raise DataError(f"dataset {data_cfg.dataset['name']!r} is empty")
+    train_idx, val_idx = split_indices(pool.y, data_cfg.val_split, seed, data_cfg.stratify)
+    return subset(pool, train_idx), (subset(pool, val_idx) if val_idx else None)
+
+
+def standardize(source: Source, meta: DataMeta) -> None:
+    """z-score tabular features in place with the training split's statistics."""
+    import torch
+
+    if meta.feature_mean is not None and source is not None:
+        source.x = (source.x - torch.tensor(meta.feature_mean)) / torch.tensor(meta.feature_std)
+
+
+def describe(train: Source, data_cfg) -> DataMeta:
+    """Class names, model input shape and (tabular) standardization statistics."""
+    meta = DataMeta(train.class_names, [], train.kind, train.feature_names)
+    if train.kind == "tabular":
+        if data_cfg.standardize:
+            meta.feature_mean = train.x.mean(0).tolist()
+            meta.feature_std = train.x.std(0).clamp_min(1e-8).nan_to_num(1.0).tolist()
+        meta.input_shape = [train.x.shape[1]]
+        return meta
+    transform = compose(data_cfg.eval_transforms)
+    if train.in_memory:
+        sample = train.x[:1].float() / (1 if train.x.dtype.is_floating_point else 255)
+        meta.input_shape = list(transform(sample).shape[1:])
+    else:
+        meta.input_shape = list(transform(train.dataset[0][0]).shape)
+    return meta
+
+
+def sample_weights(source: Source, data_cfg, num_classes: int):
+    """Per-sample loss weights: the dataset's weight column times class weights (or None)."""
+    import torch
+
+    weights = source.weights
+    cw = data_cfg.class_weights
+    if cw is None:
+        return weights
+    if cw == "balanced":  # n / (k * count_c), as in scikit-learn
+        counts = torch.bincount(source.y, minlength=num_classes).float()
+        table = len(source.y) / (num_classes * counts.clamp_min(1))
+    else:
+        if len(cw) != num_classes:
+            raise DataError(f"data.class_weights: {len(cw)} weights for {num_classes} classes")
+        table = torch.tensor(cw, dtype=torch.float32)
+    per_sample = table[source.y]
+    return per_sample if weights is None else per_sample * weights
+
+
+def train_batches(config, device, generator):
+    """(train batches, val batches or None, DataMeta) for `dlcli train`."""
+    data_cfg = config.data
+    train, val = train_val_sources(data_cfg, config.seed)
+    meta = describe(train, data_cfg)
+    standardize(train, meta)
+    standardize(val, meta)
+    k = len(meta.class_names)
+    if int(train.y.max()) >= k or int(train.y.min()) < 0:
+        raise DataError(f"labels must lie in [0, {k - 1}]")
+    transform = compose(data_cfg.train_transforms) if train.kind == "image" else None
+    train_b = make_batches(train, data_cfg.batch_size, device, transform, data_cfg.shuffle, generator,
+                           sample_weights(train, data_cfg, k), data_cfg.num_workers)
+    val_b = eval_batches(val, config, device) if val is not None else None
+    return train_b, val_b, meta
+
+
+def eval_batches(source: Source, config, device):
+    data_cfg = config.data
+    transform = compose(data_cfg.eval_transforms) if source.kind == "image" else None
+    size = data_cfg.eval_batch_size or max(data_cfg.batch_size, 512)
+    return make_batches(source, size, device, transform, False, None, None, data_cfg.num_workers)
+
+
+def split_for_eval(config, meta: DataMeta, split: str, device):
+    """Batches of the test or val split, preprocessed as the checkpoint's training was."""
+    if split == "val":
+        if config.data.val_split == 0:
+            raise DataError("this run had no validation split (data.val_split: 0); use --split test")
+        _, source = train_val_sources(config.data, config.seed)
+    else:
+        source = DATASETS.build(config.data.dataset, "test")
+    source = remap_labels(source, meta.class_names)
+    standardize(source, meta)
+    return eval_batches(source, config, device)

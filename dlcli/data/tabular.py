@@ -1,0 +1,91 @@
+"""CSV tables -> in-memory tensors, with errors that name the file, line and column."""
+
+import csv as csvlib
+import math
+from pathlib import Path
+
+from dlcli.data.source import Source
+from dlcli.errors import DataError
+
+
+def _number(text: str, file: str, line: int, column: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise DataError(f"{file}:{line}: column {column!r}: not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise DataError(f"{file}:{line}: column {column!r}: not a finite number: {text!r}")
+    return value
+
+
+def _label_names(labels: list[str]) -> list[str]:
+    """Sorted class names; integer labels sort numerically so '10' comes after '9'."""
+    unique = set(labels)
+    try:
+        return [str(v) for v in sorted(int(v) for v in unique)]
+    except ValueError:
+        return sorted(unique)
+
+
+def _canonical(label: str) -> str:
+    """'01' and '1' are the same integer class."""
+    try:
+        return str(int(label))
+    except ValueError:
+        return label
+
+
+def read_csv(file: str, label: str, features: list[str] | None, weight: str | None) -> Source:
+    import torch
+
+    path = Path(file)
+    if not path.is_file():
+        raise DataError(f"CSV file not found: {path.resolve()}")
+    with path.open(newline="") as handle:
+        reader = csvlib.DictReader(handle)
+        header = reader.fieldnames or []
+        missing = [c for c in [label, *(features or []), *([weight] if weight else [])] if c not in header]
+        if missing:
+            raise DataError(f"{file}: missing column(s) {missing}; columns are {header}")
+        columns = features or [c for c in header if c not in (label, weight)]
+        rows, labels, weights = [], [], []
+        for line, row in enumerate(reader, start=2):
+            if None in row or any(row[c] is None for c in header):
+                raise DataError(f"{file}:{line}: expected {len(header)} fields")
+            rows.append([_number(row[c], file, line, c) for c in columns])
+            labels.append(_canonical(row[label].strip()))
+            if weight:
+                weights.append(_number(row[weight], file, line, weight))
+    if not rows:
+        raise DataError(f"{file}: no data rows")
+    if any(w < 0 for w in weights):
+        raise DataError(f"{file}: column {weight!r}: sample weights must be >= 0")
+    names = _label_names(labels)
+    lookup = {name: i for i, name in enumerate(names)}
+    y = torch.tensor([lookup[v] for v in labels], dtype=torch.long)
+    return Source(
+        y=y,
+        x=torch.tensor(rows, dtype=torch.float32),
+        weights=torch.tensor(weights, dtype=torch.float32) if weight else None,
+        class_names=names,
+        kind="tabular",
+        feature_names=columns,
+    )
+
+
+def read_features(file: str, feature_names: list[str]):
+    """Feature rows of a CSV for inference (other columns, e.g. a label, are ignored)."""
+    import torch
+
+    path = Path(file)
+    if not path.is_file():
+        raise DataError(f"CSV file not found: {path.resolve()}")
+    with path.open(newline="") as handle:
+        reader = csvlib.DictReader(handle)
+        missing = [c for c in feature_names if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataError(f"{file}: missing feature column(s) {missing} the model was trained on")
+        rows = [[_number(row[c], file, line, c) for c in feature_names] for line, row in enumerate(reader, start=2)]
+    if not rows:
+        raise DataError(f"{file}: no data rows")
+    return torch.tensor(rows, dtype=torch.float32)

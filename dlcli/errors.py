@@ -1,0 +1,39 @@
+"""Errors users can cause, each carrying the exit code the CLI returns for it."""
+
+
+class DlcliError(Exception):
+    """Base class: a one-line message for the user, plus an optional hint."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
+
+
+class ConfigError(DlcliError):
+    """Bad usage or config; carries every problem found, one line each."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str] | str, hint: str | None = None):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems), hint)
+
+
+class DataError(DlcliError):
+    """A dataset is missing, unreachable or unreadable."""
+
+    exit_code = 3
+
+
+class CheckpointError(DlcliError):
+    """A checkpoint cannot be read or is not a dlcli checkpoint."""
+
+    exit_code = 4
+
+
+class TrainingError(DlcliError):
+    """Training failed at run time (e.g. a non-finite loss)."""
+
+    exit_code = 1

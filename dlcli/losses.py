@@ -1,0 +1,128 @@
+"""Loss registry. Each builder returns fn(logits, target_index, weights) -> scalar loss.
+
+Sample weights (from a dataset column and/or class weights) are applied here, as a weighted
+mean, so a zero-weighted sample contributes nothing to the gradient. Losses that compare
+against a one-hot target (bce, mse, l1, huber, soft_f1) see softmax/sigmoid outputs.
+"""
+
+from typing import Literal
+
+from dlcli.registry import Registry
+from dlcli.types import Fraction, PositiveFloat
+
+LOSSES = Registry("loss")
+
+
+def weighted_mean(per_sample, weights):
+    if weights is None:
+        return per_sample.mean()
+    return (per_sample * weights).sum() / weights.sum().clamp_min(1e-12)
+
+
+def _onehot(logits, target):
+    import torch.nn.functional as F
+
+    return F.one_hot(target, logits.shape[1]).to(logits.dtype)
+
+
+@LOSSES.register("cross_entropy")
+def cross_entropy(*, label_smoothing: Fraction = 0.0):
+    """Softmax cross-entropy on logits, with optional label smoothing."""
+    import torch.nn.functional as F
+
+    def loss(logits, target, weights=None):
+        per = F.cross_entropy(logits, target, reduction="none", label_smoothing=label_smoothing)
+        return weighted_mean(per, weights)
+
+    return loss
+
+
+@LOSSES.register("nll")
+def nll():
+    """Negative log-likelihood of log_softmax(logits) (equals cross-entropy without smoothing)."""
+    import torch.nn.functional as F
+
+    def loss(logits, target, weights=None):
+        return weighted_mean(F.nll_loss(F.log_softmax(logits, 1), target, reduction="none"), weights)
+
+    return loss
+
+
+@LOSSES.register("bce_with_logits")
+def bce_with_logits(*, label_smoothing: Fraction = 0.0):
+    """Binary cross-entropy per class on logits against the one-hot target (numerically stable)."""
+    import torch.nn.functional as F
+
+    def loss(logits, target, weights=None):
+        onehot = _onehot(logits, target) * (1 - label_smoothing) + label_smoothing / 2
+        per = F.binary_cross_entropy_with_logits(logits, onehot, reduction="none").mean(1)
+        return weighted_mean(per, weights)
+
+    return loss
+
+
+@LOSSES.register("bce")
+def bce():
+    """Binary cross-entropy on sigmoid(logits) against the one-hot target."""
+    import torch
+    import torch.nn.functional as F
+
+    def loss(logits, target, weights=None):
+        probs = torch.sigmoid(logits.float()).clamp(1e-7, 1 - 1e-7)
+        per = F.binary_cross_entropy(probs, _onehot(probs, target), reduction="none").mean(1)
+        return weighted_mean(per, weights)
+
+    return loss
+
+
+def _regression_on_probs(kind: str, beta: float = 1.0):
+    import torch.nn.functional as F
+
+    fns = {"mse": F.mse_loss, "l1": F.l1_loss}
+
+    def loss(logits, target, weights=None):
+        probs = logits.float().softmax(1)
+        onehot = _onehot(probs, target)
+        if kind == "huber":
+            per = F.huber_loss(probs, onehot, reduction="none", delta=beta)
+        else:
+            per = fns[kind](probs, onehot, reduction="none")
+        return weighted_mean(per.mean(1), weights)
+
+    return loss
+
+
+@LOSSES.register("mse")
+def mse():
+    """Mean squared error between softmax probabilities and the one-hot target."""
+    return _regression_on_probs("mse")
+
+
+@LOSSES.register("l1")
+def l1():
+    """Mean absolute error between softmax probabilities and the one-hot target."""
+    return _regression_on_probs("l1")
+
+
+@LOSSES.register("huber")
+def huber(*, delta: PositiveFloat = 1.0):
+    """Huber loss between softmax probabilities and the one-hot target."""
+    return _regression_on_probs("huber", delta)
+
+
+@LOSSES.register("soft_f1")
+def soft_f1(*, average: Literal["macro"] = "macro", eps: PositiveFloat = 1e-7):
+    """1 - differentiable macro-F1 (true/false positives counted with probabilities)."""
+
+    def loss(logits, target, weights=None):
+        probs = logits.float().softmax(1)
+        onehot = _onehot(probs, target)
+        if weights is not None:
+            probs, onehot = probs * weights[:, None], onehot * weights[:, None]
+        tp = (probs * onehot).sum(0)
+        fp = probs.sum(0) - tp
+        fn = onehot.sum(0) - tp
+        f1 = 2 * tp / (2 * tp + fp + fn + eps)
+        return 1 - f1.mean()
+
+    return loss

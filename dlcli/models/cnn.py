@@ -1,0 +1,71 @@
+"""Convolutional classifier: conv blocks, global or flattened features, then an MLP head."""
+
+from typing import Literal
+
+from dlcli.models import MODELS
+from dlcli.types import Activation, Fraction, Init, NonNegativeFloat, NonNegativeInt, Pooling, PositiveInt
+
+
+@MODELS.register("cnn")
+def cnn(
+    input_shape,
+    num_classes,
+    *,
+    channels: list[PositiveInt] = [32, 64],
+    kernel_size: PositiveInt = 3,
+    stride: PositiveInt = 1,
+    padding: NonNegativeInt | Literal["same"] = "same",
+    convs_per_block: PositiveInt = 1,
+    pooling: Pooling = "max",
+    pool_size: PositiveInt = 2,
+    batch_norm: bool = True,
+    activation: Activation = "relu",
+    dropout: Fraction = 0.0,
+    global_pool: bool = False,
+    head: list[PositiveInt] = [],
+    head_dropout: Fraction = 0.0,
+    init: Init = "default",
+    init_mean: float = 0.0,
+    init_std: NonNegativeFloat = 0.1,
+    zero_bias: bool = True,
+):
+    """Blocks of conv(-BN)-act (x convs_per_block), pooling and dropout; then a head."""
+    import torch
+    from torch import nn
+
+    from dlcli.models.layers import activation as make_act
+    from dlcli.models.layers import init_weights
+
+    if padding == "same" and stride != 1:
+        padding = kernel_size // 2  # torch rejects padding='same' with stride > 1
+    layers: list = []
+    in_ch = input_shape[0]
+    for out_ch in channels:
+        for _ in range(convs_per_block):
+            layers.append(nn.Conv2d(in_ch, out_ch, kernel_size, stride, padding, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(out_ch))
+            layers.append(make_act(activation))
+            in_ch = out_ch
+        if pooling != "none":
+            pool = nn.MaxPool2d if pooling == "max" else nn.AvgPool2d
+            layers.append(pool(pool_size, ceil_mode=True))
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+    if global_pool:
+        layers.append(nn.AdaptiveAvgPool2d(1))
+    layers.append(nn.Flatten())
+    features = nn.Sequential(*layers)
+    with torch.no_grad():  # infer the flattened width from the dataset's input shape
+        width = features(torch.zeros(1, *input_shape)).shape[1]
+    head_layers: list = []
+    for size in head:
+        head_layers += [nn.Linear(width, size), make_act(activation)]
+        if head_dropout:
+            head_layers.append(nn.Dropout(head_dropout))
+        width = size
+    head_layers.append(nn.Linear(width, num_classes))
+    model = nn.Sequential(*features, *head_layers)
+    if init != "default":
+        init_weights(model, init, init_mean, init_std, zero_bias)
+    return model

@@ -1,0 +1,44 @@
+"""Activation and weight-init helpers shared by the model builders."""
+
+import torch
+from torch import nn
+
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "gelu": nn.GELU,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "identity": nn.Identity,
+    # softmax as a hidden activation is rare but allowed; as the output it is applied at inference.
+    "softmax": lambda: nn.Softmax(dim=1),
+}
+
+
+def activation(name: str) -> nn.Module:
+    return ACTIVATIONS[name]()
+
+
+def init_weights(model: nn.Module, scheme: str, mean: float, std: float, zero_bias: bool) -> None:
+    """Re-initialise Linear/Conv weights in place; 'default' keeps torch's own init."""
+    for module in model.modules():
+        if not isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            continue
+        with torch.no_grad():
+            if scheme == "normal":
+                nn.init.normal_(module.weight, mean=mean, std=std)
+            elif scheme == "uniform":
+                nn.init.uniform_(module.weight, -std, std)
+            elif scheme == "xavier":
+                nn.init.xavier_uniform_(module.weight)
+            elif scheme == "kaiming":
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            if module.bias is not None and zero_bias:
+                module.bias.zero_()
+
+
+def flat_size(input_shape) -> int:
+    size = 1
+    for dim in input_shape:
+        size *= dim
+    return size

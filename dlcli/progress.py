@@ -1,0 +1,58 @@
+"""Progress output: a tqdm bar per epoch on a terminal; plain lines in batch jobs or --quiet."""
+
+import sys
+import time
+
+
+SHOWN = ("loss", "acc")  # the rest (f1, top5) go to metrics.jsonl and the summary
+
+
+def fmt(metrics: dict) -> str:
+    return "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()
+                     if isinstance(v, float) and (k == "lr" or k.split("/")[-1] in SHOWN))
+
+
+class Progress:
+    def __init__(self, epochs: int, quiet: bool = False, stream=None):
+        self.stream = stream or sys.stderr
+        self.epochs = epochs
+        self.bar_mode = not quiet and self.stream.isatty()
+        self.bar = None
+        self.samples = 0
+        self.started = time.perf_counter()
+
+    def epoch_start(self, epoch: int, total_batches: int) -> None:
+        self.epoch, self.total, self.done = epoch, total_batches, 0
+        self.samples, self.started = 0, time.perf_counter()
+        if self.bar_mode:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_batches, desc=f"epoch {epoch}/{self.epochs}", file=self.stream,
+                            leave=False, dynamic_ncols=True, unit="batch")
+
+    def advance(self, samples: int) -> None:
+        self.samples += samples
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def throughput(self) -> float:
+        return self.samples / max(time.perf_counter() - self.started, 1e-9)
+
+    def log(self, step: int, running: dict, lr: float) -> None:
+        """Called at the log interval only (the one place a running loss is synced)."""
+        rate = self.throughput()
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{running['train/loss']:.4f}", samples_s=f"{rate:.0f}")
+        else:
+            print(f"epoch {self.epoch}/{self.epochs}  batch {self.done}/{self.total}  step {step}  "
+                  f"loss {running['train/loss']:.4f}  lr {lr:.3g}  {rate:.0f} samples/s", file=self.stream, flush=True)
+
+    def epoch_end(self, epoch: int, metrics: dict, seconds: float, note: str = "") -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        print(f"epoch {epoch}/{self.epochs}  {fmt(metrics)}  ({seconds:.1f}s){note}", file=self.stream, flush=True)
+
+    def message(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)

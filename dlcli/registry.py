@@ -1,0 +1,136 @@
+"""Name -> builder registries. A builder's keyword-only parameters ARE the YAML schema.
+
+Builders live in modules that import torch lazily (inside the function body), so a
+config can be validated against every registry without importing torch.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from dlcli.errors import ConfigError
+
+
+def did_you_mean(word: str, choices) -> str:
+    """' (did you mean 'x'?)' when a close match exists, else ''."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def format_value(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def pydantic_problems(err: ValidationError, prefix: str, fields_at=None) -> list[str]:
+    """One line per pydantic error: dotted key, message, bad value, did-you-mean."""
+    lines = []
+    for e in err.errors():
+        loc = [str(p) for p in e["loc"]]
+        key = ".".join([prefix, *loc] if prefix else loc)
+        if e["type"] == "extra_forbidden":
+            allowed = fields_at(e["loc"][:-1]) if fields_at else []
+            hint = did_you_mean(loc[-1], allowed)
+            known = f"; allowed: {', '.join(sorted(allowed))}" if allowed else ""
+            lines.append(f"{key}: unknown key{hint}{known}")
+        elif e["type"] == "missing":
+            lines.append(f"{key}: required key is missing")
+        else:
+            lines.append(f"{key}: {e['msg']} (got {format_value(e.get('input'))})")
+    return lines
+
+
+@dataclass
+class Entry:
+    name: str
+    builder: Callable
+    params: type[BaseModel]
+    summary: str
+
+
+class Registry:
+    """Maps short names to builders; validates their arguments before anything is built."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, Entry] = {}
+
+    def register(self, name: str):
+        def decorate(builder: Callable) -> Callable:
+            self._entries[name] = Entry(name, builder, _params_model(name, builder), _summary(builder))
+            return builder
+
+        return decorate
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def entry(self, name: str, key: str = "name") -> Entry:
+        if name not in self._entries:
+            raise ConfigError(
+                f"{key}: unknown {self.kind} {name!r}{did_you_mean(name, self._entries)}; "
+                f"available: {', '.join(self.names())}"
+            )
+        return self._entries[name]
+
+    def validate(self, spec: Any, key: str) -> dict:
+        """Return {'name': ..., **params with defaults}; raise ConfigError listing every problem."""
+        if isinstance(spec, str):
+            spec = {"name": spec}
+        if not isinstance(spec, dict) or "name" not in spec:
+            raise ConfigError(f"{key}: expected a mapping with a 'name' key (got {format_value(spec)})")
+        params = dict(spec)
+        name = params.pop("name")
+        entry = self.entry(name, f"{key}.name")
+        try:
+            checked = entry.params.model_validate(params)
+        except ValidationError as err:
+            fields = list(entry.params.model_fields)
+            raise ConfigError(pydantic_problems(err, key, lambda loc: fields if not loc else [])) from None
+        return {"name": name, **checked.model_dump(mode="json")}
+
+    def build(self, spec: dict, *injected, **extra):
+        """Call the builder with injected positional args and the spec's params."""
+        params = dict(spec)
+        entry = self.entry(params.pop("name"))
+        checked = entry.params.model_validate(params)
+        kwargs = {k: getattr(checked, k) for k in entry.params.model_fields}
+        return entry.builder(*injected, **kwargs, **extra)
+
+    def describe(self, name: str) -> list[tuple[str, str, str]]:
+        """(param, type, default) rows for `dlcli list`."""
+        rows = []
+        for pname, field in self._entries[name].params.model_fields.items():
+            default = "required" if field.is_required() else repr(field.default)
+            rows.append((pname, _type_name(field.annotation), default))
+        return rows
+
+    def summary(self, name: str) -> str:
+        return self._entries[name].summary
+
+
+def _params_model(name: str, builder: Callable) -> type[BaseModel]:
+    fields = {}
+    for param in inspect.signature(builder, eval_str=True).parameters.values():
+        if param.kind is not inspect.Parameter.KEYWORD_ONLY:
+            continue  # positional parameters are injected by dlcli, not read from YAML
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        annotation = Any if param.annotation is inspect.Parameter.empty else param.annotation
+        fields[param.name] = (annotation, default)
+    config = ConfigDict(extra="forbid", arbitrary_types_allowed=False)
+    return create_model(f"{name}_params", __config__=config, **fields)
+
+
+def _summary(builder: Callable) -> str:
+    doc = inspect.getdoc(builder) or ""
+    return doc.splitlines()[0] if doc else ""
+
+
+def _type_name(annotation) -> str:
+    text = getattr(annotation, "__name__", None) or str(annotation)
+    return text.replace("typing.", "").replace("typing_extensions.", "")

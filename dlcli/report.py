@@ -1,0 +1,97 @@
+"""Human-facing output: rich tables for summaries, eval results, predictions and registries."""
+
+import csv
+import json
+
+from rich.console import Console
+from rich.table import Table
+
+out = Console()
+
+
+def print_train_summary(summary: dict) -> None:
+    table = Table(title=f"{summary['name']}: {summary['status']}", show_header=False)
+    table.add_row("run directory", summary["run_dir"])
+    table.add_row("epochs / steps", f"{summary['epochs']} / {summary['steps']}")
+    table.add_row("time", f"{summary['seconds']:.1f} s on {summary['device']} ({summary['precision']})")
+    best = summary["best"]
+    if best["value"] is not None:
+        table.add_row(f"best {summary['monitor']}", f"{best['value']:.4f} (epoch {best['epoch']})")
+    for key, value in summary["final"].items():
+        table.add_row(f"final {key}", f"{value:.4g}")
+    table.add_row("best checkpoint", str(summary["checkpoints"]["best"]))
+    out.print(table)
+
+
+def print_eval(result: dict, confusion: bool) -> None:
+    table = Table(caption=f"{result['split']} split, {result['samples']} samples, checkpoint epoch {result['epoch']}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result["metrics"].items():
+        table.add_row(key, f"{value:.4f}")
+    out.print(table)
+    if confusion:
+        names = result["class_names"]
+        matrix = Table(title="confusion matrix (rows: true, columns: predicted)")
+        matrix.add_column("")
+        for name in names:
+            matrix.add_column(name, justify="right")
+        for name, row in zip(names, result["confusion"]):
+            matrix.add_row(name, *[str(v) for v in row])
+        out.print(matrix)
+
+
+def print_predictions(rows: list[dict]) -> None:
+    table = Table()
+    for col in ("input", "class", "probability", "top-k"):
+        table.add_column(col, justify="right" if col == "probability" else "left", overflow="fold")
+    for row in rows:
+        top = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in row["top_k"])
+        table.add_row(row["input"], row["class"], f"{row['probability']:.4f}", top)
+    out.print(table)
+
+
+def write_predictions(rows: list[dict], path: str) -> None:
+    if path.endswith(".jsonl"):
+        with open(path, "w") as handle:
+            for row in rows:
+                handle.write(json.dumps(row) + "\n")
+        return
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["input", "class", "probability", "top_k"])
+        for row in rows:
+            top = ";".join(f"{t['class']}:{t['probability']}" for t in row["top_k"])
+            writer.writerow([row["input"], row["class"], row["probability"], top])
+
+
+EXTRA_KINDS = {
+    "activations": "relu, leaky_relu, gelu, sigmoid, tanh, softmax, identity (model `activation:`)",
+    "inits": "default, normal (init_mean, init_std), uniform (+-init_std), xavier, kaiming; zero_bias",
+}
+
+
+def print_registry(kind: str | None) -> None:
+    from dlcli.config.load import registries
+    from dlcli.errors import ConfigError
+    from dlcli.registry import did_you_mean
+
+    regs = registries()
+    kinds = list(regs) + list(EXTRA_KINDS)
+    if kind is not None and kind not in kinds:
+        raise ConfigError(f"unknown kind {kind!r}{did_you_mean(kind, kinds)}; available: {', '.join(kinds)}")
+    for name in [kind] if kind else list(regs):
+        if name in EXTRA_KINDS:
+            out.print(f"[bold]{name}[/bold]: {EXTRA_KINDS[name]}")
+            continue
+        registry = regs[name]
+        table = Table(title=name, show_lines=False)
+        for col in ("name", "description", "parameters (default)"):
+            table.add_column(col)
+        for entry in registry.names():
+            params = ", ".join(f"{p}={d}" for p, _, d in registry.describe(entry))
+            table.add_row(entry, registry.summary(entry), params)
+        out.print(table)
+    if kind is None:
+        for name, text in EXTRA_KINDS.items():
+            out.print(f"[bold]{name}[/bold]: {text}")

@@ -1,0 +1,109 @@
+"""The run directory: runs/<name>/<version>/ with config.yaml, metrics.jsonl, summary.json,
+curves.png and checkpoints/."""
+
+import json
+import math
+import os
+from pathlib import Path
+
+from dlcli.errors import DlcliError
+
+
+class RunDir:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.checkpoints = self.path / "checkpoints"
+        self._metrics = None
+
+    @classmethod
+    def create(cls, root: str, name: str, version: str | None) -> "RunDir":
+        """Make a new run folder; the version is v1, v2, ... unless given."""
+        base = Path(root) / name
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+            if version is not None:
+                path = base / version
+                if path.exists() and any(path.iterdir()):
+                    raise DlcliError(f"run directory {path} already exists and is not empty",
+                                     hint="pick another --version or remove it")
+                path.mkdir(exist_ok=True)
+            else:
+                path = _next_version(base)
+            (path / "checkpoints").mkdir()
+            probe = path / ".write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except PermissionError as err:
+            raise DlcliError(f"output directory not writable: {err.filename}") from None
+        except OSError as err:
+            raise DlcliError(f"cannot create the run directory under {base}: {err.strerror}") from None
+        return cls(path)
+
+    def write_text(self, name: str, text: str) -> None:
+        (self.path / name).write_text(text)
+
+    def log(self, record: dict) -> None:
+        """Append one JSON object to metrics.jsonl (flushed, so a crash loses nothing logged)."""
+        if self._metrics is None:
+            self._metrics = (self.path / "metrics.jsonl").open("a")
+        self._metrics.write(json.dumps(_finite(record)) + "\n")
+        self._metrics.flush()
+
+    def write_summary(self, summary: dict) -> None:
+        (self.path / "summary.json").write_text(json.dumps(_finite(summary), indent=2) + "\n")
+
+    def close(self) -> None:
+        if self._metrics is not None:
+            self._metrics.close()
+            self._metrics = None
+
+
+def _next_version(base: Path) -> Path:
+    numbers = [int(p.name[1:]) for p in base.glob("v*") if p.name[1:].isdigit()]
+    n = max(numbers, default=0) + 1
+    while True:  # mkdir is atomic: two runs starting together get different versions
+        try:
+            path = base / f"v{n}"
+            path.mkdir()
+            return path
+        except FileExistsError:
+            n += 1
+
+
+def _finite(record):
+    """JSON has no NaN/Inf: write them as strings so the file stays standard JSON."""
+    if isinstance(record, dict):
+        return {k: _finite(v) for k, v in record.items()}
+    if isinstance(record, list):
+        return [_finite(v) for v in record]
+    if isinstance(record, float) and not math.isfinite(record):
+        return str(record)
+    return record
+
+
+def plot_curves(metrics_path: Path, out_path: Path) -> None:
+    """Loss and metric curves per epoch from metrics.jsonl (matplotlib, imported lazily)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [json.loads(line) for line in metrics_path.read_text().splitlines() if '"event": "epoch"' in line]
+    if not epochs:
+        return
+    names = sorted({k.split("/")[1] for e in epochs for k in e if "/" in k})
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
+    for ax, metric in zip(axes[0], names):
+        for split in ("train", "val"):
+            key = f"{split}/{metric}"
+            points = [(e["epoch"], e[key]) for e in epochs if isinstance(e.get(key), (int, float))]
+            if points:
+                ax.plot(*zip(*points), marker="o", markersize=3, label=split)
+        ax.set_title(metric)
+        ax.set_xlabel("epoch")
+        ax.legend()
+    fig.tight_layout()
+    tmp = out_path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, out_path)

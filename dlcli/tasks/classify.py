@@ -1,0 +1,72 @@
+"""Classification: logits -> loss (with sample weights) and accuracy / top-5 / macro-F1.
+
+Metric sums stay on the device as tensors; nothing syncs with the host until `compute()`,
+which the engine calls only at log intervals and epoch ends.
+"""
+
+
+class ClassificationTask:
+    def __init__(self, loss_fn, num_classes: int, l1: float = 0.0):
+        self.loss_fn, self.num_classes, self.l1 = loss_fn, num_classes, l1
+
+    def loss(self, model, batch):
+        """(loss, logits) for one batch; the L1 penalty is added to the loss here."""
+        logits = model(batch.x)
+        loss = self.loss_fn(logits, batch.y, batch.weights)
+        if self.l1:
+            loss = loss + self.l1 * sum(p.abs().sum() for p in model.parameters() if p.ndim > 1)
+        return loss, logits
+
+    def metrics(self, device):
+        return ClassificationMetrics(self.num_classes, device)
+
+    @staticmethod
+    def predict(logits):
+        return logits.float().softmax(1)
+
+
+class ClassificationMetrics:
+    """Running sums: loss x n, confusion matrix, top-5 hits."""
+
+    def __init__(self, num_classes: int, device):
+        import torch
+
+        self.k = num_classes
+        self.loss_sum = torch.zeros((), device=device)
+        self.confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)
+        self.top5 = torch.zeros((), dtype=torch.long, device=device)
+        self.count = 0
+
+    def update(self, loss, logits, target) -> None:
+        import torch
+
+        n = target.shape[0]
+        self.count += n
+        self.loss_sum += loss.detach().float() * n
+        pred = logits.detach().argmax(1)
+        self.confusion += torch.bincount(target * self.k + pred, minlength=self.k * self.k)
+        if self.k > 5:
+            top = logits.detach().topk(5, dim=1).indices
+            self.top5 += (top == target[:, None]).any(1).sum()
+
+    def compute(self, prefix: str) -> dict:
+        """Sync once and return plain floats: loss, acc, f1 (macro), top5 (if > 5 classes)."""
+        if self.count == 0:
+            return {}
+        cm = self.confusion_matrix()
+        tp = cm.diag().float()
+        precision = tp / cm.sum(0).clamp_min(1)
+        recall = tp / cm.sum(1).clamp_min(1)
+        f1 = 2 * precision * recall / (precision + recall).clamp_min(1e-12)
+        present = (cm.sum(1) + cm.sum(0)) > 0  # classes absent from both targets and predictions don't count
+        out = {
+            f"{prefix}/loss": float(self.loss_sum) / self.count,
+            f"{prefix}/acc": float(tp.sum()) / self.count,
+            f"{prefix}/f1": float(f1[present].mean()) if present.any() else 0.0,
+        }
+        if self.k > 5:
+            out[f"{prefix}/top5"] = float(self.top5) / self.count
+        return out
+
+    def confusion_matrix(self):
+        return self.confusion.view(self.k, self.k).cpu()

@@ -1,0 +1,17 @@
+"""Annotated types shared by config sections and registry builders (no torch here)."""
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(ge=0, lt=1)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+Betas = tuple[Probability, Probability]
+
+Activation = Literal["relu", "leaky_relu", "gelu", "sigmoid", "tanh", "softmax", "identity"]
+Init = Literal["default", "normal", "uniform", "xavier", "kaiming"]
+Pooling = Literal["max", "avg", "none"]
