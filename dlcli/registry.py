@@ -49,8 +49,15 @@ def pydantic_problems(err: ValidationError, prefix: str, fields_at=None) -> list
 class Entry:
     name: str
     builder: Callable
-    params: type[BaseModel]
     summary: str
+    _params: type[BaseModel] | None = None
+
+    @property
+    def params(self) -> type[BaseModel]:
+        """The pydantic model of the builder's keyword-only parameters (built on first use: it's slow)."""
+        if self._params is None:
+            self._params = _params_model(self.name, self.builder)
+        return self._params
 
 
 class Registry:
@@ -62,7 +69,7 @@ class Registry:
 
     def register(self, name: str):
         def decorate(builder: Callable) -> Callable:
-            self._entries[name] = Entry(name, builder, _params_model(name, builder), _summary(builder))
+            self._entries[name] = Entry(name, builder, _summary(builder))
             return builder
 
         return decorate

@@ -6,7 +6,11 @@ from pathlib import Path
 from dlcli.data.source import Source
 from dlcli.errors import DataError
 from dlcli.registry import Registry
-from dlcli.types import Fraction
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from dlcli.types import Fraction, PositiveInt
 
 DATASETS = Registry("dataset")
 
@@ -45,9 +49,11 @@ def _torchvision(name: str, cls_name: str, split: str, root: str, download: bool
         ds = cls(root=root, train=split == "train", download=download)
     except (RuntimeError, OSError) as err:  # torchvision raises RuntimeError for missing files
         why = "download failed (no network?)" if download else "files not found"
+        where = os.path.join(os.path.abspath(root), _LAYOUT[name])
+        switch = "then set data.dataset.download: false" if download else "or set data.dataset.download: true"
         raise DataError(
             f"dataset {name!r}: {why} under {os.path.abspath(root)}: {str(err).splitlines()[0]}",
-            hint=f"place the files as {os.path.join(root, _LAYOUT[name])}, or set data.dataset.download: true",
+            hint=f"place the files as {where} ({switch}); data.dataset.root=PATH changes the folder",
         ) from None
     x = torch.as_tensor(ds.data)
     x = x.unsqueeze(1) if x.dim() == 3 and name.endswith("mnist") else x.permute(0, 3, 1, 2)
@@ -80,7 +86,7 @@ def cifar100(split, *, root: str = "data/", download: bool = True):
 
 
 @DATASETS.register("image_folder")
-def image_folder(split, *, root: str, test_root: str | None = None):
+def image_folder(split, *, root: str, test_root: str | None = None, channels: Literal[1, 3] = 3):
     """ImageNet-style class folders (root/<class>/<image>), read from disk per batch."""
     import torch
     from torchvision.datasets import ImageFolder
@@ -98,7 +104,7 @@ def image_folder(split, *, root: str, test_root: str | None = None):
     except (FileNotFoundError, OSError) as err:
         raise DataError(f"dataset 'image_folder': {err}") from None
     y = torch.tensor(folder.targets, dtype=torch.long)
-    return Source(y=y, dataset=ImageFiles([p for p, _ in folder.samples], folder.targets),
+    return Source(y=y, dataset=ImageFiles([p for p, _ in folder.samples], folder.targets, channels),
                   class_names=list(folder.classes), kind="image")
 
 
@@ -112,3 +118,15 @@ def csv(split, *, path: str, label: str = "label", features: list[str] | None = 
     if file is None:
         raise DataError("dataset 'csv': no test split; set data.dataset.test_path or use --split val")
     return read_csv(file, label, features, weight)
+
+
+@DATASETS.register("synthetic")
+def synthetic(split, *, samples: Annotated[int, Field(gt=0, le=10_000_000)] = 4096,
+              shape: list[PositiveInt] = [1, 28, 28], classes: Annotated[int, Field(ge=2)] = 10, seed: int = 0):
+    """Random uint8 images with random labels: for benchmarks and smoke tests, not for learning."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed + (0 if split == "train" else 1))
+    x = torch.randint(0, 256, (samples, *shape), dtype=torch.uint8, generator=gen)
+    y = torch.randint(0, classes, (samples,), generator=gen)
+    return Source(y=y, x=x, class_names=[str(c) for c in range(classes)], kind="image")
