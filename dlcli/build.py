@@ -65,7 +65,8 @@ def build_trainer(config):
     import torch
 
     from dlcli.callbacks import CALLBACKS
-    from dlcli.config.schema import metric_mode
+    from dlcli.config.load import monitor_problems
+    from dlcli.config.schema import known_metrics, metric_mode
     from dlcli.data.pipeline import train_batches
     from dlcli.engine import Trainer
     from dlcli.optim import OPTIMIZERS
@@ -76,6 +77,10 @@ def build_trainer(config):
     precision = resolve_precision(config.train.precision, device)
     generator = torch.Generator().manual_seed(config.seed)
     train_b, val_b, meta = train_batches(config, device, generator)
+    metrics = known_metrics(config.task, val_b is not None, len(meta.class_names))
+    problems = monitor_problems(config, metrics)
+    if problems:
+        raise ConfigError(problems)
     model = build_model(config, meta, device)
     optimizer = OPTIMIZERS.build(config.optimizer, model)
     steps_per_epoch = -(-len(train_b) // config.train.accumulate)

@@ -10,9 +10,9 @@ from typing import Optional
 
 import typer
 
-from dlcli.errors import DlcliError
+from dlcli.errors import ConfigError, DlcliError
 
-app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Train, evaluate and run PyTorch models from YAML experiment files.")
 DEBUG = {"on": False}
 OVERRIDES_HELP = "key.path=value overrides, values parsed as YAML (e.g. optimizer.lr=0.01 model.hidden=[256,128])"
@@ -107,7 +107,7 @@ def evaluate(
         from dlcli.report import print_eval
 
         if split not in ("test", "val"):
-            raise DlcliError(f"--split: expected test or val (got {split!r})")
+            raise ConfigError(f"--split: expected test or val (got {split!r})")
         result = evaluate_checkpoint(checkpoint, split, overrides or [], device)
         _emit_json(result) if as_json else print_eval(result, confusion)
 
@@ -130,7 +130,7 @@ def infer(
         from dlcli.report import print_predictions, write_predictions
 
         if output and not output.endswith((".csv", ".jsonl")):
-            raise DlcliError(f"--output: expected a .csv or .jsonl file name (got {output!r})")
+            raise ConfigError(f"--output: expected a .csv or .jsonl file name (got {output!r})")
         rows = run_infer(checkpoint, inputs, device, top_k)
         if output:
             write_predictions(rows, output)

@@ -51,15 +51,15 @@ class Trainer:
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
-    def train_step(self, batch, should_step: bool, metrics) -> None:
-        """Forward, backward, and (every `accumulate` micro-batches) clip + optimizer step."""
+    def train_step(self, batch, group_size: int, should_step: bool, metrics) -> None:
+        """Forward, backward (loss / micro-batches in this step), and when due clip + optimizer step."""
         from torch.nn.utils import clip_grad_norm_, clip_grad_value_
 
         train_cfg = self.config.train
         with autocast(self.device, self.precision):
             loss, logits = self.task.loss(self.model, batch)
         metrics.update(loss, logits, batch.y)
-        self.scaler.scale(loss / train_cfg.accumulate).backward()
+        self.scaler.scale(loss / group_size if group_size > 1 else loss).backward()
         if not should_step:
             return
         clip = train_cfg.grad_clip
@@ -85,8 +85,10 @@ class Trainer:
         accumulate = self.config.train.accumulate
         total = len(self.train_batches)
         progress.epoch_start(self.epoch, total)
+        last_full = total - total % accumulate  # a shorter last group averages over fewer batches
         for i, batch in enumerate(self.train_batches):
-            self.train_step(batch, (i + 1) % accumulate == 0 or i + 1 == total, metrics)
+            group = accumulate if i < last_full else total - last_full
+            self.train_step(batch, group, (i + 1) % accumulate == 0 or i + 1 == total, metrics)
             progress.advance(batch.y.shape[0])
             if self.step % self.config.train.log_interval == 0 and (i + 1) % accumulate == 0:
                 running = metrics.compute("train")

@@ -117,11 +117,10 @@ def soft_f1(*, average: Literal["macro"] = "macro", eps: PositiveFloat = 1e-7):
     def loss(logits, target, weights=None):
         probs = logits.float().softmax(1)
         onehot = _onehot(probs, target)
-        if weights is not None:
-            probs, onehot = probs * weights[:, None], onehot * weights[:, None]
-        tp = (probs * onehot).sum(0)
-        fp = probs.sum(0) - tp
-        fn = onehot.sum(0) - tp
+        w = weights[:, None] if weights is not None else 1.0
+        tp = (w * probs * onehot).sum(0)
+        fp = (w * probs).sum(0) - tp
+        fn = (w * onehot).sum(0) - tp
         f1 = 2 * tp / (2 * tp + fp + fn + eps)
         return 1 - f1.mean()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -27,11 +28,19 @@ def format_value(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+# pydantic puts union-member tags ("constrained-int", "list[...]") into error locations.
+_UNION_TAG = re.compile(r"^(constrained-|function-|lax-|json-|is-instance|literal\[|list\[|tuple\[|dict\[|set\[|"
+                        r"nullable\[|union\[|tagged-union|int$|float$|str$|bool$|none$|\w+\[)")
+
+
 def pydantic_problems(err: ValidationError, prefix: str, fields_at=None) -> list[str]:
-    """One line per pydantic error: dotted key, message, bad value, did-you-mean."""
-    lines = []
+    """One line per bad key: dotted key, message, bad value, did-you-mean."""
+    lines, seen = [], set()
     for e in err.errors():
-        loc = [str(p) for p in e["loc"]]
+        loc = [str(p) for p in e["loc"] if not (isinstance(p, str) and _UNION_TAG.match(p))]
+        if tuple(loc) in seen:
+            continue  # a union reports each member's complaint; the first is enough
+        seen.add(tuple(loc))
         key = ".".join([prefix, *loc] if prefix else loc)
         if e["type"] == "extra_forbidden":
             allowed = fields_at(e["loc"][:-1]) if fields_at else []
@@ -78,6 +87,9 @@ class Registry:
         return sorted(self._entries)
 
     def entry(self, name: str, key: str = "name") -> Entry:
+        if not isinstance(name, str):
+            raise ConfigError(f"{key}: expected a {self.kind} name (got {format_value(name)}); "
+                              f"available: {', '.join(self.names())}")
         if name not in self._entries:
             raise ConfigError(
                 f"{key}: unknown {self.kind} {name!r}{did_you_mean(name, self._entries)}; "

@@ -29,7 +29,8 @@ class LRSchedule:
         self.per_step.step()
 
     def after_epoch(self, metrics: dict) -> None:
-        if self.plateau is not None and self.monitor in metrics:
+        warming = self.per_step is not None and self.per_step.last_epoch < self.warmup_steps
+        if self.plateau is not None and self.monitor in metrics and not warming:
             self.plateau.step(metrics[self.monitor])
 
     def state_dict(self) -> dict:
@@ -116,16 +117,24 @@ def onecycle(optimizer, steps_per_epoch, epochs, *, max_lr_factor: PositiveFloat
     return LRSchedule(sched)
 
 
+def _has_momentum(optimizer) -> bool:
+    """OneCycleLR cycles momentum (or Adam's beta1) only where the optimizer uses it."""
+    group = optimizer.param_groups[0]
+    return "betas" in group or group.get("momentum", 0) > 0
+
+
 @SCHEDULERS.register("reduce_on_plateau")
 def reduce_on_plateau(optimizer, steps_per_epoch, epochs, *, monitor: str = "val/loss",
-                      mode: Literal["min", "max"] = "min", factor: Probability = 0.1,
+                      mode: Literal["auto", "min", "max"] = "auto", factor: Probability = 0.1,
                       patience: NonNegativeInt = 10, threshold: NonNegativeFloat = 1e-4,
                       min_lr: NonNegativeFloat = 0.0, warmup_epochs: NonNegativeFloat = 0):
     """Divide the LR by 1/factor when `monitor` stops improving for `patience` epochs."""
     import torch
 
+    from dlcli.config.schema import metric_mode
+
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode=mode, factor=factor, patience=patience, threshold=threshold, min_lr=min_lr
+        optimizer, mode=metric_mode(monitor, mode), factor=factor, patience=patience, threshold=threshold, min_lr=min_lr
     )
     warmup = round(warmup_epochs * steps_per_epoch)
     warm = _lambda_schedule(optimizer, warmup, lambda s: 1.0).per_step if warmup else None

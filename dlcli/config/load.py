@@ -49,10 +49,10 @@ def validate(data: Any, overrides: list[str] = (), lines: dict | None = None, so
         problems += pydantic_problems(err, "", lambda loc: _fields_at(Config, loc))
         config = None
     problems += _validate_components(data)
-    if config is not None and not problems:
+    if config is not None:
         problems += _cross_checks(config)
     if problems:
-        raise ConfigError([_with_line(p, lines or {}, source) for p in problems])
+        raise ConfigError([_with_line(p, lines or {}, source) for p in _one_per_key(problems)])
     _resolve_components(config)
     return config
 
@@ -75,7 +75,7 @@ def _set_path(node: Any, parts: list[str], value: Any, key: str) -> None:
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
+            if not (part.isascii() and part.isdigit()) or int(part) >= len(node):
                 raise ConfigError(f"override {key}: {'.'.join(parts[:i + 1])} is not an index of the list")
             part = int(part)
         elif not isinstance(node, dict):
@@ -140,18 +140,25 @@ def _resolve_components(config: Config) -> None:
         setattr(config.data, section, [regs["transforms"].validate(spec_from_yaml(s), section) for s in specs])
 
 
-def _cross_checks(config: Config) -> list[str]:
-    """Checks that span sections: monitored metric names exist, and so on."""
-    problems = []
-    metrics = known_metrics(config.task, config.data.val_split > 0)
+def monitor_problems(config: Config, metrics: list[str]) -> list[str]:
+    """Every monitored metric (best checkpoint, callbacks, plateau LR) must be one the run produces."""
     monitors = [("train.monitor", config.train.monitor)]
-    monitors += [(f"callbacks.{i}.monitor", c.get("monitor")) for i, c in enumerate(config.callbacks)]
-    if config.scheduler and config.scheduler.get("name") == "reduce_on_plateau":
+    monitors += [(f"callbacks.{i}.monitor", c.get("monitor")) for i, c in enumerate(config.callbacks)
+                 if isinstance(c, dict)]
+    if isinstance(config.scheduler, dict) and config.scheduler.get("name") == "reduce_on_plateau":
         monitors.append(("scheduler.monitor", config.scheduler.get("monitor", "val/loss")))
+    problems = []
     for key, metric in monitors:
         if metric is not None and metric not in metrics:
-            hint = " (val/* metrics need data.val_split > 0)" if metric.startswith("val/") else ""
+            hint = " (val/* metrics need data.val_split > 0)" if metric.startswith("val/") and \
+                config.data.val_split == 0 else ""
             problems.append(f"{key}: unknown metric {metric!r}{hint}; available: {', '.join(metrics)}")
+    return problems
+
+
+def _cross_checks(config: Config) -> list[str]:
+    """Checks that span sections: monitored metric names exist, and so on."""
+    problems = monitor_problems(config, known_metrics(config.task, config.data.val_split > 0))
     if _normalizers(config.data.train_transforms) != _normalizers(config.data.eval_transforms):
         problems.append("data.eval_transforms: normalize differs from data.train_transforms; "
                         "both lists are complete pipelines, so give both the same normalize")
@@ -161,7 +168,12 @@ def _cross_checks(config: Config) -> list[str]:
 def _normalizers(entries: list) -> list[dict]:
     from dlcli.data.transforms import spec_from_yaml
 
-    specs = [spec_from_yaml(entry) for entry in entries]
+    specs = []
+    for entry in entries:
+        try:
+            specs.append(spec_from_yaml(entry))
+        except (ValueError, ConfigError):
+            continue  # reported by the transform's own validation
     return [spec for spec in specs if spec["name"] == "normalize"]
 
 
@@ -187,6 +199,17 @@ def _unwrap(annotation):
         if found is not None:
             return found
     return None
+
+
+def _one_per_key(problems: list[str]) -> list[str]:
+    """The schema and a registry can both object to one key; report it once."""
+    seen, kept = set(), []
+    for problem in problems:
+        key = problem.split(":", 1)[0]
+        if key not in seen:
+            seen.add(key)
+            kept.append(problem)
+    return kept
 
 
 def _with_line(problem: str, lines: dict[str, int], source: str) -> str:

@@ -31,7 +31,7 @@ class DataConfig(Strict):
 class GradClip(Strict):
     max_norm: PositiveFloat | None = None
     max_value: PositiveFloat | None = None
-    norm_type: PositiveFloat = 2.0
+    norm_type: Annotated[float, Field(gt=0)] = 2.0  # .inf allowed: max-norm
 
     @model_validator(mode="after")
     def _exactly_one(self):
@@ -78,9 +78,11 @@ def metric_mode(metric: str, mode: str = "auto") -> str:
     return "min" if metric.split("/")[-1] in {"loss", "mae", "rmse", "perplexity"} else "max"
 
 
-def known_metrics(task: str, has_val: bool) -> list[str]:
+def known_metrics(task: str, has_val: bool, num_classes: int | None = None) -> list[str]:
+    """Metric names a run produces; top5 only with more than 5 classes (unknown until data is read)."""
+    names = ("loss", "acc", "f1") + (("top5",) if num_classes is None or num_classes > 5 else ())
     splits = ["train", "val"] if has_val else ["train"]
-    return [f"{s}/{m}" for s in splits for m in ("loss", "acc", "f1", "top5")]
+    return [f"{s}/{m}" for s in splits for m in names] + ["lr"]
 
 
 __all__ = ["Config", "DataConfig", "TrainConfig", "GradClip", "OutputConfig", "NonNegativeFloat"]

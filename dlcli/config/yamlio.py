@@ -1,5 +1,6 @@
 """Strict YAML reading: safe_load semantics, duplicate keys rejected, key -> line map."""
 
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,10 @@ class StrictLoader(yaml.SafeLoader):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, Hashable):
+                raise ConfigError(f"line {line}: a mapping key must be a plain value (got {type(key).__name__})")
             if key in seen:
-                line = key_node.start_mark.line + 1
                 raise ConfigError(f"line {line}: duplicate key {key!r}")
             seen.add(key)
         return super().construct_mapping(node, deep)
@@ -55,8 +58,9 @@ def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, dict[str, int]
     """Parse one YAML document; return (data, {dotted key: line})."""
     if len(text) > MAX_YAML_BYTES:
         raise ConfigError(f"{source}: file larger than {MAX_YAML_BYTES} bytes")
-    loader = StrictLoader(text)
+    loader = None
     try:
+        loader = StrictLoader(text)  # the reader already rejects control characters here
         node = loader.get_single_node()
         if node is None:
             return None, {}
@@ -72,7 +76,8 @@ def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, dict[str, int]
     except RecursionError:
         raise ConfigError(f"{source}: YAML too deeply nested") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     lines: dict[str, int] = {}
     _line_map(node, "", lines)
     return data, lines

@@ -47,18 +47,24 @@ def _torchvision(name: str, cls_name: str, split: str, root: str, download: bool
     cls = getattr(torchvision.datasets, cls_name)
     try:
         ds = cls(root=root, train=split == "train", download=download)
-    except (RuntimeError, OSError) as err:  # torchvision raises RuntimeError for missing files
-        why = "download failed (no network?)" if download else "files not found"
+    except (RuntimeError, OSError, AssertionError, ValueError) as err:
+        # torchvision: RuntimeError for missing files, AssertionError/ValueError for damaged ones
+        why = "download failed (no network?)" if download else "files missing or damaged"
         where = os.path.join(os.path.abspath(root), _LAYOUT[name])
         switch = "then set data.dataset.download: false" if download else "or set data.dataset.download: true"
         raise DataError(
-            f"dataset {name!r}: {why} under {os.path.abspath(root)}: {str(err).splitlines()[0]}",
+            f"dataset {name!r}: {why} under {os.path.abspath(root)}: {_first_line(err)}",
             hint=f"place the files as {where} ({switch}); data.dataset.root=PATH changes the folder",
         ) from None
     x = torch.as_tensor(ds.data)
     x = x.unsqueeze(1) if x.dim() == 3 and name.endswith("mnist") else x.permute(0, 3, 1, 2)
     y = torch.as_tensor(ds.targets, dtype=torch.long)
     return Source(y=y, x=x.contiguous(), class_names=list(ds.classes), kind="image")
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 @DATASETS.register("mnist")

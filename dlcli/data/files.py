@@ -4,30 +4,27 @@ from dlcli.errors import DataError
 
 
 def load_image(path: str, channels: int | None = None):
-    """Read an image file as a float CHW tensor in [0, 1]; convert to `channels` if given."""
+    """Read an image file as a float CHW tensor in [0, 1]; convert to `channels` (1 or 3) if given."""
     import torch
-    from torchvision.io import ImageReadMode, decode_image
+    from PIL import Image
+    from torchvision.transforms.v2.functional import pil_to_tensor
 
-    mode = {1: ImageReadMode.GRAY, 3: ImageReadMode.RGB}.get(channels, ImageReadMode.UNCHANGED)
     try:
-        image = decode_image(path, mode=mode)
-    except (RuntimeError, OSError, ValueError) as err:
+        with Image.open(path) as image:
+            image = image.convert({1: "L", 3: "RGB"}.get(channels, "RGB"))
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise DataError(f"cannot read image {path}: {str(err).splitlines()[0] if str(err) else 'decode failed'}") from None
-    return image.to(torch.float32) / 255.0
+    return pil_to_tensor(image).to(torch.float32) / 255.0
 
 
 class ImageFiles:
-    """A torch-style Dataset over image paths; `transform` is set by the loader."""
+    """A torch-style Dataset over image paths, yielding (float CHW image, label)."""
 
     def __init__(self, paths: list[str], targets: list[int], channels: int = 3):
         self.paths, self.targets, self.channels = paths, targets, channels
-        self.transform = None
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int):
-        image = load_image(self.paths[index], self.channels)
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, self.targets[index]
+        return load_image(self.paths[index], self.channels), self.targets[index]

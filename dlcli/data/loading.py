@@ -24,11 +24,12 @@ def split_indices(labels, val_split: float, seed: int, stratify: bool) -> tuple[
     index = list(range(len(labels)))
     if val_split == 0:
         return index, []
-    counts = Counter(labels.tolist())
-    n_val = max(1, round(len(index) * val_split))
-    can_stratify = stratify and min(counts.values()) >= 2 and n_val >= len(counts)
     if len(index) < 2:
         raise DataError(f"dataset has {len(index)} sample(s): too few to split off a validation set")
+    counts = Counter(labels.tolist())
+    n_val = min(len(index) - 1, max(1, round(len(index) * val_split)))  # keep >= 1 training sample
+    k = len(counts)
+    can_stratify = stratify and min(counts.values()) >= 2 and n_val >= k and len(index) - n_val >= k
     train, val = train_test_split(index, test_size=n_val, random_state=seed,
                                   stratify=labels.tolist() if can_stratify else None)
     return sorted(train), sorted(val)
@@ -74,7 +75,7 @@ class TensorBatches:
         self.weights = sample_weights.to(device) if sample_weights is not None else None
         self.batch_size, self.transform, self.shuffle = batch_size, transform, shuffle
         self.generator = generator
-        self.scale = 1 / 255 if self.x.dtype.is_floating_point is False else None
+        self.scale = None if self.x.dtype.is_floating_point else 1 / 255  # uint8 images -> [0, 1]
 
     def __len__(self) -> int:
         return -(-len(self.y) // self.batch_size)
@@ -104,13 +105,10 @@ class LoaderBatches:
                  sample_weights=None, num_workers: int = 0):
         import torch
 
-        dataset = source.dataset
-        base = dataset.dataset if isinstance(dataset, torch.utils.data.Subset) else dataset
-        base.transform = transform
         self.device = device
         self.weights = sample_weights
         self.loader = torch.utils.data.DataLoader(
-            _Indexed(dataset), batch_size=batch_size, shuffle=shuffle, generator=generator,
+            _Transformed(source.dataset, transform), batch_size=batch_size, shuffle=shuffle, generator=generator,
             num_workers=num_workers, pin_memory=device.type == "cuda",
             persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers else None,
         )
@@ -119,23 +117,29 @@ class LoaderBatches:
         return len(self.loader)
 
     def __iter__(self):
-        for x, y, idx in self.loader:
-            w = self.weights[idx].to(self.device) if self.weights is not None else None
-            yield Batch(x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True), w)
+        try:
+            for x, y, idx in self.loader:
+                w = self.weights[idx].to(self.device) if self.weights is not None else None
+                yield Batch(x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True), w)
+        except RuntimeError as err:
+            if "stack expects each tensor to be equal size" in str(err):
+                raise DataError("images differ in size; add a resize (or center_crop) to data.train_transforms "
+                                "and data.eval_transforms") from None
+            raise
 
 
-class _Indexed:
-    """Wraps a dataset so each item also carries its index (to look up sample weights)."""
+class _Transformed:
+    """A dataset view with this loader's own transform; items carry their index (for sample weights)."""
 
-    def __init__(self, dataset):
-        self.dataset = dataset
+    def __init__(self, dataset, transform):
+        self.dataset, self.transform = dataset, transform
 
     def __len__(self):
         return len(self.dataset)
 
     def __getitem__(self, i):
         x, y = self.dataset[i]
-        return x, y, i
+        return (self.transform(x) if self.transform else x), y, i
 
 
 def make_batches(source: Source, batch_size: int, device, transform, shuffle: bool, generator=None,

@@ -1,0 +1,50 @@
+"""Shared fixtures: run the real CLI in a subprocess, and tiny configs."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def run_cli(tmp_path):
+    """Run `python -m dlcli ARGS` in tmp_path; returns the CompletedProcess."""
+
+    def run(*args, cwd=None, timeout=300, env=None):
+        full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+        return subprocess.run([sys.executable, "-m", "dlcli", *map(str, args)], cwd=cwd or tmp_path,
+                              capture_output=True, text=True, timeout=timeout, env=full_env)
+
+    return run
+
+
+@pytest.fixture
+def write_config(tmp_path):
+    """Write a dict as YAML into tmp_path and return its path."""
+
+    def write(data: dict, name: str = "cfg.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    return write
+
+
+def tiny_digits_config(**sections) -> dict:
+    """A fast digits MLP config; keyword arguments replace whole sections."""
+    config = {
+        "name": "tiny",
+        "seed": 0,
+        "data": {"dataset": {"name": "digits"}, "val_split": 0.2, "batch_size": 64,
+                 "train_transforms": [{"normalize": "digits"}], "eval_transforms": [{"normalize": "digits"}]},
+        "model": {"name": "mlp", "hidden": [32]},
+        "optimizer": {"name": "adam", "lr": 0.01},
+        "train": {"epochs": 2, "device": "cpu", "log_interval": 10},
+    }
+    config.update(sections)
+    return config
