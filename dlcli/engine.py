@@ -81,7 +81,7 @@ class Trainer:
 
     def train_epoch(self, progress) -> dict:
         self.model.train()
-        metrics = self.task.metrics(self.device)
+        metrics = self.task.metrics(self.device, full=False)
         accumulate = self.config.train.accumulate
         total = len(self.train_batches)
         progress.epoch_start(self.epoch, total)

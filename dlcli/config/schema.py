@@ -79,10 +79,10 @@ def metric_mode(metric: str, mode: str = "auto") -> str:
 
 
 def known_metrics(task: str, has_val: bool, num_classes: int | None = None) -> list[str]:
-    """Metric names a run produces; top5 only with more than 5 classes (unknown until data is read)."""
-    names = ("loss", "acc", "f1") + (("top5",) if num_classes is None or num_classes > 5 else ())
-    splits = ["train", "val"] if has_val else ["train"]
-    return [f"{s}/{m}" for s in splits for m in names] + ["lr"]
+    """Metric names a run produces: train/loss, train/acc, and val/loss, val/acc, val/f1,
+    val/top5 (only with more than 5 classes, unknown until the data is read)."""
+    val = ["val/loss", "val/acc", "val/f1"] + (["val/top5"] if num_classes is None or num_classes > 5 else [])
+    return ["train/loss", "train/acc"] + (val if has_val else []) + ["lr"]
 
 
 __all__ = ["Config", "DataConfig", "TrainConfig", "GradClip", "OutputConfig", "NonNegativeFloat"]

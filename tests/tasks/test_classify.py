@@ -113,3 +113,15 @@ def test_predict_gives_probabilities():
     assert probs.dtype == torch.float32
     assert torch.allclose(probs.sum(1), torch.ones(10))
     assert torch.equal(probs.argmax(1), logits.argmax(1))
+
+
+def test_training_metrics_track_loss_and_accuracy_only():
+    logits, target = random_logits(200, 10, seed=7)
+    full = accumulate(logits, target, 10, losses=[0.5] * 6).compute("train")
+    light = ClassificationMetrics(10, CPU, full=False)
+    for start in range(0, 200, 37):
+        light.update(torch.tensor(0.5), logits[start:start + 37], target[start:start + 37])
+    out = light.compute("train")
+    assert set(out) == {"train/loss", "train/acc"}
+    assert out["train/acc"] == pytest.approx(accuracy_score(target.numpy(), logits.argmax(1).numpy()))
+    assert out["train/loss"] == pytest.approx(full["train/loss"]) == pytest.approx(0.5)
