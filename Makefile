@@ -13,6 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PINS)
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m compileall -q dlcli  # bytecode up front: start-up stays fast where PYTHONDONTWRITEBYTECODE is set
 	touch $@
 
 venv: $(VENV)/.installed
