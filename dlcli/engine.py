@@ -40,6 +40,7 @@ class Trainer:
     config: Any
     callbacks: list = field(default_factory=list)
     generator: Any = None  # drives the training-set shuffle
+    step_logger: Any = None  # called with a record at each log interval (metrics.jsonl)
     epoch: int = 0
     step: int = 0
     best: float | None = None
@@ -91,9 +92,12 @@ class Trainer:
             self.train_step(batch, group, (i + 1) % accumulate == 0 or i + 1 == total, metrics)
             progress.advance(batch.y.shape[0])
             if self.step % self.config.train.log_interval == 0 and (i + 1) % accumulate == 0:
-                running = metrics.compute("train")
+                running = metrics.compute("train")  # running averages over the epoch so far
                 _check_finite(running["train/loss"], self.epoch, self.step)
                 progress.log(self.step, running, self.lr)
+                if self.step_logger is not None:
+                    self.step_logger({"event": "step", "epoch": self.epoch, "step": self.step, **running,
+                                      "lr": self.lr})
         result = metrics.compute("train")
         _check_finite(result["train/loss"], self.epoch, self.step)
         return result

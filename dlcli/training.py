@@ -65,6 +65,7 @@ def train(config, output_dir: str | None, version: str | None, progress) -> dict
     trainer, meta = build_trainer(config)  # every config/data error surfaces before anything is written
     run = RunDir.create(output_dir or config.output.dir, config.name, version)
     run.write_text("config.yaml", dump_yaml(config.model_dump(mode="json")))
+    trainer.step_logger = run.log
     progress.message(f"run directory: {run.path}  (device {trainer.device}, precision {trainer.precision}, "
                      f"{len(meta.class_names)} classes, input {meta.input_shape})")
     started = time.time()
