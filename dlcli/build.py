@@ -15,8 +15,12 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(spec: str):
+    import re
+
     import torch
 
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", spec):
+        raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N (got {spec!r})")
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(spec)
@@ -104,5 +108,11 @@ def from_checkpoint(payload: dict, overrides: list[str], device_spec: str):
     device = resolve_device(device_spec)
     precision = resolve_precision(config.train.precision, device)
     model = build_model(config, meta, device)
-    model.load_state_dict(payload["model"])
+    try:
+        model.load_state_dict(payload["model"])
+    except (RuntimeError, KeyError, TypeError) as err:
+        from dlcli.errors import CheckpointError
+
+        raise CheckpointError(f"checkpoint weights do not fit the model its config builds: "
+                              f"{str(err).splitlines()[0][:160]}", hint="did an override change model.*?") from None
     return config, meta, model, device, precision

@@ -2,11 +2,13 @@
 
 import csv
 import json
+import sys
 
 from rich.console import Console
 from rich.table import Table
 
-out = Console()
+# Piped output (batch jobs, logs) gets a wide fixed width instead of rich's 80-column default.
+out = Console(width=None if sys.stdout.isatty() else 160)
 
 
 def print_train_summary(summary: dict) -> None:
@@ -24,7 +26,8 @@ def print_train_summary(summary: dict) -> None:
 
 
 def print_eval(result: dict, confusion: bool) -> None:
-    table = Table(caption=f"{result['split']} split, {result['samples']} samples, checkpoint epoch {result['epoch']}")
+    out.print(f"{result['split']} split: {result['samples']} samples, checkpoint from epoch {result['epoch']}")
+    table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in result["metrics"].items():

@@ -80,3 +80,13 @@ def test_infer_rejects_inputs_of_the_wrong_kind(tabular_run, tmp_path):
     missing.write_text("height\n100\n")
     with pytest.raises(DataError, match="weight"):
         infer(summary["checkpoints"]["best"], [str(missing)], "cpu", top_k=1)
+
+
+def test_bad_device_and_model_override_are_clear_errors(tabular_run):
+    from dlcli.errors import CheckpointError, ConfigError
+
+    _, summary = tabular_run
+    with pytest.raises(ConfigError, match="device: expected auto, cpu, cuda or cuda:N"):
+        evaluate_checkpoint(summary["checkpoints"]["best"], "test", [], "gpu")
+    with pytest.raises(CheckpointError, match="do not fit the model"):
+        evaluate_checkpoint(summary["checkpoints"]["best"], "test", ["model.hidden=[8]"], "cpu")
