@@ -32,6 +32,19 @@ def resolve_device(spec: str):
     return device
 
 
+def set_determinism(deterministic: bool, device) -> None:
+    """deterministic: bitwise-repeatable kernels (slower); otherwise let cuDNN pick the fastest."""
+    import os
+
+    import torch
+
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed by deterministic cuBLAS
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
+
+
 def resolve_precision(spec: str, device) -> str:
     """auto = bf16 on CUDA (where supported), fp32 on CPU."""
     import torch
@@ -78,6 +91,7 @@ def build_trainer(config):
 
     seed_everything(config.seed)
     device = resolve_device(config.train.device)
+    set_determinism(config.train.deterministic, device)
     precision = resolve_precision(config.train.precision, device)
     generator = torch.Generator().manual_seed(config.seed)
     train_b, val_b, meta = train_batches(config, device, generator)

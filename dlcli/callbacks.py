@@ -45,11 +45,13 @@ class EarlyStopping:
         return None
 
     def state_dict(self) -> dict:
-        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait, "should_stop": self.should_stop}
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
+                "should_stop": self.should_stop, "best_weights": self.best_weights}
 
     def load_state_dict(self, state: dict) -> None:
         self.best, self.best_epoch = state["best"], state["best_epoch"]
         self.wait, self.should_stop = state["wait"], state["should_stop"]
+        self.best_weights = state.get("best_weights")
 
 
 @CALLBACKS.register("early_stopping")

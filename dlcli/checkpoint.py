@@ -27,10 +27,17 @@ def save(payload: dict, path: Path) -> None:
             torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **payload}, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def load(path: str | Path) -> dict:
@@ -109,3 +116,47 @@ def restore_rng(states: dict) -> None:
 
 def _as_tuple(value):
     return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+class CheckpointStore:
+    """checkpoints/step-NNNNNNNNN.pt files (the newest `keep_last` kept), with last.pt and best.pt
+    as hard links to them (a copy where links are not supported). Every name changes atomically."""
+
+    def __init__(self, folder: Path, keep_last: int):
+        self.folder, self.keep_last = Path(folder), keep_last
+
+    def save(self, payload: dict, step: int, is_best: bool) -> Path:
+        """Commit a new checkpoint, then point last.pt (and best.pt) at it, then prune old ones."""
+        from dlcli.errors import TrainingError
+
+        target = self.folder / f"step-{step:09d}.pt"
+        try:
+            save(payload, target)
+            _link(target, self.folder / "last.pt")
+            if is_best:
+                _link(target, self.folder / "best.pt")
+        except OSError as err:
+            kept = self.folder / "last.pt"
+            raise TrainingError(f"could not save a checkpoint in {self.folder}: {err.strerror or err}; "
+                                f"the previous one is kept" + (f" ({kept})" if kept.exists() else ""),
+                                hint="free disk space or fix permissions, then resume with --resume") from None
+        self._prune()
+        return target
+
+    def _prune(self) -> None:
+        numbered = sorted(self.folder.glob("step-*.pt"))
+        for old in numbered[:-self.keep_last]:
+            old.unlink(missing_ok=True)  # last.pt/best.pt are links: their data stays
+
+
+def _link(source: Path, name: Path) -> None:
+    """Atomically make `name` refer to the same file as `source`."""
+    import shutil
+
+    tmp = name.with_name(f".{name.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, name)

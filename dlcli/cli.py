@@ -75,6 +75,8 @@ def train(
     run_version: Optional[str] = typer.Option(None, "--run-version", help="run folder name (default: v1, v2, ...)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="plain log lines instead of progress bars"),
     as_json: bool = typer.Option(False, "--json", help="print the final summary as JSON on stdout"),
+    resume: Optional[str] = typer.Option(None, "--resume", help="RUN_DIR, a checkpoint file, or auto "
+                                         "(newest run of this config with a checkpoint; else start fresh)"),
 ):
     """Train a model from a YAML experiment; writes runs/<name>/<version>/."""
 
@@ -85,7 +87,7 @@ def train(
         from dlcli.training import train as run_training
 
         cfg = load(config, overrides or [])
-        summary = run_training(cfg, output_dir, run_version, Progress(cfg.train.epochs, quiet))
+        summary = run_training(cfg, output_dir, run_version, Progress(cfg.train.epochs, quiet), resume, config)
         _emit_json(summary) if as_json else print_train_summary(summary)
 
     _run(action)

@@ -41,6 +41,12 @@ class Trainer:
     callbacks: list = field(default_factory=list)
     generator: Any = None  # drives the training-set shuffle
     step_logger: Any = None  # called with a record at each log interval (metrics.jsonl)
+    after_step: Any = None  # called after each optimizer step inside an epoch (signals, periodic saves)
+    # Position inside the current epoch, saved in checkpoints for an exact mid-epoch resume.
+    epoch_shuffle_state: Any = None  # generator state before this epoch's shuffle was drawn
+    batch_in_epoch: int = 0
+    running: Any = None  # this epoch's running training metrics
+    skipped_batches: int = 0
     epoch: int = 0
     step: int = 0
     best: float | None = None
@@ -52,17 +58,24 @@ class Trainer:
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
-    def train_step(self, batch, group_size: int, should_step: bool, metrics) -> None:
-        """Forward, backward (loss / micro-batches in this step), and when due clip + optimizer step."""
+    def train_step(self, batch, group_size: int, should_step: bool, metrics) -> bool:
+        """Forward, backward (loss / micro-batches in this step), and when due clip + optimizer step.
+
+        Returns True when the optimizer stepped."""
+        import torch
         from torch.nn.utils import clip_grad_norm_, clip_grad_value_
 
         train_cfg = self.config.train
         with autocast(self.device, self.precision):
             loss, logits = self.task.loss(self.model, batch)
-        metrics.update(loss, logits, batch.y)
-        self.scaler.scale(loss / group_size if group_size > 1 else loss).backward()
+        # on_nan: skip_batch checks every loss on the host (one sync per step, only in that mode).
+        if train_cfg.on_nan == "skip_batch" and not torch.isfinite(loss.detach()).item():
+            self.skipped_batches += 1
+        else:
+            metrics.update(loss, logits, batch.y)
+            self.scaler.scale(loss / group_size if group_size > 1 else loss).backward()
         if not should_step:
-            return
+            return False
         clip = train_cfg.grad_clip
         if clip is not None:
             self.scaler.unscale_(self.optimizer)
@@ -79,28 +92,40 @@ class Trainer:
         skipped = scale_before is not None and self.scaler.get_scale() < scale_before
         if self.schedule is not None and not skipped:
             self.schedule.after_optimizer_step()
+        return True
 
-    def train_epoch(self, progress) -> dict:
+    def train_epoch(self, progress, resume_at: int = 0, on_resumed=None) -> dict:
+        """One pass over the training data, from batch `resume_at` when resuming mid-epoch."""
         self.model.train()
-        metrics = self.task.metrics(self.device, full=False)
+        if not resume_at:
+            self.running = self.task.metrics(self.device, full=False)
+            self.epoch_shuffle_state = self.generator.get_state() if self.generator is not None else None
         accumulate = self.config.train.accumulate
         total = len(self.train_batches)
-        progress.epoch_start(self.epoch, total)
+        progress.epoch_start(self.epoch, total, resume_at)
         last_full = total - total % accumulate  # a shorter last group averages over fewer batches
-        for i, batch in enumerate(self.train_batches):
+        for i, batch in self.train_batches.iterate(resume_at, on_resumed):
             group = accumulate if i < last_full else total - last_full
-            self.train_step(batch, group, (i + 1) % accumulate == 0 or i + 1 == total, metrics)
+            stepped = self.train_step(batch, group, (i + 1) % accumulate == 0 or i + 1 == total, self.running)
+            self.batch_in_epoch = i + 1
             progress.advance(batch.y.shape[0])
-            if self.step % self.config.train.log_interval == 0 and (i + 1) % accumulate == 0:
-                running = metrics.compute("train")  # running averages over the epoch so far
-                _check_finite(running["train/loss"], self.epoch, self.step)
-                progress.log(self.step, running, self.lr)
-                if self.step_logger is not None:
-                    self.step_logger({"event": "step", "epoch": self.epoch, "step": self.step, **running,
-                                      "lr": self.lr})
-        result = metrics.compute("train")
-        _check_finite(result["train/loss"], self.epoch, self.step)
+            if not stepped:
+                continue
+            if self.step % self.config.train.log_interval == 0:
+                self._log_running(progress)
+            if self.after_step is not None and i + 1 < total:
+                self.after_step()
+        result = self.running.compute("train")
+        _check_finite(result.get("train/loss", math.nan), self.epoch, self.step)
+        self.batch_in_epoch = 0
         return result
+
+    def _log_running(self, progress) -> None:
+        running = self.running.compute("train")  # running averages over the epoch so far
+        _check_finite(running.get("train/loss", math.nan), self.epoch, self.step)
+        progress.log(self.step, running, self.lr)
+        if self.step_logger is not None:
+            self.step_logger({"event": "step", "epoch": self.epoch, "step": self.step, **running, "lr": self.lr})
 
     def end_epoch(self, metrics: dict) -> bool:
         """Update best, LR-on-plateau and callbacks; True when the monitored value improved."""

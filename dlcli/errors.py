@@ -37,3 +37,11 @@ class TrainingError(DlcliError):
     """Training failed at run time (e.g. a non-finite loss)."""
 
     exit_code = 1
+
+
+class Interrupted(DlcliError):
+    """Training stopped by a signal after saving a checkpoint; exit code 128 + signal number."""
+
+    def __init__(self, message: str, signum: int, hint: str | None = None):
+        super().__init__(message, hint)
+        self.exit_code = 128 + signum

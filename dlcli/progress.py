@@ -21,13 +21,13 @@ class Progress:
         self.samples = 0
         self.started = time.perf_counter()
 
-    def epoch_start(self, epoch: int, total_batches: int) -> None:
-        self.epoch, self.total, self.done = epoch, total_batches, 0
+    def epoch_start(self, epoch: int, total_batches: int, done: int = 0) -> None:
+        self.epoch, self.total, self.done = epoch, total_batches, done
         self.samples, self.started = 0, time.perf_counter()
         if self.bar_mode:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total_batches, desc=f"epoch {epoch}/{self.epochs}", file=self.stream,
+            self.bar = tqdm(total=total_batches, initial=done, desc=f"epoch {epoch}/{self.epochs}", file=self.stream,
                             leave=False, dynamic_ncols=True, unit="batch")
 
     def advance(self, samples: int) -> None:

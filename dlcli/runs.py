@@ -52,6 +52,21 @@ class RunDir:
     def write_summary(self, summary: dict) -> None:
         (self.path / "summary.json").write_text(json.dumps(_finite(summary), indent=2) + "\n")
 
+    def truncate_log(self, step: int) -> None:
+        """On resume: drop records logged after the checkpoint (they will be logged again)."""
+        path = self.path / "metrics.jsonl"
+        if not path.exists():
+            return
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill
+            if record.get("step", 0) <= step:
+                kept.append(line)
+        path.write_text("".join(f"{line}\n" for line in kept))
+
     def close(self) -> None:
         if self._metrics is not None:
             self._metrics.close()

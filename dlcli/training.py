@@ -1,10 +1,15 @@
-"""`dlcli train`: build everything, create the run directory, run the epochs, write results."""
+"""`dlcli train`: build everything, create (or reopen, on resume) the run directory, run the
+epochs with checkpoints at epoch ends, every `train.checkpoint_every` and on a stop signal."""
 
+import shutil
 import time
 
 import dlcli
+from dlcli.checkpoint import CheckpointStore
 from dlcli.config.yamlio import dump_yaml
+from dlcli.errors import DlcliError, Interrupted
 from dlcli.runs import RunDir, plot_curves
+from dlcli.signals import StopSignals
 
 
 def checkpoint_payload(trainer, meta, metrics: dict) -> dict:
@@ -23,72 +28,139 @@ def checkpoint_payload(trainer, meta, metrics: dict) -> dict:
         "scaler": trainer.scaler.state_dict(),
         "callbacks": [c.state_dict() for c in trainer.callbacks],
         "state": {"epoch": trainer.epoch, "step": trainer.step, "best": trainer.best,
-                  "best_epoch": trainer.best_epoch},
+                  "best_epoch": trainer.best_epoch, "skipped_batches": trainer.skipped_batches},
+        "position": {"batch_in_epoch": trainer.batch_in_epoch,
+                     "epoch_shuffle_state": trainer.epoch_shuffle_state,
+                     "running": trainer.running.state_dict() if trainer.batch_in_epoch else None},
         "metrics": metrics,
         "rng": {**rng_states(), "shuffle": trainer.generator.get_state()},
     }
 
 
-def run_epochs(trainer, meta, run: RunDir, progress) -> dict:
-    """The epoch loop; returns the last epoch's metrics."""
-    from dlcli import checkpoint
-    from dlcli.engine import evaluate
+class Session:
+    """One training process: the trainer plus where and when it saves."""
 
-    metrics: dict = {}
-    for epoch in range(trainer.epoch + 1, trainer.config.train.epochs + 1):
-        trainer.epoch = epoch
-        started = time.perf_counter()
-        metrics = trainer.train_epoch(progress)
-        if trainer.val_batches is not None:
-            metrics.update(evaluate(trainer.model, trainer.task, trainer.val_batches, trainer.device,
-                                    trainer.precision).compute("val"))
-        metrics["lr"] = trainer.lr
-        is_best = trainer.end_epoch(metrics)
-        seconds = time.perf_counter() - started
-        run.log({"event": "epoch", "epoch": epoch, "step": trainer.step, **metrics, "seconds": round(seconds, 3)})
-        payload = checkpoint_payload(trainer, meta, metrics)
-        checkpoint.save(payload, run.checkpoints / "last.pt")
-        if is_best and trainer.config.output.save_best:
-            checkpoint.save(payload, run.checkpoints / "best.pt")
-        progress.epoch_end(epoch, metrics, seconds, "  *best" if is_best else "")
-        if trainer.should_stop:
-            progress.message(f"early stopping at epoch {epoch}")
-            break
-    return metrics
+    def __init__(self, trainer, meta, run: RunDir, progress, signals: StopSignals, resume_hint: str):
+        self.trainer, self.meta, self.run, self.progress = trainer, meta, run, progress
+        self.signals, self.resume_hint = signals, resume_hint
+        self.store = CheckpointStore(run.checkpoints, trainer.config.train.keep_last)
+        self.last_save = time.monotonic()
+
+    def save(self, metrics: dict, is_best: bool = False) -> None:
+        best = is_best and self.trainer.config.output.save_best
+        self.store.save(checkpoint_payload(self.trainer, self.meta, metrics), self.trainer.step, best)
+        self.last_save = time.monotonic()
+
+    def between_steps(self) -> None:
+        """After an optimizer step inside an epoch: stop on a signal, or save when one is due."""
+        every = self.trainer.config.train.checkpoint_every
+        due = every is not None and (
+            (every.steps is not None and self.trainer.step % every.steps == 0)
+            or (every.minutes is not None and time.monotonic() - self.last_save >= every.minutes * 60))
+        if self.signals.received or due:
+            self.save({})
+        self.stop_if_signalled()
+
+    def stop_if_signalled(self) -> None:
+        if not self.signals.received:
+            return
+        t = self.trainer
+        where = f"epoch {t.epoch}, batch {t.batch_in_epoch}" if t.batch_in_epoch else f"end of epoch {t.epoch}"
+        raise Interrupted(f"stopped by {self.signals.name} at {where} (step {t.step}); "
+                          f"saved {self.run.checkpoints / 'last.pt'}", self.signals.received,
+                          hint=f"resume with: {self.resume_hint}")
+
+    def run_epochs(self, resume_at: int = 0, on_resumed=None) -> dict:
+        """The epoch loop; returns the last epoch's metrics."""
+        from dlcli.engine import evaluate
+
+        t, metrics = self.trainer, {}
+        for epoch in range(t.epoch + 1, t.config.train.epochs + 1):
+            if t.should_stop:  # resumed from a run that early stopping had already ended
+                break
+            t.epoch = epoch
+            started = time.perf_counter()
+            metrics = t.train_epoch(self.progress, resume_at, on_resumed)
+            resume_at, on_resumed = 0, None
+            if t.val_batches is not None:
+                metrics.update(evaluate(t.model, t.task, t.val_batches, t.device, t.precision).compute("val"))
+            metrics["lr"] = t.lr
+            is_best = t.end_epoch(metrics)
+            seconds = time.perf_counter() - started
+            self.run.log({"event": "epoch", "epoch": epoch, "step": t.step, **metrics, "seconds": round(seconds, 3)})
+            self.save(metrics, is_best)
+            self.progress.epoch_end(epoch, metrics, seconds, "  *best" if is_best else "")
+            self.stop_if_signalled()
+            if t.should_stop:
+                self.progress.message(f"early stopping at epoch {epoch}")
+                break
+        return metrics
 
 
-def train(config, output_dir: str | None, version: str | None, progress) -> dict:
-    """Run a whole training; returns the summary (also written to summary.json)."""
+def open_run(config, trainer, output_dir, version, resume):
+    """(RunDir, checkpoint payload or None): a new run, or the one being resumed."""
+    from dlcli import checkpoint, resume as resuming
+
+    root = output_dir or config.output.dir
+    found = resuming.find_checkpoint(resume, config, root) if resume else None
+    if found is None:
+        run = RunDir.create(root, config.name, version)
+        run.write_text("config.yaml", dump_yaml(config.model_dump(mode="json")))
+        return run, None
+    payload = checkpoint.load(found)
+    resuming.check_compatible(payload, config, found)
+    run = RunDir(resuming.run_dir_of(found))
+    run.write_text("config.yaml", dump_yaml(config.model_dump(mode="json")))
+    run.truncate_log(payload["state"]["step"])
+    return run, payload
+
+
+def train(config, output_dir: str | None, version: str | None, progress, resume: str | None = None,
+          config_path: str = "CONFIG") -> dict:
+    """Run (or resume) a whole training; returns the summary (also written to summary.json)."""
     from dlcli.build import build_trainer
-    from dlcli.errors import DlcliError
+    from dlcli.resume import restore
 
     trainer, meta = build_trainer(config)  # every config/data error surfaces before anything is written
-    run = RunDir.create(output_dir or config.output.dir, config.name, version)
-    run.write_text("config.yaml", dump_yaml(config.model_dump(mode="json")))
+    run, payload = open_run(config, trainer, output_dir, version, resume)
+    check_free_space(run, trainer.model)
+    resume_at, on_resumed = restore(trainer, payload) if payload else (0, None)
     trainer.step_logger = run.log
-    progress.message(f"run directory: {run.path}  (device {trainer.device}, precision {trainer.precision}, "
+    verb = f"resuming at epoch {trainer.epoch + 1}, step {trainer.step}" if payload else "run directory"
+    progress.message(f"{verb}: {run.path}  (device {trainer.device}, precision {trainer.precision}, "
                      f"{len(meta.class_names)} classes, input {meta.input_shape})")
     started = time.time()
-    status, error, metrics = "failed", None, {}
-    try:
-        metrics = run_epochs(trainer, meta, run, progress)
-        status = "finished"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    except DlcliError as err:
-        error = str(err)
-        raise
-    finally:
-        run.close()
-        summary = _summary(trainer, run, metrics, status, error, time.time() - started)
-        run.write_summary(summary)
-        _plot(run)
+    status, error, metrics = "failed", None, (payload or {}).get("metrics") or {}
+    with StopSignals() as signals:
+        session = Session(trainer, meta, run, progress, signals, f"dlcli train {config_path} --resume {run.path}")
+        trainer.after_step = session.between_steps
+        try:
+            metrics = session.run_epochs(resume_at, on_resumed) or metrics
+            status = "finished"
+        except (Interrupted, KeyboardInterrupt):
+            status = "interrupted"
+            raise
+        except DlcliError as err:
+            error = str(err)
+            raise
+        finally:
+            run.close()
+            run.write_summary(_summary(trainer, run, metrics, status, error, time.time() - started))
+            _plot(run)
     for callback in trainer.callbacks:
         note = callback.on_train_end(trainer.model)
         if note:
             progress.message(note)
-    return summary
+    return _summary(trainer, run, metrics, status, error, time.time() - started)
+
+
+def check_free_space(run: RunDir, model) -> None:
+    """Refuse to start when the disk cannot hold a few checkpoints (weights + optimizer state)."""
+    need = 4 * sum(p.numel() * p.element_size() for p in model.parameters()) + 10_000_000
+    free = shutil.disk_usage(run.path).free
+    if free < need:
+        raise DlcliError(f"not enough free disk space in {run.path}: {free // 2**20} MiB free, "
+                         f"checkpoints need about {need // 2**20} MiB")
 
 
 def _summary(trainer, run, metrics, status, error, seconds) -> dict:
@@ -100,6 +172,7 @@ def _summary(trainer, run, metrics, status, error, seconds) -> dict:
         "run_dir": str(run.path),
         "epochs": trainer.epoch,
         "steps": trainer.step,
+        "skipped_batches": trainer.skipped_batches,
         "seconds": round(seconds, 2),
         "device": str(trainer.device),
         "precision": trainer.precision,

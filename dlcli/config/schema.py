@@ -40,6 +40,19 @@ class GradClip(Strict):
         return self
 
 
+class CheckpointEvery(Strict):
+    """Save a resumable checkpoint every N optimizer steps or every M minutes (besides each epoch end)."""
+
+    steps: Annotated[int, Field(gt=0)] | None = None
+    minutes: Annotated[float, Field(gt=0, le=100_000, allow_inf_nan=False)] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        if (self.steps is None) == (self.minutes is None):
+            raise ValueError("set exactly one of steps or minutes")
+        return self
+
+
 class TrainConfig(Strict):
     epochs: Annotated[int, Field(gt=0, le=100_000)] = 10
     device: Device = "auto"
@@ -50,6 +63,10 @@ class TrainConfig(Strict):
     log_interval: PositiveInt = 50
     monitor: str = "val/loss"
     mode: Literal["auto", "min", "max"] = "auto"
+    checkpoint_every: CheckpointEvery | None = None
+    keep_last: Annotated[int, Field(gt=0, le=1000)] = 1
+    on_nan: Literal["stop", "skip_batch"] = "stop"
+    deterministic: bool = False
 
 
 class OutputConfig(Strict):

@@ -81,11 +81,18 @@ class TensorBatches:
         return -(-len(self.y) // self.batch_size)
 
     def __iter__(self):
+        for _, batch in self.iterate():
+            yield batch
+
+    def iterate(self, first: int = 0, on_resumed=None):
+        """(index, Batch) pairs from batch `first` on; the shuffle is drawn as for a full epoch."""
         import torch
 
         n = len(self.y)
         order = torch.randperm(n, generator=self.generator).to(self.x.device) if self.shuffle else None
-        for start in range(0, n, self.batch_size):
+        if on_resumed is not None:
+            on_resumed()  # skipping used no randomness: restore RNG states before the first batch
+        for index, start in enumerate(range(first * self.batch_size, n, self.batch_size), start=first):
             if order is None:
                 sl = slice(start, start + self.batch_size)
                 x, y = self.x[sl], self.y[sl]
@@ -95,7 +102,7 @@ class TensorBatches:
                 x, y = self.x[idx], self.y[idx]
                 w = self.weights[idx] if self.weights is not None else None
             x = x.float() * self.scale if self.scale else x
-            yield Batch(self.transform(x) if self.transform else x, y, w)
+            yield index, Batch(self.transform(x) if self.transform else x, y, w)
 
 
 class LoaderBatches:
@@ -117,10 +124,21 @@ class LoaderBatches:
         return len(self.loader)
 
     def __iter__(self):
+        for _, batch in self.iterate():
+            yield batch
+
+    def iterate(self, first: int = 0, on_resumed=None):
+        """(index, Batch) pairs from batch `first` on. Skipped batches are still loaded (the loader's
+        order and worker seeds come from the generator), then RNG states are restored."""
         try:
-            for x, y, idx in self.loader:
+            batches = iter(self.loader)
+            for _ in range(first):
+                next(batches)
+            if on_resumed is not None:  # before batch `first` is loaded: its augmentation must match
+                on_resumed()
+            for index, (x, y, idx) in enumerate(batches, start=first):
                 w = self.weights[idx].to(self.device) if self.weights is not None else None
-                yield Batch(x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True), w)
+                yield index, Batch(x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True), w)
         except RuntimeError as err:
             if "stack expects each tensor to be equal size" in str(err):
                 raise DataError("images differ in size; add a resize (or center_crop) to data.train_transforms "

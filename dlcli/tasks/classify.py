@@ -75,5 +75,16 @@ class ClassificationMetrics:
             out[f"{prefix}/top5"] = float(self.top5) / self.count
         return out
 
+    def state_dict(self) -> dict:
+        return {"loss_sum": self.loss_sum, "correct": self.correct, "confusion": self.confusion,
+                "top5": self.top5, "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loss_sum.copy_(state["loss_sum"])
+        self.correct.copy_(state["correct"])
+        self.confusion.copy_(state["confusion"])
+        self.top5.copy_(state["top5"])
+        self.count = state["count"]
+
     def confusion_matrix(self):
         return self.confusion.view(self.k, self.k).cpu()

@@ -1,0 +1,98 @@
+"""`dlcli train --resume RUN_DIR|CKPT|auto`: find the checkpoint, check it fits the config, and
+put every piece of training state back so the run continues exactly where it stopped."""
+
+from pathlib import Path
+
+import yaml
+
+from dlcli.errors import ConfigError
+
+# Keys that may change between the interrupted run and its resumption.
+MAY_CHANGE = ("train.epochs", "train.log_interval", "train.checkpoint_every", "train.keep_last",
+              "train.on_nan", "output.")
+
+
+def find_checkpoint(resume: str, config, runs_root: str) -> Path | None:
+    """The checkpoint to resume, or None for `auto` when no run of this config has one."""
+    if resume == "auto":
+        return _newest_matching(config, Path(runs_root) / config.name)
+    path = Path(resume)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.pt"
+    if not path.is_file():
+        raise ConfigError(f"--resume: no checkpoint at {path}")
+    return path
+
+
+def run_dir_of(checkpoint: Path) -> Path:
+    checkpoint = Path(checkpoint).resolve()
+    if checkpoint.parent.name != "checkpoints":
+        raise ConfigError(f"--resume: {checkpoint} is not inside a run directory's checkpoints/ folder")
+    return checkpoint.parent.parent
+
+
+def config_differences(old: dict, new: dict) -> list[str]:
+    """Dotted keys whose values differ, leaving out the keys that may change on resume."""
+    flat_old, flat_new = _flatten(old), _flatten(new)
+    keys = sorted(set(flat_old) | set(flat_new))
+    return [k for k in keys if flat_old.get(k) != flat_new.get(k) and not k.startswith(MAY_CHANGE)]
+
+
+def check_compatible(payload: dict, config, source: Path) -> None:
+    differing = config_differences(payload["config"], config.model_dump(mode="json"))
+    if differing:
+        raise ConfigError(f"--resume: {source} was trained with a different config; differing keys: "
+                          f"{', '.join(differing[:8])}" + (" ..." if len(differing) > 8 else ""),
+                          hint="only train.epochs, train.log_interval, train.checkpoint_every, train.keep_last, "
+                               "train.on_nan and output.* may change on resume")
+
+
+def restore(trainer, payload: dict):
+    """Load all state into a freshly built trainer; returns (resume_at batch, on_resumed callback)."""
+    from dlcli.checkpoint import restore_rng
+
+    trainer.model.load_state_dict(payload["model"])
+    trainer.optimizer.load_state_dict(payload["optimizer"])
+    if trainer.schedule is not None:
+        trainer.schedule.load_state_dict(payload["scheduler"])
+    trainer.scaler.load_state_dict(payload["scaler"])
+    for callback, state in zip(trainer.callbacks, payload["callbacks"]):
+        callback.load_state_dict(state)
+    state = payload["state"]
+    trainer.epoch, trainer.step = state["epoch"], state["step"]
+    trainer.best, trainer.best_epoch = state["best"], state["best_epoch"]
+    trainer.skipped_batches = state.get("skipped_batches", 0)
+    position = payload["position"]
+    rng = payload["rng"]
+    if position["batch_in_epoch"]:  # mid-epoch: redraw this epoch's shuffle, then skip what was done
+        trainer.epoch -= 1  # the epoch loop re-enters the interrupted epoch
+        trainer.generator.set_state(position["epoch_shuffle_state"])
+        trainer.running = trainer.task.metrics(trainer.device, full=False)
+        trainer.running.load_state_dict(position["running"])
+        return position["batch_in_epoch"], lambda: restore_rng(rng)
+    trainer.generator.set_state(rng["shuffle"])
+    restore_rng(rng)
+    return 0, None
+
+
+def _newest_matching(config, base: Path) -> Path | None:
+    candidates = sorted(base.glob("*/checkpoints/last.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    current = config.model_dump(mode="json")
+    for checkpoint in candidates:
+        saved = checkpoint.parent.parent / "config.yaml"
+        try:
+            old = yaml.safe_load(saved.read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(old, dict) and not config_differences(old, current):
+            return checkpoint
+    return None
+
+
+def _flatten(data, prefix: str = "") -> dict:
+    if isinstance(data, dict):
+        out = {}
+        for key, value in data.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out or {prefix.rstrip("."): {}}
+    return {prefix.rstrip("."): data}
