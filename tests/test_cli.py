@@ -52,7 +52,9 @@ def test_quickstart_trains_then_eval_and_infer_in_fresh_processes(run_cli, tmp_p
     best = run_dir / "checkpoints" / "best.pt"
     assert best.is_file() and summary["checkpoints"]["best"] == str(best)
     assert (run_dir / "config.yaml").is_file() and (run_dir / "curves.png").is_file()
-    epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in records if r["event"] == "epoch"]
+    assert {r["event"] for r in records} == {"step", "epoch"}
     assert [e["epoch"] for e in epochs] == list(range(1, summary["epochs"] + 1))
 
     # eval, from the checkpoint alone
@@ -109,7 +111,7 @@ def test_print_eval_shows_each_metric(capsys):
     cells = {row[0]: row[1:] for row in table_rows(text)}
     assert cells["acc"] == ["0.7500"] and cells["loss"] == ["0.5000"] and cells["f1"] == ["0.7333"]
     assert cells["a"] == ["2", "0"] and cells["b"] == ["1", "1"]
-    assert "test split, 4 samples, checkpoint epoch 3" in " ".join(text.split())  # the caption (may wrap)
+    assert "test split: 4 samples, checkpoint from epoch 3" in " ".join(text.split())  # the heading line
 
 
 # ---------------------------------------------------------------- bad configs
