@@ -26,9 +26,9 @@ def resolve_device(spec: str):
     device = torch.device(spec)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"train.device: {spec!r} requested but CUDA is not available here; use auto or cpu")
+            raise ConfigError(f"device: {spec!r} requested but CUDA is not available here; use auto or cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"train.device: {spec!r}: only {torch.cuda.device_count()} CUDA device(s)")
+            raise ConfigError(f"device: {spec!r}: only {torch.cuda.device_count()} CUDA device(s)")
     return device
 
 

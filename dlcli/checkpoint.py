@@ -78,8 +78,9 @@ def _unpickler_reason(err: Exception) -> str:
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     for line in lines:
         if "WeightsUnpickler error" in line:
-            return line.split("error:", 1)[1].split(". Please use")[0].strip()[:200]
-    return lines[0][:200] if lines else "unsupported content"
+            reason = line.split("error:", 1)[1].split(". Please use")[0].strip()[:200]
+            return reason or "not a valid checkpoint file"
+    return lines[0][:200] if lines else "not a valid checkpoint file"
 
 
 def rng_states() -> dict:

@@ -38,6 +38,9 @@ def _run(action):
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         raise typer.Exit(130)
+    except BrokenPipeError:  # `dlcli list | head`: the reader left; nothing to report
+        sys.stderr.close()
+        raise typer.Exit(0)
     except MemoryError:
         _fail(DlcliError("out of memory", hint="lower data.batch_size or use a smaller model"))
     except typer.Exit:

@@ -108,7 +108,7 @@ class Trainer:
             group = accumulate if i < last_full else total - last_full
             stepped = self.train_step(batch, group, (i + 1) % accumulate == 0 or i + 1 == total, self.running)
             self.batch_in_epoch = i + 1
-            progress.advance(batch.y.shape[0])
+            progress.advance(batch.y.shape[0], self.running)
             if not stepped:
                 continue
             if self.step % self.config.train.log_interval == 0:

@@ -24,17 +24,26 @@ class Progress:
     def epoch_start(self, epoch: int, total_batches: int, done: int = 0) -> None:
         self.epoch, self.total, self.done = epoch, total_batches, done
         self.samples, self.started = 0, time.perf_counter()
+        self.last_refresh = self.started
         if self.bar_mode:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total_batches, initial=done, desc=f"epoch {epoch}/{self.epochs}", file=self.stream,
                             leave=False, dynamic_ncols=True, unit="batch")
 
-    def advance(self, samples: int) -> None:
+    def advance(self, samples: int, running=None) -> None:
+        """One batch done. On a terminal the live loss refreshes at most once a second (one sync)."""
         self.samples += samples
         self.done += 1
-        if self.bar is not None:
-            self.bar.update(1)
+        if self.bar is None:
+            return
+        self.bar.update(1)
+        now = time.perf_counter()
+        if running is not None and now - self.last_refresh >= 1.0:
+            self.last_refresh = now
+            loss = running.compute("train").get("train/loss")
+            if loss is not None:
+                self.bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{self.throughput():.0f}")
 
     def throughput(self) -> float:
         return self.samples / max(time.perf_counter() - self.started, 1e-9)

@@ -5,6 +5,7 @@ import json
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 # Piped output (batch jobs, logs) gets a wide fixed width instead of rich's 80-column default.
@@ -93,7 +94,7 @@ def print_registry(kind: str | None) -> None:
             table.add_column(col)
         for entry in registry.names():
             params = ", ".join(f"{p}={d}" for p, _, d in registry.describe(entry))
-            table.add_row(entry, registry.summary(entry), params)
+            table.add_row(escape(entry), escape(registry.summary(entry)), escape(params))
         out.print(table)
     if kind is None:
         for name, text in EXTRA_KINDS.items():

@@ -4,9 +4,10 @@ curves.png and checkpoints/."""
 import json
 import math
 import os
+import re
 from pathlib import Path
 
-from dlcli.errors import DlcliError
+from dlcli.errors import ConfigError, DlcliError
 
 
 class RunDir:
@@ -19,13 +20,15 @@ class RunDir:
     def create(cls, root: str, name: str, version: str | None) -> "RunDir":
         """Make a new run folder; the version is v1, v2, ... unless given."""
         base = Path(root) / name
+        if version is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", version):
+            raise ConfigError(f"--run-version: {version!r} must be a plain folder name (letters, digits, _ . -)")
         try:
             base.mkdir(parents=True, exist_ok=True)
             if version is not None:
                 path = base / version
                 if path.exists() and any(path.iterdir()):
-                    raise DlcliError(f"run directory {path} already exists and is not empty",
-                                     hint="pick another --version or remove it")
+                    raise ConfigError(f"--run-version: run directory {path} already exists and is not empty",
+                                      hint="pick another --run-version, remove it, or continue it with --resume")
                 path.mkdir(exist_ok=True)
             else:
                 path = _next_version(base)

@@ -70,6 +70,16 @@ class Session:
                           f"saved {self.run.checkpoints / 'last.pt'}", self.signals.received,
                           hint=f"resume with: {self.resume_hint}")
 
+    def finish(self, metrics: dict) -> None:
+        """Callbacks' last word; restored best weights are saved as checkpoints/final.pt."""
+        from dlcli import checkpoint
+
+        notes = [note for c in self.trainer.callbacks if (note := c.on_train_end(self.trainer.model))]
+        for note in notes:
+            self.progress.message(note)
+        if notes:
+            checkpoint.save(checkpoint_payload(self.trainer, self.meta, metrics), self.run.checkpoints / "final.pt")
+
     def run_epochs(self, resume_at: int = 0, on_resumed=None) -> dict:
         """The epoch loop; returns the last epoch's metrics."""
         from dlcli.engine import evaluate
@@ -136,6 +146,7 @@ def train(config, output_dir: str | None, version: str | None, progress, resume:
         trainer.after_step = session.between_steps
         try:
             metrics = session.run_epochs(resume_at, on_resumed) or metrics
+            session.finish(metrics)
             status = "finished"
         except (Interrupted, KeyboardInterrupt):
             status = "interrupted"
@@ -147,10 +158,6 @@ def train(config, output_dir: str | None, version: str | None, progress, resume:
             run.close()
             run.write_summary(_summary(trainer, run, metrics, status, error, time.time() - started))
             _plot(run)
-    for callback in trainer.callbacks:
-        note = callback.on_train_end(trainer.model)
-        if note:
-            progress.message(note)
     return _summary(trainer, run, metrics, status, error, time.time() - started)
 
 
@@ -164,7 +171,6 @@ def check_free_space(run: RunDir, model) -> None:
 
 
 def _summary(trainer, run, metrics, status, error, seconds) -> dict:
-    best_ckpt = run.checkpoints / "best.pt"
     return {
         "status": status,
         "error": error,
@@ -179,8 +185,8 @@ def _summary(trainer, run, metrics, status, error, seconds) -> dict:
         "monitor": trainer.monitor,
         "best": {"value": trainer.best, "epoch": trainer.best_epoch},
         "final": metrics,
-        "checkpoints": {"last": str(run.checkpoints / "last.pt"),
-                        "best": str(best_ckpt) if best_ckpt.exists() else None},
+        "checkpoints": {name: (str(run.checkpoints / f"{name}.pt") if (run.checkpoints / f"{name}.pt").exists()
+                               else None) for name in ("last", "best", "final")},
     }
 
 

@@ -161,6 +161,8 @@ def test_early_stopping_stops_after_patience_and_restores_best(tmp_path, monkeyp
     final = trainer.model.state_dict()
     assert all(torch.equal(final[k], best[k]) for k in best)
     assert not all(torch.equal(final[k], last[k]) for k in last)
+    saved = checkpoint.load(summary["checkpoints"]["final"])["model"]  # the restore is written out
+    assert all(torch.equal(saved[k], best[k]) for k in best)
 
 
 def test_train_without_early_stopping_runs_all_epochs(tmp_path):

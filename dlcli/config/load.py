@@ -52,7 +52,8 @@ def validate(data: Any, overrides: list[str] = (), lines: dict | None = None, so
     if config is not None:
         problems += _cross_checks(config)
     if problems:
-        raise ConfigError([_with_line(p, lines or {}, source) for p in _one_per_key(problems)])
+        overridden = [item.partition("=")[0] for item in overrides]
+        raise ConfigError([_with_line(p, lines or {}, source, overridden) for p in _one_per_key(problems)])
     _resolve_components(config)
     return config
 
@@ -212,8 +213,10 @@ def _one_per_key(problems: list[str]) -> list[str]:
     return kept
 
 
-def _with_line(problem: str, lines: dict[str, int], source: str) -> str:
+def _with_line(problem: str, lines: dict[str, int], source: str, overridden: list[str]) -> str:
     key = problem.split(":", 1)[0]
+    if any(key == o or key.startswith(o + ".") for o in overridden):
+        return f"{problem}  [command-line override]"
     while key and key not in lines:
         key = key.rpartition(".")[0]
     return f"{problem}  [{source}:{lines[key]}]" if key in lines else problem

@@ -85,8 +85,10 @@ def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, dict[str, int]
 
 def read_yaml_file(path: str) -> tuple[Any, dict[str, int]]:
     file = Path(path)
-    if not file.is_file():
+    if not file.exists():
         raise ConfigError(f"config file not found: {path}")
+    if not file.is_file():
+        raise ConfigError(f"{path}: not a regular file")
     try:
         raw = file.read_bytes()
         text = raw.decode("utf-8")

@@ -33,19 +33,34 @@ def cnn(
     import torch
     from torch import nn
 
-    from dlcli.models.layers import activation as make_act
     from dlcli.models.layers import init_weights
 
     if padding == "same" and stride != 1:
         padding = kernel_size // 2  # torch rejects padding='same' with stride > 1
+    conv = dict(kernel_size=kernel_size, stride=stride, padding=padding, batch_norm=batch_norm,
+                activation=activation, convs_per_block=convs_per_block)
+    features = _conv_blocks(input_shape[0], channels, conv, pooling, pool_size, dropout, global_pool)
+    with torch.no_grad():  # infer the flattened width from the dataset's input shape
+        width = features(torch.zeros(1, *input_shape)).shape[1]
+    model = nn.Sequential(*features, *_head(width, head, num_classes, activation, head_dropout))
+    if init != "default":
+        init_weights(model, init, init_mean, init_std, zero_bias)
+    return model
+
+
+def _conv_blocks(in_ch: int, channels, conv: dict, pooling: str, pool_size: int, dropout: float, global_pool: bool):
+    from torch import nn
+
+    from dlcli.models.layers import activation as make_act
+
     layers: list = []
-    in_ch = input_shape[0]
     for out_ch in channels:
-        for _ in range(convs_per_block):
-            layers.append(nn.Conv2d(in_ch, out_ch, kernel_size, stride, padding, bias=not batch_norm))
-            if batch_norm:
+        for _ in range(conv["convs_per_block"]):
+            layers.append(nn.Conv2d(in_ch, out_ch, conv["kernel_size"], conv["stride"], conv["padding"],
+                                    bias=not conv["batch_norm"]))
+            if conv["batch_norm"]:
                 layers.append(nn.BatchNorm2d(out_ch))
-            layers.append(make_act(activation))
+            layers.append(make_act(conv["activation"]))
             in_ch = out_ch
         if pooling != "none":
             pool = nn.MaxPool2d if pooling == "max" else nn.AvgPool2d
@@ -55,17 +70,18 @@ def cnn(
     if global_pool:
         layers.append(nn.AdaptiveAvgPool2d(1))
     layers.append(nn.Flatten())
-    features = nn.Sequential(*layers)
-    with torch.no_grad():  # infer the flattened width from the dataset's input shape
-        width = features(torch.zeros(1, *input_shape)).shape[1]
-    head_layers: list = []
-    for size in head:
-        head_layers += [nn.Linear(width, size), make_act(activation)]
-        if head_dropout:
-            head_layers.append(nn.Dropout(head_dropout))
+    return nn.Sequential(*layers)
+
+
+def _head(width: int, sizes, num_classes: int, activation: str, dropout: float) -> list:
+    from torch import nn
+
+    from dlcli.models.layers import activation as make_act
+
+    layers: list = []
+    for size in sizes:
+        layers += [nn.Linear(width, size), make_act(activation)]
+        if dropout:
+            layers.append(nn.Dropout(dropout))
         width = size
-    head_layers.append(nn.Linear(width, num_classes))
-    model = nn.Sequential(*features, *head_layers)
-    if init != "default":
-        init_weights(model, init, init_mean, init_std, zero_bias)
-    return model
+    return layers + [nn.Linear(width, num_classes)]

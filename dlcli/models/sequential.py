@@ -13,27 +13,31 @@ from pydantic import AfterValidator
 from dlcli.models import MODELS
 from dlcli.registry import did_you_mean
 
-# name -> (torch.nn class name, name of its first argument or None)
+_CONV = ("out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias", "padding_mode")
+_NORM = ("eps", "momentum", "affine", "track_running_stats")
+_POOL = ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
+
+# name -> (torch.nn class name, its keyword arguments, the first one taking a bare value first)
 LAYERS = {
-    "linear": ("LazyLinear", "out_features"),
-    "conv1d": ("LazyConv1d", "out_channels"),
-    "conv2d": ("LazyConv2d", "out_channels"),
-    "batchnorm1d": ("LazyBatchNorm1d", None),
-    "batchnorm2d": ("LazyBatchNorm2d", None),
-    "maxpool1d": ("MaxPool1d", "kernel_size"),
-    "maxpool2d": ("MaxPool2d", "kernel_size"),
-    "avgpool2d": ("AvgPool2d", "kernel_size"),
-    "adaptiveavgpool2d": ("AdaptiveAvgPool2d", "output_size"),
-    "dropout": ("Dropout", "p"),
-    "dropout2d": ("Dropout2d", "p"),
-    "flatten": ("Flatten", "start_dim"),
-    "relu": ("ReLU", None),
-    "leaky_relu": ("LeakyReLU", "negative_slope"),
-    "gelu": ("GELU", None),
-    "sigmoid": ("Sigmoid", None),
-    "tanh": ("Tanh", None),
-    "softmax": ("Softmax", "dim"),
-    "identity": ("Identity", None),
+    "linear": ("LazyLinear", ("out_features", "bias")),
+    "conv1d": ("LazyConv1d", _CONV),
+    "conv2d": ("LazyConv2d", _CONV),
+    "batchnorm1d": ("LazyBatchNorm1d", _NORM),
+    "batchnorm2d": ("LazyBatchNorm2d", _NORM),
+    "maxpool1d": ("MaxPool1d", _POOL),
+    "maxpool2d": ("MaxPool2d", _POOL),
+    "avgpool2d": ("AvgPool2d", ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")),
+    "adaptiveavgpool2d": ("AdaptiveAvgPool2d", ("output_size",)),
+    "dropout": ("Dropout", ("p",)),
+    "dropout2d": ("Dropout2d", ("p",)),
+    "flatten": ("Flatten", ("start_dim", "end_dim")),
+    "relu": ("ReLU", ()),
+    "leaky_relu": ("LeakyReLU", ("negative_slope",)),
+    "gelu": ("GELU", ("approximate",)),
+    "sigmoid": ("Sigmoid", ()),
+    "tanh": ("Tanh", ()),
+    "softmax": ("Softmax", ("dim",)),
+    "identity": ("Identity", ()),
 }
 
 
@@ -49,11 +53,15 @@ def _check_layer(spec: Any) -> dict:
         raise ValueError(f"unknown layer {name!r}{did_you_mean(name, LAYERS)}; allowed: {', '.join(LAYERS)}")
     if args is None:
         args = {}
+    allowed = LAYERS[name][1]
     if not isinstance(args, dict):
-        first = LAYERS[name][1]
-        if first is None:
-            raise ValueError(f"layer {name!r} takes no positional value")
-        args = {first: args}
+        if not allowed:
+            raise ValueError(f"layer {name!r} takes no arguments")
+        args = {allowed[0]: args}
+    for key in args:
+        if key not in allowed:
+            raise ValueError(f"{name}: unknown argument {key!r}{did_you_mean(key, allowed)}; "
+                             f"allowed: {', '.join(allowed) or 'none'}")
     return {name: args}
 
 
@@ -82,7 +90,7 @@ def sequential(input_shape, num_classes, *, layers: list[Layer]):
     try:
         with torch.no_grad():  # materialise lazy layers from the dataset's input shape
             out = model(torch.zeros(2, *input_shape))
-    except RuntimeError as err:
+    except (RuntimeError, TypeError, ValueError) as err:
         first = str(err).splitlines()[0]
         raise ConfigError(f"model.layers: do not fit input shape {list(input_shape)}: {first}") from None
     if out.dim() != 2 or out.shape[1] != num_classes:

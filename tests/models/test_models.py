@@ -253,6 +253,16 @@ def test_sequential_layers_that_do_not_fit_the_input_are_config_errors():
         MODELS.build({"name": "sequential", "layers": [{"maxpool2d": 16}, "flatten", "linear"]}, (1, 8, 8), 3)
 
 
-def test_sequential_bad_layer_argument_is_config_error():
-    with pytest.raises(ConfigError, match=r"model\.layers\.0: linear"):
-        MODELS.build({"name": "sequential", "layers": [{"linear": {"units": 3}}]}, (8,), 3)
+def test_sequential_bad_layer_argument_is_config_error_at_validation():
+    from dlcli.config import validate
+    from tests.conftest import tiny_digits_config
+
+    config = tiny_digits_config(model={"name": "sequential", "layers": [{"conv2d": {"out_chanels": 3}}]})
+    with pytest.raises(ConfigError, match=r"model\.layers\.0: .*unknown argument 'out_chanels' "
+                                          r"\(did you mean 'out_channels'\?\)"):
+        validate(config)
+
+
+def test_sequential_bad_layer_argument_value_is_config_error_at_build():
+    with pytest.raises(ConfigError, match=r"model\.layers: .*input shape \[8\]"):
+        MODELS.build({"name": "sequential", "layers": [{"linear": {"out_features": "many"}}]}, (8,), 3)
