@@ -59,28 +59,39 @@ def load(path: str | Path) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise CheckpointError(f"{path}: refused to load: {_unpickler_reason(err)}",
-                              hint="only tensors and plain data are loaded (weights_only=True)") from None
+        reason = _unpickler_reason(err)
+        if "global" not in reason.lower():  # garbage bytes, not a blocked object
+            raise CheckpointError(f"{path}: not a readable checkpoint ({reason})") from None
+        raise CheckpointError(f"{path}: refused to load: {reason}",
+                              hint="dlcli loads only tensors and plain data (weights_only=True); "
+                                   "this file asks to import or call code") from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as err:
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: "
                               f"{str(err).splitlines()[0][:160] if str(err) else 'truncated?'})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a dlcli checkpoint")
     version = payload.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{path}: unsupported checkpoint format version {version!r}")
+    if version > FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format version {version!r} is newer than this dlcli "
                               f"understands ({FORMAT_VERSION}); upgrade dlcli")
     return payload
 
 
 def _unpickler_reason(err: Exception) -> str:
-    """The one informative line of torch's long weights_only message."""
+    """The one informative line of torch's long weights_only message (never its advice to
+    retry with weights_only=False)."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     for line in lines:
         if "WeightsUnpickler error" in line:
             reason = line.split("error:", 1)[1].split(". Please use")[0].strip()[:200]
             return reason or "not a valid checkpoint file"
-    return lines[0][:200] if lines else "not a valid checkpoint file"
+    for line in lines:
+        if "global" in line.lower() and "weights_only" not in line:
+            return line[:200]
+    useful = [line for line in lines if "weights_only" not in line and "Weights only load failed" not in line]
+    return useful[0][:200] if useful else "not a valid checkpoint file"
 
 
 def rng_states() -> dict:

@@ -116,13 +116,16 @@ class Trainer:
             if self.after_step is not None and i + 1 < total:
                 self.after_step()
         result = self.running.compute("train")
-        _check_finite(result.get("train/loss", math.nan), self.epoch, self.step)
+        if result:  # empty only when on_nan: skip_batch skipped every batch so far
+            check_finite(result["train/loss"], self.epoch, self.step)
         self.batch_in_epoch = 0
         return result
 
     def _log_running(self, progress) -> None:
         running = self.running.compute("train")  # running averages over the epoch so far
-        _check_finite(running.get("train/loss", math.nan), self.epoch, self.step)
+        if not running:
+            return
+        check_finite(running["train/loss"], self.epoch, self.step)
         progress.log(self.step, running, self.lr)
         if self.step_logger is not None:
             self.step_logger({"event": "step", "epoch": self.epoch, "step": self.step, **running, "lr": self.lr})
@@ -176,7 +179,7 @@ def predict(model, task, inputs, device, precision: str, batch_size: int = 512):
     return torch.cat(outputs)
 
 
-def _check_finite(loss: float, epoch: int, step: int) -> None:
+def check_finite(loss: float, epoch: int, step: int) -> None:
     if not math.isfinite(loss):
         raise TrainingError(
             f"loss became {loss} at epoch {epoch}, step {step}",

@@ -47,6 +47,12 @@ class Session:
         self.last_save = time.monotonic()
 
     def save(self, metrics: dict, is_best: bool = False) -> None:
+        """Commit a checkpoint; mid-epoch, first make sure the loss is still finite (one sync)."""
+        from dlcli.engine import check_finite
+
+        t = self.trainer
+        if t.batch_in_epoch and t.running is not None and t.running.count:
+            check_finite(t.running.compute("train")["train/loss"], t.epoch, t.step)  # never save NaN state
         best = is_best and self.trainer.config.output.save_best
         self.store.save(checkpoint_payload(self.trainer, self.meta, metrics), self.trainer.step, best)
         self.last_save = time.monotonic()

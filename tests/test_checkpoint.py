@@ -85,7 +85,7 @@ def test_sigkill_at_random_moments_while_saving_always_leaves_a_loadable_checkpo
     duration = time.perf_counter() - started
 
     rng = random.Random(20240601)
-    loaded_ids = []
+    loaded_ids, torn_writes = [], 0
     for kill in range(25):
         pid = os.fork()
         if pid == 0:  # child: save over and over until killed; never return into pytest
@@ -96,7 +96,7 @@ def test_sigkill_at_random_moments_while_saving_always_leaves_a_loadable_checkpo
                     n += 1
             finally:
                 os._exit(1)
-        time.sleep(rng.uniform(0.2, 3.0) * duration)
+        time.sleep(rng.uniform(0.2, 3.0) * max(duration, 0.01))
         os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
         assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, "child saved and exited by itself"
@@ -107,12 +107,14 @@ def test_sigkill_at_random_moments_while_saving_always_leaves_a_loadable_checkpo
         assert torch.equal(payload["w"], torch.full((size,), float(i)))
         assert payload["meta"] == {"name": f"p{i}", "values": list(range(i, i + 50))}
         loaded_ids.append(i)
-        others = {p.name for p in tmp_path.iterdir()} - {"model.pt"}
-        assert all(name.startswith(".model.pt.") and name.endswith(".tmp") for name in others), others
+        others = [p for p in tmp_path.iterdir() if p.name != "model.pt"]
+        assert all(p.name.startswith(".model.pt.") and p.name.endswith(".tmp") for p in others), others
+        torn_writes += len(others)  # a kill mid-write leaves its temp file (nothing can remove it) ...
+        for p in others:
+            p.unlink()  # ... which only a later cleanup could; keep /tmp small
 
     assert len(set(loaded_ids)) >= 2, loaded_ids  # the children really replaced the file between kills
-    leftovers = list(tmp_path.glob(".model.pt.*.tmp"))
-    assert leftovers, "no kill landed in the middle of a write; the test did not exercise atomicity"
+    assert torn_writes >= 5, "too few kills landed in the middle of a write to exercise atomicity"
 
 
 def tiny_payload(i: int) -> dict:
