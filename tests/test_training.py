@@ -226,3 +226,14 @@ def test_enough_free_disk_space_trains(tmp_path, monkeypatch):
     summary = run_training(tiny_digits_config(train={"epochs": 1, "device": "cpu", "log_interval": 10}),
                            tmp_path / "runs")
     assert summary["status"] == "finished"
+
+
+def test_output_dir_that_cannot_be_created_fails_before_training(tmp_path):
+    """An output path under a regular file can't hold a run directory: exit-1 error, nothing trained."""
+    from dlcli.errors import DlcliError
+    from dlcli.runs import RunDir
+
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("x")
+    with pytest.raises(DlcliError, match="cannot create the run directory"):
+        RunDir.create(str(blocker / "runs"), "n", None)

@@ -571,3 +571,25 @@ override_values = st.one_of(st.sampled_from(["", "1", "[1, 2]", "{a: 1}", "[", "
 def test_property_override_strings_validate_or_raise_config_error(items):
     overrides = [f"{k}{sep}{v}" for k, sep, v in items]
     validate_or_config_error(base_config(), overrides)
+
+
+@pytest.mark.parametrize("text, key", [
+    ("train: {epochs: 1e12}", "train.epochs"),
+    ("train: {epochs: 1000000000000}", "train.epochs"),
+    ("data: {batch_size: 0}", "data.batch_size"),
+    ("optimizer: {name: adam, lr: -1}", "optimizer.lr"),
+    ("optimizer: {name: adam, lr: .nan}", "optimizer.lr"),
+    ("optimizer: {name: sgd, lr: .inf}", "optimizer.lr"),
+    ("train: {accumulate: -3}", "train.accumulate"),
+    ("data: {val_split: 1.5}", "data.val_split"),
+])
+def test_nonsensical_numbers_are_config_errors_naming_the_key(tmp_path, text, key):
+    base = {"name": "n", "data": {"dataset": {"name": "digits"}}, "model": {"name": "mlp"}}
+    extra = yaml.safe_load(text)
+    for section, values in extra.items():
+        base[section] = {**base.get(section, {}), **values}
+    path = tmp_path / "n.yaml"
+    path.write_text(yaml.safe_dump(base))
+    with pytest.raises(ConfigError) as info:
+        load(str(path))
+    assert any(line.startswith(f"{key}:") for line in info.value.problems), info.value.problems
