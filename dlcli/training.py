@@ -113,11 +113,18 @@ class Session:
         return metrics
 
 
+def runs_root(output_dir: str | None, config) -> str:
+    """--output-dir, else $DLCLI_RUNS_DIR (cluster scratch space), else the config's output.dir."""
+    import os
+
+    return output_dir or os.environ.get("DLCLI_RUNS_DIR") or config.output.dir
+
+
 def open_run(config, trainer, output_dir, version, resume):
     """(RunDir, checkpoint payload or None): a new run, or the one being resumed."""
     from dlcli import checkpoint, resume as resuming
 
-    root = output_dir or config.output.dir
+    root = runs_root(output_dir, config)
     found = resuming.find_checkpoint(resume, config, root) if resume else None
     if found is None:
         run = RunDir.create(root, config.name, version)

@@ -237,3 +237,16 @@ def test_output_dir_that_cannot_be_created_fails_before_training(tmp_path):
     blocker.write_text("x")
     with pytest.raises(DlcliError, match="cannot create the run directory"):
         RunDir.create(str(blocker / "runs"), "n", None)
+
+
+def test_runs_root_precedence(monkeypatch):
+    from types import SimpleNamespace
+
+    from dlcli.training import runs_root
+
+    config = SimpleNamespace(output=SimpleNamespace(dir="from_config"))
+    monkeypatch.delenv("DLCLI_RUNS_DIR", raising=False)
+    assert runs_root(None, config) == "from_config"
+    monkeypatch.setenv("DLCLI_RUNS_DIR", "/scratch/runs")
+    assert runs_root(None, config) == "/scratch/runs"
+    assert runs_root("cli_dir", config) == "cli_dir"

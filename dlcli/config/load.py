@@ -9,7 +9,7 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from dlcli.config.schema import Config, known_metrics
-from dlcli.config.yamlio import parse_yaml, read_yaml_file
+from dlcli.config.yamlio import parse_yaml
 from dlcli.errors import ConfigError
 from dlcli.registry import pydantic_problems
 
@@ -29,7 +29,9 @@ def registries() -> dict:
 
 
 def load(path: str, overrides: list[str] = ()) -> Config:
-    data, lines = read_yaml_file(path)
+    from dlcli.config.extends import read_config
+
+    data, lines = read_config(path)
     return validate(data, overrides, lines, path)
 
 
