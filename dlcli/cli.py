@@ -165,6 +165,28 @@ def validate(
     _run(action)
 
 
+@app.command()
+def runs(
+    directory: Optional[str] = typer.Argument(None, help="runs root (default: $DLCLI_RUNS_DIR, else runs/)"),
+    as_json: bool = typer.Option(False, "--json", help="print the rows as JSON on stdout"),
+):
+    """Table of runs: name, version, status, best metric, epochs, time, device."""
+
+    def action():
+        import os
+
+        from dlcli.report import print_runs
+        from dlcli.run_table import collect_runs
+
+        root = directory or os.environ.get("DLCLI_RUNS_DIR") or "runs"
+        if not os.path.isdir(root):
+            raise ConfigError(f"runs folder not found: {root}")
+        rows = collect_runs(root)
+        _emit_json(rows) if as_json else print_runs(rows, root)
+
+    _run(action)
+
+
 @app.command("list")
 def list_components(kind: Optional[str] = typer.Argument(None, help="models, datasets, transforms, losses, "
                                                                      "optimizers, schedulers, callbacks")):

@@ -26,6 +26,21 @@ def print_train_summary(summary: dict) -> None:
     out.print(table)
 
 
+def print_runs(rows: list[dict], root: str) -> None:
+    if not rows:
+        out.print(f"no runs under {root}")
+        return
+    table = Table(title=f"runs under {root}")
+    for col in ("name", "version", "status", "best", "epochs", "time", "device"):
+        table.add_column(col, justify="right" if col in ("best", "epochs", "time") else "left")
+    for r in rows:
+        best = f"{r['monitor']} {r['best']:.4g}" if isinstance(r["best"], (int, float)) else "-"
+        time_s = f"{r['seconds']:.0f}s" if isinstance(r["seconds"], (int, float)) else "-"
+        table.add_row(escape(r["name"]), escape(r["version"]), r["status"] or "-", best, str(r["epochs"]),
+                      time_s, r["device"] or "-")
+    out.print(table)
+
+
 def print_eval(result: dict, confusion: bool) -> None:
     out.print(f"{result['split']} split: {result['samples']} samples, checkpoint from epoch {result['epoch']}")
     table = Table()
