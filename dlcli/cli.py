@@ -187,6 +187,18 @@ def runs(
     _run(action)
 
 
+@app.command()
+def schema():
+    """Print the JSON Schema of experiment files (for editor completion and checking)."""
+
+    def action():
+        from dlcli.config.jsonschema import config_schema
+
+        _emit_json(config_schema())
+
+    _run(action)
+
+
 @app.command("list")
 def list_components(kind: Optional[str] = typer.Argument(None, help="models, datasets, transforms, losses, "
                                                                      "optimizers, schedulers, callbacks")):

@@ -1,0 +1,57 @@
+"""`dlcli schema`: JSON Schema of the experiment file, for editors (e.g. VS Code's YAML extension).
+
+The base comes from the pydantic models; each component section is replaced by a oneOf over its
+registry's entries, so editors complete and check names and parameters too.
+"""
+
+from dlcli.config.load import registries
+from dlcli.config.schema import Config
+
+
+def entry_schema(registry, name: str) -> dict:
+    """{name: const, ...params} for one registry entry."""
+    schema = registry.entry(name).params.model_json_schema()
+    schema.pop("title", None)
+    schema["properties"] = {"name": {"const": name}, **schema.get("properties", {})}
+    schema["required"] = ["name", *schema.get("required", [])]
+    schema["additionalProperties"] = False
+    if registry.summary(name):
+        schema["description"] = registry.summary(name)
+    return schema
+
+
+def component(registry) -> dict:
+    return {"oneOf": [entry_schema(registry, n) for n in registry.names()]}
+
+
+def transform_item(registry) -> dict:
+    """`name`, or `{name: {params}}`, or `{name: value-of-first-param}`."""
+    forms = []
+    for name in registry.names():
+        params = entry_schema(registry, name)
+        params["properties"].pop("name")
+        params["required"] = [r for r in params["required"] if r != "name"]
+        first = next(iter(params["properties"].values()), {})
+        value = {"anyOf": [params, first, {"type": "null"}]}
+        forms.append({"type": "object", "properties": {name: value}, "required": [name],
+                      "additionalProperties": False})
+    return {"anyOf": [{"enum": registry.names()}, *forms]}
+
+
+def config_schema() -> dict:
+    regs = registries()
+    schema = Config.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "dlcli experiment"
+    props, defs = schema["properties"], schema["$defs"]
+    props["extends"] = {"type": "string", "description": "a base config file to inherit from"}
+    props["model"] = component(regs["models"])
+    props["loss"] = component(regs["losses"])
+    props["optimizer"] = component(regs["optimizers"])
+    props["scheduler"] = {"anyOf": [component(regs["schedulers"]), {"type": "null"}]}
+    props["callbacks"] = {"type": "array", "items": component(regs["callbacks"])}
+    data = defs["DataConfig"]["properties"]
+    data["dataset"] = component(regs["datasets"])
+    for section in ("train_transforms", "eval_transforms"):
+        data[section] = {"type": "array", "items": transform_item(regs["transforms"])}
+    return schema
