@@ -188,6 +188,25 @@ def runs(
 
 
 @app.command()
+def plot(
+    run_dirs: list[str] = typer.Argument(..., help="run directories to compare"),
+    metric: str = typer.Option("val/acc", "--metric", help="metric to plot per epoch"),
+    output: str = typer.Option("curves.png", "--output", "-o", help="image file to write (.png, .pdf, .svg)"),
+):
+    """Plot one metric of several runs on one figure."""
+
+    def action():
+        from dlcli.plots import plot_runs
+
+        if not output.endswith((".png", ".pdf", ".svg")):
+            raise ConfigError(f"--output: expected a .png, .pdf or .svg file name (got {output!r})")
+        plot_runs(run_dirs, metric, output)
+        typer.echo(f"wrote {output}", err=True)
+
+    _run(action)
+
+
+@app.command()
 def schema():
     """Print the JSON Schema of experiment files (for editor completion and checking)."""
 
