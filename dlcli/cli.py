@@ -207,6 +207,22 @@ def plot(
 
 
 @app.command()
+def init(
+    model: str = typer.Option("mlp", "--model", help="mlp, cnn or sequential"),
+    dataset: str = typer.Option("digits", "--dataset", help="digits, mnist, fashion_mnist, cifar10, cifar100, "
+                                                          "image_folder or csv"),
+):
+    """Print a commented starting config, e.g. dlcli init --model cnn --dataset cifar10 > my.yaml."""
+
+    def action():
+        from dlcli.init_config import starting_config
+
+        typer.echo(starting_config(model, dataset), nl=False)
+
+    _run(action)
+
+
+@app.command()
 def schema():
     """Print the JSON Schema of experiment files (for editor completion and checking)."""
 
