@@ -166,6 +166,46 @@ def validate(
 
 
 @app.command()
+def sweep(
+    config: str = typer.Argument(..., help="YAML experiment file"),
+    axes: list[str] = typer.Argument(..., help="key=v1,v2,... per swept key (commas inside [] stay), "
+                                               "or a plain key=value fixed for every run"),
+    random_draws: Optional[int] = typer.Option(None, "--random", min=1, help="N random picks from the grid"),
+    seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="repeat each point with seed=0..K-1"),
+    metric: Optional[str] = typer.Option(None, "--metric", help="sort by this metric (default: train.monitor)"),
+    output_dir: Optional[str] = typer.Option(None, "--output-dir", help="root for runs"),
+    print_commands: bool = typer.Option(False, "--print-commands", help="print one `dlcli train` command "
+                                        "per run (for job arrays / GNU parallel) instead of running"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="plain log lines instead of progress bars"),
+    as_json: bool = typer.Option(False, "--json", help="print the result rows as JSON on stdout"),
+    sweep_seed: int = typer.Option(0, "--sweep-seed", help="seed for --random"),
+):
+    """Run a grid (or random draws) of overrides; ends with a sorted table and sweep-*.csv."""
+
+    def action():
+        import shlex
+
+        from dlcli.progress import Progress
+        from dlcli.report import print_sweep
+        from dlcli.sweep import expand, run_sweep
+
+        combos = expand(axes, random_draws, seeds, sweep_seed)
+        if print_commands:
+            extra = f" --output-dir {shlex.quote(output_dir)}" if output_dir else ""
+            for overrides in combos:
+                typer.echo(f"dlcli train {shlex.quote(config)} {' '.join(map(shlex.quote, overrides))}{extra}")
+            return
+        rows, csv_path = run_sweep(config, combos, metric, output_dir,
+                                   lambda cfg: Progress(cfg.train.epochs, quiet))
+        _emit_json(rows) if as_json else print_sweep(rows, csv_path)
+        failed = [r for r in rows if r["status"] != "finished"]
+        if failed:
+            raise DlcliError(f"{len(failed)} of {len(rows)} sweep runs failed (see the table and {csv_path})")
+
+    _run(action)
+
+
+@app.command()
 def runs(
     directory: Optional[str] = typer.Argument(None, help="runs root (default: $DLCLI_RUNS_DIR, else runs/)"),
     as_json: bool = typer.Option(False, "--json", help="print the rows as JSON on stdout"),

@@ -26,6 +26,17 @@ def print_train_summary(summary: dict) -> None:
     out.print(table)
 
 
+def print_sweep(rows: list[dict], csv_path) -> None:
+    metric = [k for k in rows[0] if k not in ("overrides", "status", "run_dir", "error")][0]
+    table = Table(title=f"sweep: {len(rows)} runs, sorted by {metric} (also in {csv_path})")
+    for col in ("#", "overrides", "status", metric, "run directory / error"):
+        table.add_column(col, overflow="fold")
+    for i, r in enumerate(rows, 1):
+        value = f"{r[metric]:.4f}" if isinstance(r[metric], (int, float)) else "-"
+        table.add_row(str(i), escape(r["overrides"]), r["status"], value, escape(r["run_dir"] or r["error"] or ""))
+    out.print(table)
+
+
 def print_runs(rows: list[dict], root: str) -> None:
     if not rows:
         out.print(f"no runs under {root}")

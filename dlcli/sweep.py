@@ -1,0 +1,94 @@
+"""`dlcli sweep cfg.yaml key=v1,v2 ... [--random N] [--seeds K]`: expand a grid (or N random draws
+from it) into runs, run them one after another (a failed run is reported and the rest go on),
+and end with a table sorted by a metric plus a CSV file."""
+
+import csv
+import itertools
+import random
+import time
+from pathlib import Path
+
+from dlcli.errors import ConfigError, DlcliError
+
+
+def split_values(text: str) -> list[str]:
+    """'0.1,0.01' -> ['0.1', '0.01']; commas inside [], {} or quotes don't split: '[128],[256,128]'."""
+    values, depth, quote, current = [], 0, None, ""
+    for ch in text:
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            values.append(current)
+            current = ""
+            continue
+        current += ch
+    return values + [current]
+
+
+def expand(axes: list[str], random_draws: int | None, seeds: int | None, sweep_seed: int) -> list[list[str]]:
+    """Override lists, one per run: the grid's product, or `random_draws` distinct picks from it."""
+    grid = []
+    for axis in axes:
+        key, sep, text = axis.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"sweep axis {axis!r}: expected key=v1,v2,...")
+        grid.append([f"{key}={value}" for value in split_values(text)])
+    combos = [list(c) for c in itertools.product(*grid)]
+    if random_draws is not None:
+        combos = random.Random(sweep_seed).sample(combos, min(random_draws, len(combos)))
+    if seeds:
+        combos = [c + [f"seed={s}"] for c in combos for s in range(seeds)]
+    return combos
+
+
+def run_sweep(config_path: str, combos: list[list[str]], metric: str | None, output_dir: str | None,
+              progress_factory) -> tuple[list[dict], Path]:
+    """Validate every run first (all errors at once), then train each; returns rows and the CSV path."""
+    from dlcli.config import load
+    from dlcli.config.schema import metric_mode
+    from dlcli.training import runs_root, train
+
+    configs, problems = [], []
+    for overrides in combos:
+        try:
+            configs.append(load(config_path, overrides))
+        except ConfigError as err:
+            problems += [f"[{' '.join(overrides)}] {p}" for p in err.problems]
+    if problems:
+        raise ConfigError(problems)
+    metric = metric or configs[0].train.monitor
+    rows = []
+    for overrides, config in zip(combos, configs):
+        row = {"overrides": " ".join(overrides), "status": "failed", metric: None, "run_dir": None, "error": None}
+        try:
+            summary = train(config, output_dir, None, progress_factory(config))
+            row.update(status=summary["status"], run_dir=summary["run_dir"],
+                       **{metric: _metric_value(summary, metric)})
+        except DlcliError as err:
+            row["error"] = str(err).splitlines()[0]
+        rows.append(row)
+    sign = 1 if metric_mode(metric) == "min" else -1
+    rows.sort(key=lambda r: (r[metric] is None, sign * (r[metric] or 0)))
+    out = Path(runs_root(output_dir, configs[0])) / configs[0].name / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}.csv"
+    write_csv(rows, out)
+    return rows, out
+
+
+def _metric_value(summary: dict, metric: str):
+    if summary.get("monitor") == metric and summary["best"]["value"] is not None:
+        return summary["best"]["value"]
+    return summary["final"].get(metric)
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)

@@ -1,0 +1,65 @@
+"""dlcli sweep: grid expansion, random draws, seeds, a failing run that doesn't stop the others,
+a sorted summary and sweep.csv."""
+
+import csv
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from dlcli.cli import app
+from dlcli.sweep import expand, split_values
+from tests.conftest import tiny_digits_config
+
+
+def test_split_values_keeps_brackets_together():
+    assert split_values("0.1,0.01") == ["0.1", "0.01"]
+    assert split_values("[128],[256,128]") == ["[128]", "[256,128]"]
+    assert split_values("{steps: 5},'a,b'") == ["{steps: 5}", "'a,b'"]
+
+
+def test_expand_grid_random_and_seeds():
+    grid = expand(["a=1,2", "b=x,y,z"], None, None, 0)
+    assert len(grid) == 6 and ["a=1", "b=x"] in grid and ["a=2", "b=z"] in grid
+    draws = expand(["a=1,2", "b=x,y,z"], 4, None, 0)
+    assert len(draws) == 4 and len({tuple(d) for d in draws}) == 4
+    assert draws == expand(["a=1,2", "b=x,y,z"], 4, None, 0)  # repeatable with the sweep seed
+    seeded = expand(["a=1,2"], None, 3, 0)
+    assert seeded[:3] == [["a=1", "seed=0"], ["a=1", "seed=1"], ["a=1", "seed=2"]] and len(seeded) == 6
+    with pytest.raises(Exception, match="expected key=v1,v2"):
+        expand(["oops"], None, None, 0)
+
+
+def test_sweep_2x2_with_a_failing_run(tmp_path):
+    cfg = tmp_path / "tiny.yaml"
+    config = tiny_digits_config(train={"epochs": 1, "device": "cpu", "monitor": "val/acc"})
+    cfg.write_text(yaml.safe_dump(config))
+    # lr 1e30 on sgd makes the loss non-finite: that run fails, the others go on
+    args = ["sweep", str(cfg), "optimizer={name: sgd, lr: 0.1}", "optimizer.lr=0.1,1e30", "model.hidden=[16],[32]",
+            "--output-dir", str(tmp_path / "runs"), "--json", "-q"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output  # a failed run makes the sweep exit 1, after the table
+    rows = json.loads(result.stdout)
+    assert len(rows) == 4
+    finished = [r for r in rows if r["status"] == "finished"]
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert len(finished) == 2 and len(failed) == 2 and all("1e30" in r["overrides"] for r in failed)
+    assert all("loss became" in r["error"] for r in failed)
+    values = [r["val/acc"] for r in finished]
+    assert values == sorted(values, reverse=True) and rows[:2] == finished  # best first, failures last
+    csv_files = list((tmp_path / "runs" / "tiny").glob("sweep-*.csv"))
+    assert len(csv_files) == 1
+    with csv_files[0].open() as handle:
+        assert [r["overrides"] for r in csv.DictReader(handle)] == [r["overrides"] for r in rows]
+    assert len(list((tmp_path / "runs" / "tiny").glob("v*"))) == 4
+
+
+def test_print_commands_and_invalid_points(tmp_path):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_digits_config()))
+    printed = CliRunner().invoke(app, ["sweep", str(cfg), "optimizer.lr=0.1,0.01", "--print-commands"])
+    assert printed.exit_code == 0
+    assert printed.stdout.splitlines() == [f"dlcli train {cfg} optimizer.lr=0.1", f"dlcli train {cfg} optimizer.lr=0.01"]
+    bad = CliRunner().invoke(app, ["sweep", str(cfg), "optimizer.lr=0.1,-1", "--output-dir", str(tmp_path / "r")])
+    assert bad.exit_code == 2 and "optimizer.lr" in bad.output and not (tmp_path / "r").exists()
