@@ -166,6 +166,29 @@ def validate(
 
 
 @app.command()
+def export(
+    checkpoint: str = typer.Argument(..., help="checkpoint file (or a run directory)"),
+    fmt: str = typer.Option(..., "--format", help="onnx, torchscript or safetensors"),
+    output: str = typer.Option(..., "--output", "-o", help="file to write"),
+    tolerance: float = typer.Option(1e-4, "--tolerance", help="largest allowed output difference"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON on stdout"),
+):
+    """Export the model and check the exported file numerically against PyTorch."""
+
+    def action():
+        from dlcli.export import export as run_export
+
+        result = run_export(checkpoint, fmt, output, tolerance)
+        if as_json:
+            _emit_json(result)
+        else:
+            typer.echo(f"wrote {result['output']} ({fmt}); max abs difference on a sample batch "
+                       f"{result['max_abs_diff']:.3g} (tolerance {tolerance:g})")
+
+    _run(action)
+
+
+@app.command()
 def sweep(
     config: str = typer.Argument(..., help="YAML experiment file"),
     axes: list[str] = typer.Argument(..., help="key=v1,v2,... per swept key (commas inside [] stay), "

@@ -15,6 +15,12 @@ class RunDir:
         self.path = Path(path)
         self.checkpoints = self.path / "checkpoints"
         self._metrics = None
+        self._tensorboard = None
+
+    def enable_tensorboard(self) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._tensorboard = SummaryWriter(log_dir=str(self.path / "tensorboard"))
 
     @classmethod
     def create(cls, root: str, name: str, version: str | None) -> "RunDir":
@@ -51,6 +57,10 @@ class RunDir:
             self._metrics = (self.path / "metrics.jsonl").open("a")
         self._metrics.write(json.dumps(_finite(record)) + "\n")
         self._metrics.flush()
+        if self._tensorboard is not None:
+            for key, value in record.items():
+                if isinstance(value, float) and ("/" in key or key == "lr"):
+                    self._tensorboard.add_scalar(key, value, record["step"])
 
     def write_summary(self, summary: dict) -> None:
         (self.path / "summary.json").write_text(json.dumps(_finite(summary), indent=2) + "\n")
@@ -74,6 +84,9 @@ class RunDir:
         if self._metrics is not None:
             self._metrics.close()
             self._metrics = None
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+            self._tensorboard = None
 
 
 def _next_version(base: Path) -> Path:

@@ -145,7 +145,11 @@ def train(config, output_dir: str | None, version: str | None, progress, resume:
     from dlcli.resume import restore
 
     trainer, meta = build_trainer(config)  # every config/data error surfaces before anything is written
+    if config.logging.tensorboard:
+        _require_tensorboard()
     run, payload = open_run(config, trainer, output_dir, version, resume)
+    if config.logging.tensorboard:
+        run.enable_tensorboard()
     check_free_space(run, trainer.model)
     resume_at, on_resumed = restore(trainer, payload) if payload else (0, None)
     trainer.step_logger = run.log
@@ -172,6 +176,15 @@ def train(config, output_dir: str | None, version: str | None, progress, resume:
             run.write_summary(_summary(trainer, run, metrics, status, error, time.time() - started))
             _plot(run)
     return _summary(trainer, run, metrics, status, error, time.time() - started)
+
+
+def _require_tensorboard() -> None:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        from dlcli.errors import ConfigError
+
+        raise ConfigError("logging.tensorboard: needs the tensorboard package: pip install 'dlcli[tensorboard]'") from None
 
 
 def check_free_space(run: RunDir, model) -> None:

@@ -297,3 +297,20 @@ def test_cli_import_and_config_validation_do_not_import_torch(write_config, tmp_
                             cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
+
+
+def test_train_json_summary_has_the_documented_keys(tmp_path, monkeypatch):
+    import yaml
+    from typer.testing import CliRunner
+
+    from dlcli.cli import app
+    from tests.conftest import tiny_digits_config
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_digits_config(train={"epochs": 1, "device": "cpu"})))
+    result = CliRunner().invoke(app, ["train", str(cfg), "--output-dir", str(tmp_path / "runs"), "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert set(summary) == {"status", "error", "name", "run_dir", "epochs", "steps", "skipped_batches", "seconds",
+                            "device", "precision", "monitor", "best", "final", "checkpoints"}
+    assert summary["status"] == "finished" and set(summary["checkpoints"]) == {"last", "best", "final"}

@@ -250,3 +250,23 @@ def test_runs_root_precedence(monkeypatch):
     monkeypatch.setenv("DLCLI_RUNS_DIR", "/scratch/runs")
     assert runs_root(None, config) == "/scratch/runs"
     assert runs_root("cli_dir", config) == "cli_dir"
+
+
+def test_tensorboard_event_files_hold_the_metrics(tmp_path):
+    import io
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from dlcli.config import validate
+    from dlcli.progress import Progress
+    from dlcli.training import train
+    from tests.conftest import tiny_digits_config
+
+    config = validate({**tiny_digits_config(), "logging": {"tensorboard": True}})
+    summary = train(config, str(tmp_path), None, Progress(2, quiet=True, stream=io.StringIO()))
+    events = EventAccumulator(str(tmp_path / "tiny" / "v1" / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "val/acc", "lr"} <= tags
+    val_acc = [e.value for e in events.Scalars("val/acc")]
+    assert len(val_acc) == 2 and abs(val_acc[-1] - summary["final"]["val/acc"]) < 1e-6

@@ -69,6 +69,10 @@ class TrainConfig(Strict):
     deterministic: bool = False
 
 
+class LoggingConfig(Strict):
+    tensorboard: bool = False  # also write TensorBoard event files to <run>/tensorboard/
+
+
 class OutputConfig(Strict):
     dir: str = "runs"
     save_best: bool = True
@@ -86,6 +90,7 @@ class Config(Strict):
     train: TrainConfig = TrainConfig()
     callbacks: list[Component] = []
     output: OutputConfig = OutputConfig()
+    logging: LoggingConfig = LoggingConfig()
 
 
 def metric_mode(metric: str, mode: str = "auto") -> str:

@@ -1,0 +1,52 @@
+"""dlcli export: each format round-trips and passes its numerical check, for an MLP and a CNN."""
+
+import io
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from dlcli.cli import app
+from dlcli.config import validate
+from dlcli.progress import Progress
+from dlcli.training import train
+from tests.conftest import tiny_digits_config
+
+
+@pytest.fixture(scope="module", params=["mlp", "cnn"])
+def checkpoint(request, tmp_path_factory):
+    model = {"mlp": {"name": "mlp", "hidden": [16]},
+             "cnn": {"name": "cnn", "channels": [8, 16], "batch_norm": True, "head": [16]}}[request.param]
+    config = validate(tiny_digits_config(model=model, train={"epochs": 1, "device": "cpu"}))
+    summary = train(config, str(tmp_path_factory.mktemp("runs")), None, Progress(1, quiet=True, stream=io.StringIO()))
+    return summary["checkpoints"]["last"]
+
+
+@pytest.mark.parametrize("fmt, suffix", [("onnx", ".onnx"), ("torchscript", ".pt"), ("safetensors", ".safetensors")])
+def test_export_round_trips(checkpoint, tmp_path, fmt, suffix):
+    out = tmp_path / f"model{suffix}"
+    result = CliRunner().invoke(app, ["export", checkpoint, "--format", fmt, "--output", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["format"] == fmt and out.stat().st_size > 1000
+    assert report["max_abs_diff"] <= 1e-4 and report["input_shape"] == ["batch", 1, 8, 8]
+
+
+def test_safetensors_carries_the_config(checkpoint, tmp_path):
+    from safetensors import safe_open
+
+    out = tmp_path / "m.safetensors"
+    assert CliRunner().invoke(app, ["export", checkpoint, "--format", "safetensors", "-o", str(out)]).exit_code == 0
+    with safe_open(str(out), framework="pt") as handle:
+        metadata = handle.metadata()
+    assert json.loads(metadata["dlcli_config"])["name"] == "tiny"
+    assert json.loads(metadata["dlcli_meta"])["class_names"] == [str(i) for i in range(10)]
+
+
+def test_export_errors(checkpoint, tmp_path):
+    runner = CliRunner()
+    bad_format = runner.invoke(app, ["export", checkpoint, "--format", "tflite", "-o", str(tmp_path / "x")])
+    assert bad_format.exit_code == 2 and "--format" in bad_format.output
+    too_strict = runner.invoke(app, ["export", checkpoint, "--format", "onnx", "-o", str(tmp_path / "x.onnx"),
+                                     "--tolerance", "-1"])
+    assert too_strict.exit_code == 1 and "differs from the PyTorch model" in too_strict.output
