@@ -152,7 +152,9 @@ def monitor_problems(config: Config, metrics: list[str]) -> list[str]:
         monitors.append(("scheduler.monitor", config.scheduler.get("monitor", "val/loss")))
     problems = []
     for key, metric in monitors:
-        if metric is not None and metric not in metrics:
+        if not isinstance(metric, str):
+            continue  # None means the default; other types are reported by the component's own check
+        if metric not in metrics:
             hint = " (val/* metrics need data.val_split > 0)" if metric.startswith("val/") and \
                 config.data.val_split == 0 else ""
             problems.append(f"{key}: unknown metric {metric!r}{hint}; available: {', '.join(metrics)}")

@@ -593,3 +593,9 @@ def test_nonsensical_numbers_are_config_errors_naming_the_key(tmp_path, text, ke
     with pytest.raises(ConfigError) as info:
         load(str(path))
     assert any(line.startswith(f"{key}:") for line in info.value.problems), info.value.problems
+
+
+def test_non_string_monitor_is_a_config_error_not_a_crash():
+    config = tiny_digits_config(callbacks=[{"name": "early_stopping", "monitor": []}])
+    with pytest.raises(ConfigError, match=r"callbacks\.0\.monitor"):
+        validate(config)
