@@ -1,9 +1,9 @@
 """`dlcli plot RUN_DIR... --metric val/acc --output cmp.png`: one metric of several runs on one figure."""
 
-import json
 from pathlib import Path
 
 from dlcli.errors import ConfigError, DataError
+from dlcli.runs import read_records
 
 
 def epoch_series(run_dir: Path, metric: str) -> list[tuple[int, float]]:
@@ -11,11 +11,7 @@ def epoch_series(run_dir: Path, metric: str) -> list[tuple[int, float]]:
     if not log.is_file():
         raise DataError(f"{run_dir}: no metrics.jsonl (is it a run directory?)")
     points, names = [], set()
-    for line in log.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
+    for record in read_records(log):
         if record.get("event") != "epoch":
             continue
         names.update(k for k in record if "/" in k)

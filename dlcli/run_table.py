@@ -4,6 +4,8 @@ a run has none: running, or killed before it could write one)."""
 import json
 from pathlib import Path
 
+from dlcli.runs import read_records
+
 
 def collect_runs(root: str) -> list[dict]:
     """Rows for every runs/<name>/<version>/ under root, oldest first."""
@@ -20,7 +22,7 @@ def _row(folder: Path) -> dict:
                    best=(summary.get("best") or {}).get("value"), epochs=summary.get("epochs"),
                    seconds=summary.get("seconds"), device=summary.get("device"))
         return row
-    epochs = [r for r in _read_jsonl(folder / "metrics.jsonl") if r.get("event") == "epoch"]
+    epochs = [r for r in read_records(folder / "metrics.jsonl") if r.get("event") == "epoch"]
     row["epochs"] = epochs[-1]["epoch"] if epochs else 0
     return row
 
@@ -31,16 +33,3 @@ def _read_json(path: Path):
     except (OSError, ValueError):
         return None
 
-
-def _read_jsonl(path: Path) -> list[dict]:
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return []
-    records = []
-    for line in lines:
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue  # a line cut short by a kill
-    return records

@@ -70,15 +70,8 @@ class RunDir:
         path = self.path / "metrics.jsonl"
         if not path.exists():
             return
-        kept = []
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a kill
-            if record.get("step", 0) <= step:
-                kept.append(line)
-        path.write_text("".join(f"{line}\n" for line in kept))
+        kept = [r for r in read_records(path) if r.get("step", 0) <= step]
+        path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
     def close(self) -> None:
         if self._metrics is not None:
@@ -87,6 +80,23 @@ class RunDir:
         if self._tensorboard is not None:
             self._tensorboard.close()
             self._tensorboard = None
+
+
+def read_records(path: Path) -> list[dict]:
+    """The records of a metrics.jsonl; a last line cut short by a kill is skipped."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return []
+    records = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 def _next_version(base: Path) -> Path:
@@ -119,7 +129,7 @@ def plot_curves(metrics_path: Path, out_path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = [json.loads(line) for line in metrics_path.read_text().splitlines() if '"event": "epoch"' in line]
+    epochs = [r for r in read_records(metrics_path) if r.get("event") == "epoch"]
     if not epochs:
         return
     names = sorted({k.split("/")[1] for e in epochs for k in e if "/" in k})
