@@ -599,3 +599,25 @@ def test_non_string_monitor_is_a_config_error_not_a_crash():
     config = tiny_digits_config(callbacks=[{"name": "early_stopping", "monitor": []}])
     with pytest.raises(ConfigError, match=r"callbacks\.0\.monitor"):
         validate(config)
+
+
+@pytest.mark.parametrize("train, key", [
+    ({"checkpoint_every": {}}, "train.checkpoint_every"),
+    ({"checkpoint_every": {"steps": 5, "minutes": 1}}, "train.checkpoint_every"),
+    ({"checkpoint_every": {"steps": 0}}, "train.checkpoint_every.steps"),
+    ({"checkpoint_every": {"minutes": -1}}, "train.checkpoint_every.minutes"),
+    ({"keep_last": 0}, "train.keep_last"),
+    ({"on_nan": "ignore"}, "train.on_nan"),
+    ({"deterministic": "sometimes"}, "train.deterministic"),
+])
+def test_reliability_options_are_checked(train, key):
+    config = tiny_digits_config()
+    config["train"] = {**config["train"], **train}
+    with pytest.raises(ConfigError) as info:
+        validate(config)
+    assert any(p.startswith(f"{key}:") for p in info.value.problems), info.value.problems
+
+
+def test_logging_section_is_checked():
+    with pytest.raises(ConfigError, match=r"logging\.tensorbord: unknown key \(did you mean 'tensorboard'\?\)"):
+        validate({**tiny_digits_config(), "logging": {"tensorbord": True}})
