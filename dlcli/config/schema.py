@@ -22,6 +22,8 @@ class DataConfig(Strict):
     batch_size: Annotated[int, Field(gt=0, le=1_048_576)] = 64
     eval_batch_size: Annotated[int, Field(gt=0, le=1_048_576)] | None = None
     num_workers: Annotated[int, Field(ge=0, le=256)] = 0
+    loader: Literal["auto", "device", "dataloader"] = "auto"
+    memory_budget_gb: Annotated[float, Field(gt=0, le=1_000_000, allow_inf_nan=False)] = 4.0
     train_transforms: list[Any] = []
     eval_transforms: list[Any] = []
     class_weights: list[PositiveFloat] | Literal["balanced"] | None = None

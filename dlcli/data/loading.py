@@ -160,10 +160,89 @@ class _Transformed:
         return (self.transform(x) if self.transform else x), y, i
 
 
-def make_batches(source: Source, batch_size: int, device, transform, shuffle: bool, generator=None,
+class HostLoaderBatches:
+    """In-memory tensors left in host memory and fed by torch's DataLoader (pinned memory, workers),
+    for data over the device-memory budget. Same order (same permutation draw) and same batched
+    augmentation on the device as TensorBatches, so both paths train identically."""
+
+    def __init__(self, source: Source, batch_size: int, device, transform, shuffle: bool, generator=None,
                  sample_weights=None, num_workers: int = 0):
+        import torch
+
+        self.sampler = _PermutationBatches(len(source.y), batch_size, shuffle, generator)
+        self.device, self.transform = device, transform
+        self.scale = None if source.x.dtype.is_floating_point else 1 / 255
+        self.loader = torch.utils.data.DataLoader(
+            _TensorRows(source.x, source.y, sample_weights), batch_sampler=self.sampler, collate_fn=_as_is,
+            num_workers=num_workers, pin_memory=device.type == "cuda", persistent_workers=num_workers > 0,
+            generator=torch.Generator(),  # its seed draw must not touch the global RNG
+        )
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):
+        for _, batch in self.iterate():
+            yield batch
+
+    def iterate(self, first: int = 0, on_resumed=None):
+        self.sampler.first = first
+        for index, (x, y, w) in enumerate(self.loader, start=first):
+            if index == first and on_resumed is not None:
+                on_resumed()  # after the shuffle draw, before the first augmentation
+            x = x.to(self.device, non_blocking=True)
+            x = x.float() * self.scale if self.scale else x
+            w = w.to(self.device, non_blocking=True) if w is not None else None
+            yield index, Batch(self.transform(x) if self.transform else x, y.to(self.device, non_blocking=True), w)
+
+
+class _PermutationBatches:
+    """Batch sampler drawing one permutation per epoch from `generator`, like TensorBatches."""
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, generator):
+        self.n, self.batch_size, self.shuffle, self.generator, self.first = n, batch_size, shuffle, generator, 0
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch_size)
+
+    def __iter__(self):
+        import torch
+
+        order = torch.randperm(self.n, generator=self.generator) if self.shuffle else torch.arange(self.n)
+        for start in range(self.first * self.batch_size, self.n, self.batch_size):
+            yield order[start:start + self.batch_size]
+
+
+class _TensorRows:
+    """Map-style dataset over tensors with a batched fetch (one gather per batch, not per row)."""
+
+    def __init__(self, x, y, weights):
+        self.x, self.y, self.weights = x, y, weights
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitems__(self, idx):
+        return self.x[idx], self.y[idx], (self.weights[idx] if self.weights is not None else None)
+
+
+def _as_is(batch):
+    return batch
+
+
+def make_batches(source: Source, batch_size: int, device, transform, shuffle: bool, generator=None,
+                 sample_weights=None, num_workers: int = 0, loader: str = "auto", budget_gb: float = 4.0):
+    """Device-resident tensors when the data is in memory and fits the budget (or loader: device);
+    otherwise a DataLoader: over host tensors, or over files for file-backed datasets."""
+    from dlcli.errors import ConfigError
+
     if len(source) == 0:
         raise DataError("dataset split is empty")
-    if source.in_memory:
+    if not source.in_memory:
+        if loader == "device":
+            raise ConfigError("data.loader: device needs an in-memory dataset; this one is read from disk")
+        return LoaderBatches(source, batch_size, device, transform, shuffle, generator, sample_weights, num_workers)
+    fits = source.x.numel() * source.x.element_size() <= budget_gb * 2**30
+    if loader == "device" or (loader == "auto" and fits):
         return TensorBatches(source, batch_size, device, transform, shuffle, generator, sample_weights)
-    return LoaderBatches(source, batch_size, device, transform, shuffle, generator, sample_weights, num_workers)
+    return HostLoaderBatches(source, batch_size, device, transform, shuffle, generator, sample_weights, num_workers)

@@ -90,7 +90,8 @@ def train_batches(config, device, generator):
         raise DataError(f"labels must lie in [0, {k - 1}]")
     transform = compose(data_cfg.train_transforms) if train.kind == "image" else None
     train_b = make_batches(train, data_cfg.batch_size, device, transform, data_cfg.shuffle, generator,
-                           sample_weights(train, data_cfg, k), data_cfg.num_workers)
+                           sample_weights(train, data_cfg, k), data_cfg.num_workers, data_cfg.loader,
+                           data_cfg.memory_budget_gb)
     val_b = eval_batches(val, config, device) if val is not None else None
     return train_b, val_b, meta
 
@@ -99,7 +100,8 @@ def eval_batches(source: Source, config, device):
     data_cfg = config.data
     transform = compose(data_cfg.eval_transforms) if source.kind == "image" else None
     size = data_cfg.eval_batch_size or max(data_cfg.batch_size, 512)
-    return make_batches(source, size, device, transform, False, None, None, data_cfg.num_workers)
+    return make_batches(source, size, device, transform, False, None, None, data_cfg.num_workers,
+                        data_cfg.loader, data_cfg.memory_budget_gb)
 
 
 def split_for_eval(config, meta: DataMeta, split: str, device):

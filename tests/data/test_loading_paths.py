@@ -1,0 +1,67 @@
+"""The device-resident path and the DataLoader path give the same batches and the same training."""
+
+import io
+
+import pytest
+import torch
+
+from dlcli.build import build_trainer
+from dlcli.config import validate
+from dlcli.data.loading import HostLoaderBatches, LoaderBatches, TensorBatches
+from dlcli.errors import ConfigError
+from dlcli.progress import Progress
+from tests.conftest import tiny_digits_config
+
+
+def config(loader, **data):
+    base = tiny_digits_config(train={"epochs": 1, "device": "cpu"})
+    base["data"].update({"loader": loader, "train_transforms": [{"random_crop": {"size": 8, "padding": 1}},
+                                                                "horizontal_flip", {"normalize": "digits"}]}, **data)
+    return validate(base)
+
+
+def test_auto_picks_the_device_path_within_budget_and_the_dataloader_beyond():
+    assert isinstance(build_trainer(config("auto"))[0].train_batches, TensorBatches)
+    tiny_budget = build_trainer(config("auto", memory_budget_gb=1e-9))[0]
+    assert isinstance(tiny_budget.train_batches, HostLoaderBatches)
+    assert isinstance(build_trainer(config("dataloader"))[0].train_batches, HostLoaderBatches)
+
+
+def test_same_batches_and_same_training_result():
+    runs = {}
+    for loader in ("device", "dataloader"):
+        trainer, _ = build_trainer(config(loader, num_workers=0))
+        torch.manual_seed(5)  # the augmentation draws from the global RNG in both paths
+        first = [(b.x.clone(), b.y.clone()) for _, b in zip(range(3), trainer.train_batches)]
+        for _ in range(2):
+            trainer.train_epoch(Progress(1, quiet=True, stream=io.StringIO()))
+        runs[loader] = first, trainer.model.state_dict()
+    (batches_a, weights_a), (batches_b, weights_b) = runs["device"], runs["dataloader"]
+    for (xa, ya), (xb, yb) in zip(batches_a, batches_b):
+        assert torch.equal(ya, yb) and torch.equal(xa, xb)
+    assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
+
+
+def test_dataloader_path_with_workers_keeps_the_order():
+    plain, _ = build_trainer(config("device"))
+    workers, _ = build_trainer(config("dataloader", num_workers=2, train_transforms=[{"normalize": "digits"}],
+                                      eval_transforms=[{"normalize": "digits"}]))
+    ya = torch.cat([b.y for b in plain.train_batches])
+    yb = torch.cat([b.y for b in workers.train_batches])
+    assert torch.equal(ya, yb)
+
+
+def test_device_loader_on_file_backed_data_is_a_config_error(tmp_path):
+    from PIL import Image
+
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            Image.new("RGB", (4, 4), (i * 40, 0, 0)).save(tmp_path / cls / f"{i}.png")
+    cfg = tiny_digits_config()
+    cfg["data"] = {"dataset": {"name": "image_folder", "root": str(tmp_path)}, "loader": "device", "val_split": 0}
+    cfg["train"]["monitor"] = "train/loss"
+    with pytest.raises(ConfigError, match="data.loader: device needs an in-memory dataset"):
+        build_trainer(validate(cfg))
+    cfg["data"]["loader"] = "auto"
+    assert isinstance(build_trainer(validate(cfg))[0].train_batches, LoaderBatches)
