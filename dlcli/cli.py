@@ -218,9 +218,9 @@ def sweep(
             for overrides in combos:
                 typer.echo(f"dlcli train {shlex.quote(config)} {' '.join(map(shlex.quote, overrides))}{extra}")
             return
-        rows, csv_path = run_sweep(config, combos, metric, output_dir,
-                                   lambda cfg: Progress(cfg.train.epochs, quiet))
-        _emit_json(rows) if as_json else print_sweep(rows, csv_path)
+        rows, csv_path, sorted_by = run_sweep(config, combos, metric, output_dir,
+                                              lambda cfg: Progress(cfg.train.epochs, quiet))
+        _emit_json(rows) if as_json else print_sweep(rows, csv_path, sorted_by)
         failed = [r for r in rows if r["status"] != "finished"]
         if failed:
             raise DlcliError(f"{len(failed)} of {len(rows)} sweep runs failed (see the table and {csv_path})")
@@ -240,8 +240,9 @@ def runs(
 
         from dlcli.report import print_runs
         from dlcli.run_table import collect_runs
+        from dlcli.runs import runs_root
 
-        root = directory or os.environ.get("DLCLI_RUNS_DIR") or "runs"
+        root = runs_root(directory)
         if not os.path.isdir(root):
             raise ConfigError(f"runs folder not found: {root}")
         rows = collect_runs(root)

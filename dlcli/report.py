@@ -26,8 +26,7 @@ def print_train_summary(summary: dict) -> None:
     out.print(table)
 
 
-def print_sweep(rows: list[dict], csv_path) -> None:
-    metric = [k for k in rows[0] if k not in ("overrides", "status", "run_dir", "error")][0]
+def print_sweep(rows: list[dict], csv_path, metric: str) -> None:
     table = Table(title=f"sweep: {len(rows)} runs, sorted by {metric} (also in {csv_path})")
     for col in ("#", "overrides", "status", metric, "run directory / error"):
         table.add_column(col, overflow="fold")

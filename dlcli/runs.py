@@ -82,6 +82,11 @@ class RunDir:
             self._tensorboard = None
 
 
+def runs_root(output_dir: str | None, configured: str = "runs") -> str:
+    """--output-dir, else $DLCLI_RUNS_DIR (cluster scratch space), else the config's output.dir."""
+    return output_dir or os.environ.get("DLCLI_RUNS_DIR") or configured
+
+
 def read_records(path: Path) -> list[dict]:
     """The records of a metrics.jsonl; a last line cut short by a kill is skipped."""
     try:

@@ -48,8 +48,8 @@ def expand(axes: list[str], random_draws: int | None, seeds: int | None, sweep_s
 
 
 def run_sweep(config_path: str, combos: list[list[str]], metric: str | None, output_dir: str | None,
-              progress_factory) -> tuple[list[dict], Path]:
-    """Validate every run first (all errors at once), then train each; returns rows and the CSV path."""
+              progress_factory) -> tuple[list[dict], Path, str]:
+    """Validate every run first (all errors at once), then train each; returns rows, CSV path, metric."""
     from dlcli.config import load
     from dlcli.config.schema import metric_mode
     from dlcli.training import runs_root, train
@@ -77,7 +77,7 @@ def run_sweep(config_path: str, combos: list[list[str]], metric: str | None, out
     rows.sort(key=lambda r: (r[metric] is None, sign * (r[metric] or 0)))
     out = Path(runs_root(output_dir, configs[0])) / configs[0].name / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}.csv"
     write_csv(rows, out)
-    return rows, out
+    return rows, out, metric
 
 
 def _metric_value(summary: dict, metric: str):

@@ -8,6 +8,7 @@ import dlcli
 from dlcli.checkpoint import CheckpointStore
 from dlcli.config.yamlio import dump_yaml
 from dlcli.errors import DlcliError, Interrupted
+from dlcli import runs
 from dlcli.runs import RunDir, plot_curves
 from dlcli.signals import StopSignals
 
@@ -114,10 +115,7 @@ class Session:
 
 
 def runs_root(output_dir: str | None, config) -> str:
-    """--output-dir, else $DLCLI_RUNS_DIR (cluster scratch space), else the config's output.dir."""
-    import os
-
-    return output_dir or os.environ.get("DLCLI_RUNS_DIR") or config.output.dir
+    return runs.runs_root(output_dir, config.output.dir)
 
 
 def open_run(config, trainer, output_dir, version, resume):

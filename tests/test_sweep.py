@@ -63,3 +63,15 @@ def test_print_commands_and_invalid_points(tmp_path):
     assert printed.stdout.splitlines() == [f"dlcli train {cfg} optimizer.lr=0.1", f"dlcli train {cfg} optimizer.lr=0.01"]
     bad = CliRunner().invoke(app, ["sweep", str(cfg), "optimizer.lr=0.1,-1", "--output-dir", str(tmp_path / "r")])
     assert bad.exit_code == 2 and "optimizer.lr" in bad.output and not (tmp_path / "r").exists()
+
+
+def test_sweep_table_shows_rows_in_order(capsys):
+    from dlcli.report import print_sweep
+
+    rows = [{"overrides": "optimizer.lr=0.1", "status": "finished", "val/acc": 0.91, "run_dir": "runs/t/v2", "error": None},
+            {"overrides": "optimizer.lr=1e30", "status": "failed", "val/acc": None, "run_dir": None,
+             "error": "loss became nan"}]
+    print_sweep(rows, "runs/t/sweep.csv", "val/acc")
+    text = capsys.readouterr().out
+    assert "sorted by val/acc" in text and "0.9100" in text and "loss became nan" in text
+    assert text.index("lr=0.1") < text.index("lr=1e30")

@@ -621,3 +621,12 @@ def test_reliability_options_are_checked(train, key):
 def test_logging_section_is_checked():
     with pytest.raises(ConfigError, match=r"logging\.tensorbord: unknown key \(did you mean 'tensorboard'\?\)"):
         validate({**tiny_digits_config(), "logging": {"tensorbord": True}})
+
+
+@pytest.mark.parametrize("data, key", [({"loader": "gpu"}, "data.loader"), ({"memory_budget_gb": 0}, "data.memory_budget_gb")])
+def test_loader_options_are_checked(data, key):
+    config = tiny_digits_config()
+    config["data"] = {**config["data"], **data}
+    with pytest.raises(ConfigError) as info:
+        validate(config)
+    assert any(p.startswith(f"{key}:") for p in info.value.problems), info.value.problems
