@@ -59,9 +59,13 @@ def build_model(config, meta, device):
     import torch
 
     from dlcli.models import MODELS
+    from dlcli.tasks import RECURRENT_MODELS
 
+    extra = ()
+    if config.model["name"] in RECURRENT_MODELS:  # token ids need an embedding; the task picks the head
+        extra = (len(meta.vocab) if meta.vocab else None, "per_step" if config.task == "language_model" else "pooled")
     try:
-        model = MODELS.build(config.model, tuple(meta.input_shape), len(meta.class_names))
+        model = MODELS.build(config.model, tuple(meta.input_shape), meta.num_outputs(config.task), *extra)
     except RuntimeError as err:  # e.g. pooling shrank the image to nothing
         raise ConfigError(f"model: does not fit input shape {meta.input_shape}: {str(err).splitlines()[0]}") from None
     model = model.to(device)
@@ -70,11 +74,22 @@ def build_model(config, meta, device):
     return model
 
 
-def build_task(config, num_classes: int):
+def build_task(config, meta):
+    """The task object that turns a batch into a loss and metrics."""
     from dlcli.losses import LOSSES
+
+    loss_fn = LOSSES.build(config.loss)
+    if config.task == "language_model":
+        from dlcli.tasks.language_model import LanguageModelTask
+
+        return LanguageModelTask(loss_fn, len(meta.vocab), config.train.l1, config.train.tbptt)
+    if config.task == "forecasting":
+        from dlcli.tasks.forecast import ForecastTask
+
+        return ForecastTask(loss_fn, meta, config.train.l1)
     from dlcli.tasks.classify import ClassificationTask
 
-    return ClassificationTask(LOSSES.build(config.loss), num_classes, config.train.l1)
+    return ClassificationTask(loss_fn, len(meta.class_names), config.train.l1)
 
 
 def build_trainer(config):
@@ -83,7 +98,8 @@ def build_trainer(config):
 
     from dlcli.callbacks import CALLBACKS
     from dlcli.config.load import monitor_problems
-    from dlcli.config.schema import known_metrics, metric_mode
+    from dlcli.config.schema import metric_mode
+    from dlcli.tasks import known_metrics
     from dlcli.data.pipeline import train_batches
     from dlcli.engine import Trainer
     from dlcli.optim import OPTIMIZERS
@@ -106,7 +122,7 @@ def build_trainer(config):
                 if config.scheduler else None)
     callbacks = [CALLBACKS.build(spec, config.train.monitor) for spec in config.callbacks]
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    trainer = Trainer(model, build_task(config, len(meta.class_names)), optimizer, schedule, scaler,
+    trainer = Trainer(model, build_task(config, meta), optimizer, schedule, scaler,
                       train_b, val_b, device, precision, config, callbacks, generator,
                       monitor=config.train.monitor, mode=metric_mode(config.train.monitor, config.train.mode))
     return trainer, meta

@@ -122,28 +122,40 @@ def evaluate(
 @app.command()
 def infer(
     checkpoint: str = typer.Argument(..., help="checkpoint file (or a run directory)"),
-    inputs: list[str] = typer.Argument(..., help="image files, folders of images, or CSV files"),
+    inputs: Optional[list[str]] = typer.Argument(None, help="images, folders, CSV/JSONL files, or a series CSV"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N"),
-    top_k: int = typer.Option(3, "--top-k", min=1, help="how many classes to show per input"),
+    top_k: Optional[int] = typer.Option(None, "--top-k", min=1,
+                                        help="classes shown per input (default 3); generation: sample from the k likeliest"),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="write predictions to .csv or .jsonl"),
     as_json: bool = typer.Option(False, "--json", help="print predictions as JSON on stdout"),
+    text: Optional[list[str]] = typer.Option(None, "--text", help="a text to classify (repeatable)"),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="language models: the text to continue"),
+    length: int = typer.Option(200, "--length", min=1, max=1_000_000, help="language models: tokens to generate"),
+    temperature: float = typer.Option(1.0, "--temperature", min=0.0, max=100.0,
+                                      help="language models: sampling temperature (0 = always the likeliest)"),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="language models: seed for repeatable text"),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, max=100_000,
+                                        help="forecasters: future steps to predict (default: the horizon)"),
 ):
-    """Predict classes for new inputs with a checkpoint's own preprocessing."""
+    """Predict for new inputs with a checkpoint's own preprocessing: classes, generated text or forecasts."""
 
     def action():
         from dlcli.inference import infer as run_infer
-        from dlcli.report import print_predictions, write_predictions
+        from dlcli.report import print_forecast, print_generation, print_predictions, write_predictions
 
         if output and not output.endswith((".csv", ".jsonl")):
             raise ConfigError(f"--output: expected a .csv or .jsonl file name (got {output!r})")
-        rows = run_infer(checkpoint, inputs, device, top_k)
+        options = {"texts": text or [], "prompt": prompt, "length": length, "temperature": temperature,
+                   "seed": seed, "steps": steps}
+        kind, result = run_infer(checkpoint, inputs or [], device, top_k, options)
+        rows = [result] if kind == "generation" else result
         if output:
             write_predictions(rows, output)
-            typer.echo(f"wrote {len(rows)} predictions to {output}", err=True)
+            typer.echo(f"wrote {len(rows)} rows to {output}", err=True)
         if as_json:
-            _emit_json(rows)
+            _emit_json(result)
         elif not output:
-            print_predictions(rows)
+            {"generation": print_generation, "forecast": print_forecast}.get(kind, print_predictions)(result)
 
     _run(action)
 

@@ -72,7 +72,7 @@ class Trainer:
         if train_cfg.on_nan == "skip_batch" and not torch.isfinite(loss.detach()).item():
             self.skipped_batches += 1
         else:
-            metrics.update(loss, logits, batch.y)
+            metrics.update(loss, logits, batch)
             self.scaler.scale(loss / group_size if group_size > 1 else loss).backward()
         if not should_step:
             return False
@@ -98,6 +98,7 @@ class Trainer:
         """One pass over the training data, from batch `resume_at` when resuming mid-epoch."""
         self.model.train()
         if not resume_at:
+            self.task.reset()
             self.running = self.task.metrics(self.device, full=False)
             self.epoch_shuffle_state = self.generator.get_state() if self.generator is not None else None
         accumulate = self.config.train.accumulate
@@ -158,11 +159,12 @@ def evaluate(model, task, batches, device, precision: str):
     import torch
 
     model.eval()
+    task.reset()
     metrics = task.metrics(device)
     with torch.inference_mode(), autocast(device, precision):
         for batch in batches:
             loss, logits = task.loss(model, batch)
-            metrics.update(loss, logits, batch.y)
+            metrics.update(loss, logits, batch)
     return metrics
 
 

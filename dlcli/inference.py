@@ -16,23 +16,27 @@ def evaluate_checkpoint(path: str, split: str, overrides: list[str], device_spec
     payload = checkpoint.load(path)
     config, meta, model, device, precision = from_checkpoint(payload, overrides, device_spec)
     batches = split_for_eval(config, meta, split, device)
-    task = build_task(config, len(meta.class_names))
+    task = build_task(config, meta)
     metrics = evaluate(model, task, batches, device, precision)
     values = {k.split("/", 1)[1]: v for k, v in metrics.compute(split).items()}
-    return {"checkpoint": str(path), "split": split, "samples": metrics.count, "metrics": values,
-            "class_names": meta.class_names, "confusion": metrics.confusion_matrix().tolist(),
-            "epoch": payload["state"]["epoch"]}
+    unit = {"language_model": "tokens", "forecasting": "windows"}.get(config.task, "samples")
+    result = {"checkpoint": str(path), "task": config.task, "split": split, "samples": metrics.count, "unit": unit,
+              "metrics": values, "epoch": payload["state"]["epoch"]}
+    if config.task == "classification":
+        result.update(class_names=meta.class_names, confusion=metrics.confusion_matrix().tolist())
+    return result
 
 
-def collect_inputs(inputs: list[str]) -> list[Path]:
-    """Expand folders into their image files (sorted); keep files as given."""
+def collect_inputs(inputs: list[str], text_files: bool = False) -> list[Path]:
+    """Expand folders into their image (or text-table) files, sorted; keep files as given."""
+    suffixes = {".csv", ".jsonl", ".ndjson"} if text_files else IMAGE_SUFFIXES
     files = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes)
             if not found:
-                raise DataError(f"no image files in folder {path}")
+                raise DataError(f"no {'text table' if text_files else 'image'} files in folder {path}")
             files += found
         elif path.is_file():
             files.append(path)
@@ -84,21 +88,73 @@ def tabular_inputs(files: list[Path], meta):
     return x, names
 
 
-def infer(path: str, inputs: list[str], device_spec: str, top_k: int) -> list[dict]:
-    """One row per input: predicted class, its probability and the top-k classes."""
+def row_inputs(files: list[Path], meta):
+    """Images read row by row (models trained on digits_rows / mnist_rows)."""
+    import torch
+    import torch.nn.functional as F
+
+    from dlcli.data.files import load_image
+
+    steps, width = meta.input_shape
+    rows = []
+    for file in files:
+        if file.suffix.lower() not in IMAGE_SUFFIXES:
+            raise DataError(f"{file}: not an image file (this model reads images row by row)")
+        image = load_image(str(file), 1)
+        if image.shape[1:] != (steps, width):
+            image = F.interpolate(image[None], size=(steps, width), mode="bilinear", antialias=True)[0]
+        rows.append(image[0])
+    return torch.stack(rows)
+
+
+def infer(path: str, inputs: list[str], device_spec: str, top_k: int | None, options: dict | None = None):
+    """(kind, result): "classes" with one row per input, "generation" (language models) with the
+    generated text, or "forecast" with one row per future step."""
     from dlcli import checkpoint
     from dlcli.build import build_task, from_checkpoint
-    from dlcli.engine import predict
 
+    options = options or {}
     payload = checkpoint.load(path)
     config, meta, model, device, precision = from_checkpoint(payload, [], device_spec)
-    files = collect_inputs(inputs)
-    if meta.kind == "tabular":
-        x, names = tabular_inputs(files, meta)
+    task = build_task(config, meta)
+    if config.task == "language_model":
+        from dlcli.sequence_inference import generate
+
+        if inputs:
+            raise DataError("a language model takes no input files; give --prompt TEXT")
+        return "generation", generate(model, meta, device, precision, options.get("prompt") or "",
+                                      options.get("length", 200), options.get("temperature", 1.0), top_k,
+                                      options.get("seed"))
+    if config.task == "forecasting":
+        from dlcli.sequence_inference import forecast
+
+        if len(inputs) != 1:
+            raise DataError(f"a forecaster takes one CSV series (its last {meta.sequence['window']} rows are "
+                            f"the input window); got {len(inputs)} inputs")
+        return "forecast", forecast(model, task, meta, device, precision, inputs[0], options.get("steps"))
+    return "classes", classify(model, task, config, meta, device, precision, inputs, top_k or 3, options)
+
+
+def classify(model, task, config, meta, device, precision, inputs, top_k, options) -> list[dict]:
+    """One row per input: predicted class, its probability and the top-k classes."""
+    from dlcli.engine import predict
+
+    files = collect_inputs(inputs, text_files=meta.kind == "text")
+    if meta.kind == "text":
+        from dlcli.sequence_inference import classify_texts, text_inputs
+
+        x, lengths, names = text_inputs(files, options.get("texts") or [], meta)
+        probs = classify_texts(model, task, x, lengths, device, precision)
     else:
-        x, names = image_inputs(files, config, meta), [str(f) for f in files]
-    task = build_task(config, len(meta.class_names))
-    probs = predict(model, task, x, device, precision)
+        if not files:
+            raise DataError("no inputs given")
+        if meta.kind == "tabular":
+            x, names = tabular_inputs(files, meta)
+        elif meta.kind == "sequence":
+            x, names = row_inputs(files, meta), [str(f) for f in files]
+        else:
+            x, names = image_inputs(files, config, meta), [str(f) for f in files]
+        probs = predict(model, task, x, device, precision)
     k = min(top_k, probs.shape[1])
     top_p, top_i = probs.topk(k, dim=1)
     rows = []

@@ -1,8 +1,9 @@
-"""Loss registry. Each builder returns fn(logits, target_index, weights) -> scalar loss.
+"""Loss registry. Each builder returns fn(outputs, target, weights) -> scalar loss.
 
 Sample weights (from a dataset column and/or class weights) are applied here, as a weighted
 mean, so a zero-weighted sample contributes nothing to the gradient. Losses that compare
 against a one-hot target (bce, mse, l1, huber, soft_f1) see softmax/sigmoid outputs.
+With float targets (forecasting), mse, l1 and huber compare the raw outputs with the targets.
 """
 
 from typing import Literal
@@ -81,32 +82,35 @@ def _regression_on_probs(kind: str, beta: float = 1.0):
     fns = {"mse": F.mse_loss, "l1": F.l1_loss}
 
     def loss(logits, target, weights=None):
-        probs = logits.float().softmax(1)
-        onehot = _onehot(probs, target)
-        if kind == "huber":
-            per = F.huber_loss(probs, onehot, reduction="none", delta=beta)
+        if target.is_floating_point():  # regression: outputs against the target values
+            pred, goal = logits.float(), target.float()
         else:
-            per = fns[kind](probs, onehot, reduction="none")
-        return weighted_mean(per.mean(1), weights)
+            pred = logits.float().softmax(1)
+            goal = _onehot(pred, target)
+        if kind == "huber":
+            per = F.huber_loss(pred, goal, reduction="none", delta=beta)
+        else:
+            per = fns[kind](pred, goal, reduction="none")
+        return weighted_mean(per.flatten(1).mean(1), weights)
 
     return loss
 
 
 @LOSSES.register("mse")
 def mse():
-    """Mean squared error between softmax probabilities and the one-hot target."""
+    """Mean squared error: softmax probabilities vs one-hot target, or outputs vs values (forecasting)."""
     return _regression_on_probs("mse")
 
 
 @LOSSES.register("l1")
 def l1():
-    """Mean absolute error between softmax probabilities and the one-hot target."""
+    """Mean absolute error: softmax probabilities vs one-hot target, or outputs vs values."""
     return _regression_on_probs("l1")
 
 
 @LOSSES.register("huber")
 def huber(*, delta: PositiveFloat = 1.0):
-    """Huber loss between softmax probabilities and the one-hot target."""
+    """Huber loss: softmax probabilities vs one-hot target, or outputs vs values."""
     return _regression_on_probs("huber", delta)
 
 

@@ -52,14 +52,15 @@ def print_runs(rows: list[dict], root: str) -> None:
 
 
 def print_eval(result: dict, confusion: bool) -> None:
-    out.print(f"{result['split']} split: {result['samples']} samples, checkpoint from epoch {result['epoch']}")
+    unit = result.get("unit", "samples")
+    out.print(f"{result['split']} split: {result['samples']} {unit}, checkpoint from epoch {result['epoch']}")
     table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in result["metrics"].items():
         table.add_row(key, f"{value:.4f}")
     out.print(table)
-    if confusion:
+    if confusion and "confusion" in result:
         names = result["class_names"]
         matrix = Table(title="confusion matrix (rows: true, columns: predicted)")
         matrix.add_column("")
@@ -80,11 +81,33 @@ def print_predictions(rows: list[dict]) -> None:
     out.print(table)
 
 
+def print_generation(result: dict) -> None:
+    if result["unknown_prompt_tokens"]:
+        print(f"note: prompt tokens not in the vocabulary (read as <unk>): {result['unknown_prompt_tokens']}",
+              file=sys.stderr)
+    sys.stdout.write(result["text"] + "\n")  # plain text, ready to pipe
+
+
+def print_forecast(rows: list[dict]) -> None:
+    table = Table()
+    for col in rows[0]:
+        table.add_column(col, justify="right")
+    for row in rows:
+        table.add_row(*[str(v) for v in row.values()])
+    out.print(table)
+
+
 def write_predictions(rows: list[dict], path: str) -> None:
     if path.endswith(".jsonl"):
         with open(path, "w") as handle:
             for row in rows:
                 handle.write(json.dumps(row) + "\n")
+        return
+    if "top_k" not in rows[0]:  # forecasts, generated text: one column per field
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
         return
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)

@@ -69,6 +69,8 @@ def restore(trainer, payload: dict):
         trainer.generator.set_state(position["epoch_shuffle_state"])
         trainer.running = trainer.task.metrics(trainer.device, full=False)
         trainer.running.load_state_dict(position["running"])
+        if hasattr(trainer.task, "load_state_dict"):
+            trainer.task.load_state_dict(position.get("task") or {})
         return position["batch_in_epoch"], lambda: restore_rng(rng)
     trainer.generator.set_state(rng["shuffle"])
     restore_rng(rng)

@@ -32,7 +32,8 @@ def checkpoint_payload(trainer, meta, metrics: dict) -> dict:
                   "best_epoch": trainer.best_epoch, "skipped_batches": trainer.skipped_batches},
         "position": {"batch_in_epoch": trainer.batch_in_epoch,
                      "epoch_shuffle_state": trainer.epoch_shuffle_state,
-                     "running": trainer.running.state_dict() if trainer.batch_in_epoch else None},
+                     "running": trainer.running.state_dict() if trainer.batch_in_epoch else None,
+                     "task": trainer.task.state_dict() if hasattr(trainer.task, "state_dict") else {}},
         "metrics": metrics,
         "rng": {**rng_states(), "shuffle": trainer.generator.get_state()},
     }
@@ -153,7 +154,7 @@ def train(config, output_dir: str | None, version: str | None, progress, resume:
     trainer.step_logger = run.log
     verb = f"resuming at epoch {trainer.epoch + 1}, step {trainer.step}" if payload else "run directory"
     progress.message(f"{verb}: {run.path}  (device {trainer.device}, precision {trainer.precision}, "
-                     f"{len(meta.class_names)} classes, input {meta.input_shape})")
+                     f"{config.task}, {_outputs(config, meta)}, input {meta.input_shape})")
     started = time.time()
     status, error, metrics = "failed", None, (payload or {}).get("metrics") or {}
     with StopSignals() as signals:
@@ -174,6 +175,14 @@ def train(config, output_dir: str | None, version: str | None, progress, resume:
             run.write_summary(_summary(trainer, run, metrics, status, error, time.time() - started))
             _plot(run)
     return _summary(trainer, run, metrics, status, error, time.time() - started)
+
+
+def _outputs(config, meta) -> str:
+    if config.task == "language_model":
+        return f"vocabulary {len(meta.vocab)}"
+    if config.task == "forecasting":
+        return f"horizon {meta.sequence['horizon']}"
+    return f"{len(meta.class_names)} classes"
 
 
 def _require_tensorboard() -> None:

@@ -65,7 +65,8 @@ def test_infer_on_csv_rows_standardizes_with_training_statistics(tabular_run, tm
     _, summary = tabular_run
     rows = tmp_path / "new.csv"
     rows.write_text("weight,height\n5,100\n-5,110\n")  # column order differs; no label column
-    predictions = infer(summary["checkpoints"]["best"], [str(rows)], "cpu", top_k=2)
+    kind, predictions = infer(summary["checkpoints"]["best"], [str(rows)], "cpu", top_k=2)
+    assert kind == "classes"
     assert [p["class"] for p in predictions] == ["cat", "dog"]
     assert all(p["probability"] > 0.8 and len(p["top_k"]) == 2 for p in predictions)
 

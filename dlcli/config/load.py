@@ -8,7 +8,7 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from dlcli.config.schema import Config, known_metrics
+from dlcli.config.schema import Config
 from dlcli.config.yamlio import parse_yaml
 from dlcli.errors import ConfigError
 from dlcli.registry import pydantic_problems
@@ -52,7 +52,8 @@ def validate(data: Any, overrides: list[str] = (), lines: dict | None = None, so
         config = None
     problems += _validate_components(data)
     if config is not None:
-        problems += _cross_checks(config)
+        _resolve_task(config)
+        problems += _cross_checks(config) + task_problems(config)
     if problems:
         overridden = [item.partition("=")[0] for item in overrides]
         raise ConfigError([_with_line(p, lines or {}, source, overridden) for p in _one_per_key(problems)])
@@ -133,7 +134,7 @@ def _resolve_components(config: Config) -> None:
     regs = registries()
     config.data.dataset = regs["datasets"].validate(config.data.dataset, "data.dataset")
     config.model = regs["models"].validate(config.model, "model")
-    config.loss = regs["losses"].validate(config.loss, "loss")
+    config.loss = regs["losses"].validate(config.loss, "loss")  # _resolve_task filled in a default
     config.optimizer = regs["optimizers"].validate(config.optimizer, "optimizer")
     if config.scheduler is not None:
         config.scheduler = regs["schedulers"].validate(config.scheduler, "scheduler")
@@ -141,6 +142,68 @@ def _resolve_components(config: Config) -> None:
     for section in ("train_transforms", "eval_transforms"):
         specs = getattr(config.data, section)
         setattr(config.data, section, [regs["transforms"].validate(spec_from_yaml(s), section) for s in specs])
+
+
+def _name(spec) -> str | None:
+    """A component's name when it is a string (other values are reported by the registry check)."""
+    name = spec.get("name") if isinstance(spec, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _resolve_task(config: Config) -> None:
+    """task: from the dataset when not given; loss: the task's default when not given."""
+    from dlcli.tasks import DEFAULT_LOSS, task_for_dataset
+
+    if config.task is None:
+        config.task = task_for_dataset(_name(config.data.dataset))
+    if config.loss is None:
+        config.loss = {"name": DEFAULT_LOSS[config.task]}
+
+
+def task_problems(config: Config) -> list[str]:
+    """The task, dataset, model and loss must fit together."""
+    from dlcli.tasks import ALLOWED_LOSSES, RECURRENT_MODELS, TOKEN_DATASETS, task_for_dataset
+
+    problems = []
+    dataset, model = _name(config.data.dataset), _name(config.model)
+    fits = task_for_dataset(dataset)
+    if isinstance(dataset, str) and config.task != fits:
+        problems.append(f"task: {config.task!r} does not fit dataset {dataset!r}, which is for {fits}; "
+                        f"set task: {fits} (or leave task out)")
+    if dataset in TOKEN_DATASETS and isinstance(model, str) and model not in RECURRENT_MODELS:
+        problems.append(f"model.name: {model!r} cannot read token ids (dataset {dataset!r}); "
+                        f"use one of {', '.join(sorted(RECURRENT_MODELS))}")
+    allowed = ALLOWED_LOSSES.get(config.task)
+    loss = _name(config.loss)
+    if allowed and isinstance(loss, str) and loss not in allowed:
+        problems.append(f"loss.name: {loss!r} does not fit task {config.task}; use {' or '.join(sorted(allowed))}")
+    problems += _recurrent_problems(config)
+    if config.train.tbptt and config.task != "language_model":
+        problems.append("train.tbptt: carrying hidden state across windows needs task: language_model")
+    if config.train.tbptt and isinstance(model, str) and model not in RECURRENT_MODELS:
+        problems.append(f"train.tbptt: needs a recurrent model ({', '.join(sorted(RECURRENT_MODELS))})")
+    return problems
+
+
+def _recurrent_problems(config: Config) -> list[str]:
+    from dlcli.tasks import RECURRENT_MODELS
+
+    model, problems = config.model, []
+    if _name(model) not in RECURRENT_MODELS:
+        return []
+    if model.get("bidirectional") and config.task == "language_model":
+        problems.append("model.bidirectional: a language model must not see the tokens it predicts; set false")
+    if model.get("tie_weights"):
+        width = model.get("hidden_size", 128) * (2 if model.get("bidirectional") else 1)
+        if config.task != "language_model":
+            problems.append("model.tie_weights: only for language models (task: language_model)")
+        elif model.get("embedding_dim", 64) != width:
+            problems.append(f"model.tie_weights: needs embedding_dim == hidden_size "
+                            f"(got {model.get('embedding_dim', 64)} and {width})")
+    stride = config.data.dataset.get("stride")
+    if config.train.tbptt and stride is not None and stride != config.data.dataset.get("seq_len", 128):
+        problems.append("data.dataset.stride: train.tbptt needs windows that follow each other (stride = seq_len)")
+    return problems
 
 
 def monitor_problems(config: Config, metrics: list[str]) -> list[str]:
@@ -163,6 +226,8 @@ def monitor_problems(config: Config, metrics: list[str]) -> list[str]:
 
 def _cross_checks(config: Config) -> list[str]:
     """Checks that span sections: monitored metric names exist, and so on."""
+    from dlcli.tasks import known_metrics
+
     problems = monitor_problems(config, known_metrics(config.task, config.data.val_split > 0))
     if _normalizers(config.data.train_transforms) != _normalizers(config.data.eval_transforms):
         problems.append("data.eval_transforms: normalize differs from data.train_transforms; "

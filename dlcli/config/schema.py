@@ -69,6 +69,7 @@ class TrainConfig(Strict):
     keep_last: Annotated[int, Field(gt=0, le=1000)] = 1
     on_nan: Literal["stop", "skip_batch"] = "stop"
     deterministic: bool = False
+    tbptt: bool = False  # language models: carry the (detached) hidden state across consecutive windows
 
 
 class LoggingConfig(Strict):
@@ -83,10 +84,10 @@ class OutputConfig(Strict):
 class Config(Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
     seed: NonNegativeInt = 0
-    task: Literal["classification"] = "classification"
+    task: Literal["classification", "language_model", "forecasting"] | None = None  # None: from the dataset
     data: DataConfig
     model: Component
-    loss: Component = {"name": "cross_entropy"}
+    loss: Component | None = None  # None: the task's default (cross_entropy; mse for forecasting)
     optimizer: Component = {"name": "adam"}
     scheduler: Component | None = None
     train: TrainConfig = TrainConfig()
@@ -99,14 +100,7 @@ def metric_mode(metric: str, mode: str = "auto") -> str:
     """'min' for losses, 'max' for accuracy-like metrics, unless given."""
     if mode != "auto":
         return mode
-    return "min" if metric.split("/")[-1] in {"loss", "mae", "rmse", "perplexity"} else "max"
-
-
-def known_metrics(task: str, has_val: bool, num_classes: int | None = None) -> list[str]:
-    """Metric names a run produces: train/loss, train/acc, and val/loss, val/acc, val/f1,
-    val/top5 (only with more than 5 classes, unknown until the data is read)."""
-    val = ["val/loss", "val/acc", "val/f1"] + (["val/top5"] if num_classes is None or num_classes > 5 else [])
-    return ["train/loss", "train/acc"] + (val if has_val else []) + ["lr"]
+    return "min" if metric.split("/")[-1] in {"loss", "mae", "rmse", "naive_mae", "perplexity"} else "max"
 
 
 __all__ = ["Config", "DataConfig", "TrainConfig", "GradClip", "OutputConfig", "NonNegativeFloat"]

@@ -136,3 +136,5 @@ def synthetic(split, *, samples: Annotated[int, Field(gt=0, le=10_000_000)] = 40
     x = torch.randint(0, 256, (samples, *shape), dtype=torch.uint8, generator=gen)
     y = torch.randint(0, classes, (samples,), generator=gen)
     return Source(y=y, x=x, class_names=[str(c) for c in range(classes)], kind="image")
+
+from dlcli.data import sequences  # noqa: E402,F401  (registers the sequence datasets)

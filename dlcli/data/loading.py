@@ -13,6 +13,14 @@ class Batch:
     x: object
     y: object
     weights: object = None  # per-sample loss weights, or None when all are 1
+    lengths: object = None  # valid lengths of padded token sequences, or None
+
+
+def trimmed(x, y, weights, lengths):
+    """A Batch; padded token sequences are cut to this batch's longest (padding per batch)."""
+    if lengths is None:
+        return Batch(x, y, weights)
+    return Batch(x[:, :int(lengths.max())], y, weights, lengths)
 
 
 def split_indices(labels, val_split: float, seed: int, stratify: bool) -> tuple[list[int], list[int]]:
@@ -40,9 +48,12 @@ def subset(source: Source, indices: list[int]) -> Source:
 
     idx = torch.as_tensor(indices, dtype=torch.long)
     sub = Source(y=source.y[idx], class_names=source.class_names, kind=source.kind,
-                 feature_names=source.feature_names)
+                 feature_names=source.feature_names, options=source.options)
     sub.weights = source.weights[idx] if source.weights is not None else None
-    if source.in_memory:
+    sub.lengths = source.lengths[idx] if source.lengths is not None else None
+    if source.texts is not None:
+        sub.texts = [source.texts[i] for i in indices]
+    elif source.in_memory:
         sub.x = source.x[idx]
     else:
         sub.dataset = torch.utils.data.Subset(source.dataset, indices)
@@ -70,12 +81,15 @@ class TensorBatches:
 
     def __init__(self, source: Source, batch_size: int, device, transform, shuffle: bool, generator=None,
                  sample_weights=None):
+        import torch
+
         self.x = source.x.to(device)
         self.y = source.y.to(device)
         self.weights = sample_weights.to(device) if sample_weights is not None else None
+        self.lengths = source.lengths.to(device) if source.lengths is not None else None
         self.batch_size, self.transform, self.shuffle = batch_size, transform, shuffle
         self.generator = generator
-        self.scale = None if self.x.dtype.is_floating_point else 1 / 255  # uint8 images -> [0, 1]
+        self.scale = 1 / 255 if self.x.dtype == torch.uint8 else None  # uint8 images -> [0, 1]; token ids stay
 
     def __len__(self) -> int:
         return -(-len(self.y) // self.batch_size)
@@ -93,16 +107,12 @@ class TensorBatches:
         if on_resumed is not None:
             on_resumed()  # skipping used no randomness: restore RNG states before the first batch
         for index, start in enumerate(range(first * self.batch_size, n, self.batch_size), start=first):
-            if order is None:
-                sl = slice(start, start + self.batch_size)
-                x, y = self.x[sl], self.y[sl]
-                w = self.weights[sl] if self.weights is not None else None
-            else:
-                idx = order[start:start + self.batch_size]
-                x, y = self.x[idx], self.y[idx]
-                w = self.weights[idx] if self.weights is not None else None
+            rows = slice(start, start + self.batch_size) if order is None else order[start:start + self.batch_size]
+            x, y = self.x[rows], self.y[rows]
+            w = self.weights[rows] if self.weights is not None else None
+            lengths = self.lengths[rows] if self.lengths is not None else None
             x = x.float() * self.scale if self.scale else x
-            yield index, Batch(self.transform(x) if self.transform else x, y, w)
+            yield index, trimmed(self.transform(x) if self.transform else x, y, w, lengths)
 
 
 class LoaderBatches:
@@ -171,9 +181,9 @@ class HostLoaderBatches:
 
         self.sampler = _PermutationBatches(len(source.y), batch_size, shuffle, generator)
         self.device, self.transform = device, transform
-        self.scale = None if source.x.dtype.is_floating_point else 1 / 255
+        self.scale = 1 / 255 if source.x.dtype == torch.uint8 else None
         self.loader = torch.utils.data.DataLoader(
-            _TensorRows(source.x, source.y, sample_weights), batch_sampler=self.sampler, collate_fn=_as_is,
+            _TensorRows(source.x, source.y, sample_weights, source.lengths), batch_sampler=self.sampler, collate_fn=_as_is,
             num_workers=num_workers, pin_memory=device.type == "cuda", persistent_workers=num_workers > 0,
             generator=torch.Generator(),  # its seed draw must not touch the global RNG
         )
@@ -187,13 +197,14 @@ class HostLoaderBatches:
 
     def iterate(self, first: int = 0, on_resumed=None):
         self.sampler.first = first
-        for index, (x, y, w) in enumerate(self.loader, start=first):
+        for index, (x, y, w, lengths) in enumerate(self.loader, start=first):
             if index == first and on_resumed is not None:
                 on_resumed()  # after the shuffle draw, before the first augmentation
             x = x.to(self.device, non_blocking=True)
             x = x.float() * self.scale if self.scale else x
             w = w.to(self.device, non_blocking=True) if w is not None else None
-            yield index, Batch(self.transform(x) if self.transform else x, y.to(self.device, non_blocking=True), w)
+            y = y.to(self.device, non_blocking=True)
+            yield index, trimmed(self.transform(x) if self.transform else x, y, w, lengths)
 
 
 class _PermutationBatches:
@@ -216,14 +227,15 @@ class _PermutationBatches:
 class _TensorRows:
     """Map-style dataset over tensors with a batched fetch (one gather per batch, not per row)."""
 
-    def __init__(self, x, y, weights):
-        self.x, self.y, self.weights = x, y, weights
+    def __init__(self, x, y, weights, lengths=None):
+        self.x, self.y, self.weights, self.lengths = x, y, weights, lengths
 
     def __len__(self) -> int:
         return len(self.y)
 
     def __getitems__(self, idx):
-        return self.x[idx], self.y[idx], (self.weights[idx] if self.weights is not None else None)
+        pick = (lambda t: t[idx] if t is not None else None)
+        return self.x[idx], self.y[idx], pick(self.weights), pick(self.lengths)
 
 
 def _as_is(batch):

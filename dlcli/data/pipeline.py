@@ -9,6 +9,7 @@ from dlcli.data.datasets import DATASETS
 from dlcli.data.loading import make_batches, remap_labels, split_indices, subset
 from dlcli.data.source import Source
 from dlcli.data.transforms import compose
+from dlcli.data.windows import describe_sequences, prepare, split_positional, stream_order
 from dlcli.errors import DataError
 
 
@@ -20,15 +21,27 @@ class DataMeta:
     feature_names: list[str] = field(default_factory=list)
     feature_mean: list[float] | None = None
     feature_std: list[float] | None = None
+    vocab: list[str] | None = None  # token datasets: id -> token (0 <pad>, 1 <unk>)
+    sequence: dict = field(default_factory=dict)  # sequence datasets: tokenising / windowing settings
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def num_outputs(self, task: str) -> int:
+        """Size of the model's output: classes, vocabulary, or horizon x target columns."""
+        if task == "language_model":
+            return len(self.vocab)
+        if task == "forecasting":
+            return self.sequence["horizon"] * len(self.sequence["target_index"])
+        return len(self.class_names)
 
 
 def train_val_sources(data_cfg, seed: int) -> tuple[Source, Source | None]:
     pool = DATASETS.build(data_cfg.dataset, "train")
     if len(pool) == 0:
         raise DataError(f"dataset {data_cfg.dataset['name']!r} is empty")
+    if pool.stream is not None:
+        return split_positional(pool, data_cfg.val_split)
     train_idx, val_idx = split_indices(pool.y, data_cfg.val_split, seed, data_cfg.stratify)
     return subset(pool, train_idx), (subset(pool, val_idx) if val_idx else None)
 
@@ -37,13 +50,16 @@ def standardize(source: Source, meta: DataMeta) -> None:
     """z-score tabular features in place with the training split's statistics."""
     import torch
 
-    if meta.feature_mean is not None and source is not None:
+    if source is not None and source.kind == "tabular" and meta.feature_mean is not None:
         source.x = (source.x - torch.tensor(meta.feature_mean)) / torch.tensor(meta.feature_std)
 
 
 def describe(train: Source, data_cfg) -> DataMeta:
     """Class names, model input shape and (tabular) standardization statistics."""
     meta = DataMeta(train.class_names, [], train.kind, train.feature_names)
+    if train.kind in ("tokens", "text", "series", "sequence"):
+        describe_sequences(train, meta)
+        return meta
     if train.kind == "tabular":
         if data_cfg.standardize:
             meta.feature_mean = train.x.mean(0).tolist()
@@ -83,23 +99,34 @@ def train_batches(config, device, generator):
     data_cfg = config.data
     train, val = train_val_sources(data_cfg, config.seed)
     meta = describe(train, data_cfg)
+    train, val = prepare(train, meta), prepare(val, meta, "validation")
     standardize(train, meta)
     standardize(val, meta)
-    k = len(meta.class_names)
-    if int(train.y.max()) >= k or int(train.y.min()) < 0:
-        raise DataError(f"labels must lie in [0, {k - 1}]")
+    check_labels(train, meta, config.task)
     transform = compose(data_cfg.train_transforms) if train.kind == "image" else None
-    train_b = make_batches(train, data_cfg.batch_size, device, transform, data_cfg.shuffle, generator,
-                           sample_weights(train, data_cfg, k), data_cfg.num_workers, data_cfg.loader,
-                           data_cfg.memory_budget_gb)
+    weights = sample_weights(train, data_cfg, len(meta.class_names)) if config.task == "classification" else None
+    shuffle = data_cfg.shuffle
+    if config.train.tbptt:  # consecutive batches continue each other's windows: a fixed stream order
+        train, shuffle = subset(train, stream_order(len(train), data_cfg.batch_size).tolist()), False
+    train_b = make_batches(train, data_cfg.batch_size, device, transform, shuffle, generator, weights,
+                           data_cfg.num_workers, data_cfg.loader, data_cfg.memory_budget_gb)
     val_b = eval_batches(val, config, device) if val is not None else None
     return train_b, val_b, meta
+
+
+def check_labels(train: Source, meta: DataMeta, task: str) -> None:
+    k = len(meta.class_names)
+    if task == "classification" and (int(train.y.max()) >= k or int(train.y.min()) < 0):
+        raise DataError(f"labels must lie in [0, {k - 1}]")
 
 
 def eval_batches(source: Source, config, device):
     data_cfg = config.data
     transform = compose(data_cfg.eval_transforms) if source.kind == "image" else None
     size = data_cfg.eval_batch_size or max(data_cfg.batch_size, 512)
+    if config.train.tbptt:  # the hidden state carries across batches: the same stream layout as training
+        size = min(data_cfg.batch_size, len(source))
+        source = subset(source, stream_order(len(source), size).tolist())
     return make_batches(source, size, device, transform, False, None, None, data_cfg.num_workers,
                         data_cfg.loader, data_cfg.memory_budget_gb)
 
@@ -112,6 +139,10 @@ def split_for_eval(config, meta: DataMeta, split: str, device):
         _, source = train_val_sources(config.data, config.seed)
     else:
         source = DATASETS.build(config.data.dataset, "test")
-    source = remap_labels(source, meta.class_names)
+        if source.stream is not None:
+            source, _ = split_positional(source, 0.0)
+    source = prepare(source, meta, f"{split} split's")
+    if config.task == "classification":
+        source = remap_labels(source, meta.class_names)
     standardize(source, meta)
     return eval_batches(source, config, device)

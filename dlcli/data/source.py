@@ -3,24 +3,42 @@
 from dataclasses import dataclass, field
 from typing import Any
 
+# kind -> what `x` holds once the source is prepared (see pipeline.prepare)
+KINDS = {
+    "image": "uint8 or float images [N, C, H, W]",
+    "tabular": "float features [N, F]",
+    "sequence": "float feature vectors per time step [N, T, F] (e.g. image rows)",
+    "tokens": "token-id windows [N, seq_len] for language modelling; y is x shifted by one",
+    "text": "padded token ids [N, L] with `lengths`, for sequence classification",
+    "series": "float input windows [N, window, F]; y the next `horizon` values [N, horizon, targets]",
+}
+
 
 @dataclass
 class Source:
     """One split of a dataset.
 
-    In-memory sources hold `x` (uint8 images scaled on the fly, or float features) and `y`;
-    file-backed ones hold `dataset`, a torch Dataset yielding (float CHW image, label).
+    In-memory sources hold `x` and `y`; file-backed ones hold `dataset`, a torch Dataset yielding
+    (float CHW image, label). Positional data (a text, a time series) arrives as a `stream` and
+    text documents as `texts`: both are split and encoded into `x`/`y` by the pipeline, because
+    the vocabulary and normalisation must come from the training split alone.
     """
 
-    y: Any  # int64 tensor of class indices
+    y: Any  # int64 class indices; LM: int64 next tokens; forecasting: float next values
     class_names: list[str]
-    kind: str  # "image" or "tabular"
+    kind: str  # a key of KINDS
     x: Any = None
     dataset: Any = None
     weights: Any = None  # float tensor of per-sample weights, or None
     feature_names: list[str] = field(default_factory=list)
+    lengths: Any = None  # int64 valid lengths of padded token sequences ("text")
+    stream: Any = None  # list of tokens ("tokens") or float tensor [L, F] ("series"), before windowing
+    texts: Any = None  # list of token lists ("text"), before encoding
+    options: dict = field(default_factory=dict)  # windowing/tokenising settings from the dataset config
 
     def __len__(self) -> int:
+        if self.stream is not None:
+            return len(self.stream)
         return len(self.y)
 
     @property

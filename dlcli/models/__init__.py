@@ -1,7 +1,7 @@
-"""Model registry: `model: {name: mlp, ...}` in YAML. Builders get (input_shape, num_classes)."""
+"""Model registry: `model: {name: mlp, ...}` in YAML. Builders get (input_shape, num_outputs); recurrent ones also (vocab_size, head)."""
 
 from dlcli.registry import Registry
 
 MODELS = Registry("model")
 
-from dlcli.models import cnn, mlp, sequential  # noqa: E402,F401  (registers the builders)
+from dlcli.models import cnn, mlp, recurrent, sequential  # noqa: E402,F401  (registers the builders)

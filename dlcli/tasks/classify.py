@@ -5,16 +5,24 @@ which the engine calls only at log intervals and epoch ends.
 """
 
 
+def l1_penalty(model, strength: float):
+    """strength x the sum of |w| over weight matrices and kernels (not biases or norms)."""
+    return strength * sum(p.abs().sum() for p in model.parameters() if p.ndim > 1)
+
+
 class ClassificationTask:
     def __init__(self, loss_fn, num_classes: int, l1: float = 0.0):
         self.loss_fn, self.num_classes, self.l1 = loss_fn, num_classes, l1
 
+    def reset(self) -> None:
+        pass
+
     def loss(self, model, batch):
         """(loss, logits) for one batch; the L1 penalty is added to the loss here."""
-        logits = model(batch.x)
+        logits = model(batch.x) if batch.lengths is None else model(batch.x, batch.lengths)
         loss = self.loss_fn(logits, batch.y, batch.weights)
         if self.l1:
-            loss = loss + self.l1 * sum(p.abs().sum() for p in model.parameters() if p.ndim > 1)
+            loss = loss + l1_penalty(model, self.l1)
         return loss, logits
 
     def metrics(self, device, full: bool = True):
@@ -39,7 +47,8 @@ class ClassificationMetrics:
         self.top5 = torch.zeros((), dtype=torch.long, device=device)
         self.count = 0
 
-    def update(self, loss, logits, target) -> None:
+    def update(self, loss, logits, batch) -> None:
+        target = batch.y
         n = target.shape[0]
         self.count += n
         self.loss_sum += loss.detach().float() * n

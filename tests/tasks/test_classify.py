@@ -21,7 +21,7 @@ def accumulate(logits, target, k, batch_size=37, losses=None):
     for i, start in enumerate(range(0, len(target), batch_size)):
         sl = slice(start, start + batch_size)
         loss = torch.tensor(losses[i] if losses else 0.0)
-        metrics.update(loss, logits[sl], target[sl])
+        metrics.update(loss, logits[sl], Batch(None, target[sl]))
     return metrics
 
 
@@ -62,8 +62,8 @@ def test_confusion_matrix_matches_sklearn():
 def test_loss_is_a_sample_weighted_average_over_batches():
     logits, target = random_logits(100, 4, 1)
     metrics = ClassificationMetrics(4, CPU)
-    metrics.update(torch.tensor(1.0), logits[:90], target[:90])
-    metrics.update(torch.tensor(2.0), logits[90:], target[90:])
+    metrics.update(torch.tensor(1.0), logits[:90], Batch(None, target[:90]))
+    metrics.update(torch.tensor(2.0), logits[90:], Batch(None, target[90:]))
     assert metrics.compute("train")["train/loss"] == pytest.approx((90 * 1.0 + 10 * 2.0) / 100)
 
 
@@ -120,7 +120,7 @@ def test_training_metrics_track_loss_and_accuracy_only():
     full = accumulate(logits, target, 10, losses=[0.5] * 6).compute("train")
     light = ClassificationMetrics(10, CPU, full=False)
     for start in range(0, 200, 37):
-        light.update(torch.tensor(0.5), logits[start:start + 37], target[start:start + 37])
+        light.update(torch.tensor(0.5), logits[start:start + 37], Batch(None, target[start:start + 37]))
     out = light.compute("train")
     assert set(out) == {"train/loss", "train/acc"}
     assert out["train/acc"] == pytest.approx(accuracy_score(target.numpy(), logits.argmax(1).numpy()))

@@ -1,0 +1,163 @@
+"""Sequence datasets: a text for language modelling, labelled texts, time series, image rows, sine
+waves. Builders return raw streams or token lists; `windows.prepare` splits and encodes them."""
+
+import csv as csvlib
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from dlcli.data.datasets import DATASETS, digits, mnist
+from dlcli.data.source import Source
+from dlcli.data.tabular import _canonical, _label_names, _number
+from dlcli.data.text import read_text, tokenize
+from dlcli.errors import DataError
+from dlcli.types import Fraction, NonNegativeFloat, PositiveInt
+
+Length = Annotated[int, Field(gt=0, le=100_000)]
+
+
+def _split_file(name: str, split: str, path: str, test_path: str | None) -> str:
+    if split == "train":
+        return path
+    if test_path is None:
+        raise DataError(f"dataset {name!r}: no test split; set data.dataset.test_path or use --split val")
+    return test_path
+
+
+@DATASETS.register("text")
+def text(split, *, path: str, test_path: str | None = None, level: Literal["char", "word"] = "char",
+         lowercase: bool = False, seq_len: Length = 128, stride: Length | None = None,
+         min_freq: PositiveInt = 1, max_vocab: PositiveInt | None = None, encoding: str = "utf-8"):
+    """A plain-text file for language modelling, cut into windows of seq_len tokens (split by position)."""
+    file = _split_file("text", split, path, test_path)
+    tokens = tokenize(read_text(file, encoding), level, lowercase)
+    options = {"level": level, "lowercase": lowercase, "seq_len": seq_len, "stride": stride or seq_len,
+               "min_freq": min_freq, "max_vocab": max_vocab, "file": file}
+    return Source(y=None, class_names=[], kind="tokens", stream=tokens, options=options)
+
+
+@DATASETS.register("text_classification")
+def text_classification(split, *, path: str, test_path: str | None = None, text_column: str = "text",
+                        label_column: str = "label", level: Literal["char", "word"] = "word",
+                        lowercase: bool = True, max_len: Length = 256, min_freq: PositiveInt = 1,
+                        max_vocab: PositiveInt | None = None):
+    """Labelled texts from a CSV or JSONL file; padded per batch, truncated to max_len tokens."""
+    import torch
+
+    file = _split_file("text_classification", split, path, test_path)
+    texts, labels = read_labelled_texts(file, text_column, label_column)
+    names = _label_names(labels)
+    lookup = {name: i for i, name in enumerate(names)}
+    options = {"level": level, "lowercase": lowercase, "max_len": max_len, "min_freq": min_freq,
+               "max_vocab": max_vocab, "text_column": text_column}
+    return Source(y=torch.tensor([lookup[v] for v in labels], dtype=torch.long), class_names=names, kind="text",
+                  texts=[tokenize(t, level, lowercase) for t in texts], options=options)
+
+
+def read_labelled_texts(file: str, text_column: str, label_column: str | None) -> tuple[list[str], list[str]]:
+    """(texts, labels) from .csv or .jsonl; labels are empty when label_column is None (inference)."""
+    path = Path(file)
+    if not path.is_file():
+        raise DataError(f"file not found: {path.resolve()}")
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        rows = _jsonl_rows(path)
+    else:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = [(line, row) for line, row in enumerate(csvlib.DictReader(handle), start=2)]
+    texts, labels = [], []
+    for line, row in rows:
+        for column in [text_column] + ([label_column] if label_column else []):
+            if not isinstance(row, dict) or row.get(column) is None:
+                raise DataError(f"{file}:{line}: missing column {column!r}")
+        texts.append(str(row[text_column]))
+        if label_column:
+            labels.append(_canonical(str(row[label_column]).strip()))
+    if not texts:
+        raise DataError(f"{file}: no data rows")
+    return texts, labels
+
+
+def _jsonl_rows(path: Path) -> list:
+    rows = []
+    for line, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if raw.strip():
+            try:
+                rows.append((line, json.loads(raw)))
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}:{line}: not valid JSON: {err.msg}") from None
+    return rows
+
+
+@DATASETS.register("timeseries")
+def timeseries(split, *, path: str, test_path: str | None = None, columns: list[str] | None = None,
+               targets: list[str] | None = None, window: Length = 32, horizon: Length = 1,
+               stride: PositiveInt = 1):
+    """Numeric CSV columns over time: each window of inputs predicts the next `horizon` rows of targets."""
+    import torch
+
+    file = _split_file("timeseries", split, path, test_path)
+    names, rows = read_series(file, columns)
+    missing = [t for t in targets or [] if t not in names]
+    if missing:
+        raise DataError(f"data.dataset.targets: {missing} are not among the input columns {names}")
+    options = {"window": window, "horizon": horizon, "stride": stride, "targets": targets or names}
+    return Source(y=None, class_names=[], kind="series", stream=torch.tensor(rows, dtype=torch.float32),
+                  feature_names=names, options=options)
+
+
+def read_series(file: str, columns: list[str] | None) -> tuple[list[str], list[list[float]]]:
+    path = Path(file)
+    if not path.is_file():
+        raise DataError(f"CSV file not found: {path.resolve()}")
+    with path.open(newline="") as handle:
+        reader = csvlib.DictReader(handle)
+        header = reader.fieldnames or []
+        missing = [c for c in columns or [] if c not in header]
+        if missing:
+            raise DataError(f"{file}: missing column(s) {missing}; columns are {header}")
+        names = columns or header
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            try:
+                rows.append([_number(row[c] or "", file, line, c) for c in names])
+            except DataError as err:
+                hint = "" if columns else "; choose numeric columns with data.dataset.columns"
+                raise DataError(f"{err}{hint}") from None
+    if not rows:
+        raise DataError(f"{file}: no data rows")
+    return names, rows
+
+
+@DATASETS.register("sine")
+def sine(split, *, length: Annotated[int, Field(ge=8, le=10_000_000)] = 2000, period: float = 40.0,
+         noise: NonNegativeFloat = 0.1, window: Length = 32, horizon: Length = 1, stride: PositiveInt = 1,
+         seed: int = 0):
+    """Generated noisy sine wave for forecasting (offline); the test split is a fresh draw."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed + (0 if split == "train" else 1))
+    t = torch.arange(length, dtype=torch.float32)
+    phase = float(torch.rand((), generator=gen)) * 2 * math.pi
+    values = torch.sin(2 * math.pi * t / period + phase) + noise * torch.randn(length, generator=gen)
+    options = {"window": window, "horizon": horizon, "stride": stride, "targets": ["value"]}
+    return Source(y=None, class_names=[], kind="series", stream=values[:, None], feature_names=["value"],
+                  options=options)
+
+
+@DATASETS.register("digits_rows")
+def digits_rows(split, *, test_fraction: Fraction = 0.2):
+    """The offline 8x8 digits, read row by row: 8 time steps of 8 pixels (sequence classification)."""
+    source = digits(split, test_fraction=test_fraction)
+    source.x, source.kind = source.x.squeeze(1), "sequence"
+    return source
+
+
+@DATASETS.register("mnist_rows")
+def mnist_rows(split, *, root: str = "data/", download: bool = True):
+    """MNIST read row by row: 28 time steps of 28 pixels (torchvision files)."""
+    source = mnist(split, root=root, download=download)
+    source.x, source.kind = source.x.squeeze(1), "sequence"
+    return source

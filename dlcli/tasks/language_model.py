@@ -1,0 +1,70 @@
+"""Language modelling: a prediction at every step, loss = per-token cross-entropy; metrics are
+per token (loss, accuracy, perplexity = exp(loss)). With train.tbptt the hidden state is carried
+(detached) from one batch of windows to the next, which continue each other in the text."""
+
+from dlcli.tasks.classify import l1_penalty
+
+
+class LanguageModelTask:
+    def __init__(self, loss_fn, vocab_size: int, l1: float = 0.0, tbptt: bool = False):
+        self.loss_fn, self.vocab_size, self.l1, self.tbptt = loss_fn, vocab_size, l1, tbptt
+        self.state = None  # hidden state carried across batches (tbptt only)
+
+    def reset(self) -> None:
+        """Start of an epoch or an evaluation: the streams start again from their beginnings."""
+        self.state = None
+
+    def loss(self, model, batch):
+        if self.tbptt:
+            logits, state = model(batch.x, state=self.state, keep_state=True)
+            self.state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+        else:
+            logits = model(batch.x)
+        loss = self.loss_fn(logits.flatten(0, 1), batch.y.flatten(), None)
+        if self.l1:
+            loss = loss + l1_penalty(model, self.l1)
+        return loss, logits
+
+    def metrics(self, device, full: bool = True):
+        return TokenMetrics(device)
+
+    def state_dict(self) -> dict:
+        """The carried hidden state, so a mid-epoch resume continues the streams exactly."""
+        return {"state": self.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.state = state.get("state")
+
+
+class TokenMetrics:
+    """Running per-token sums on the device; synced only in compute()."""
+
+    def __init__(self, device):
+        import torch
+
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), dtype=torch.long, device=device)
+        self.count = 0  # tokens
+
+    def update(self, loss, logits, batch) -> None:
+        n = batch.y.numel()
+        self.count += n
+        self.loss_sum += loss.detach().float() * n
+        self.correct += (logits.detach().argmax(-1) == batch.y).sum()
+
+    def compute(self, prefix: str) -> dict:
+        import math
+
+        if self.count == 0:
+            return {}
+        loss = float(self.loss_sum) / self.count
+        return {f"{prefix}/loss": loss, f"{prefix}/acc": float(self.correct) / self.count,
+                f"{prefix}/perplexity": math.exp(min(loss, 700.0))}  # exp overflows past ~709
+
+    def state_dict(self) -> dict:
+        return {"loss_sum": self.loss_sum, "correct": self.correct, "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loss_sum.copy_(state["loss_sum"])
+        self.correct.copy_(state["correct"])
+        self.count = state["count"]
