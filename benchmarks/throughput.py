@@ -1,13 +1,17 @@
 """Throughput: dlcli's engine against a hand-written PyTorch loop, same model/data/batch/device.
 
-Prints samples/s for each and the ratio (dlcli / hand-written). Not a test: run it on a quiet
-machine, e.g. `python benchmarks/throughput.py` or `--device cuda`.
+Prints samples/s (tokens/s for the LSTM language model) for each and the ratio (dlcli /
+hand-written). Not a test: run it on a quiet machine, e.g. `python benchmarks/throughput.py` or
+`--device cuda`.
 """
 
 import argparse
 import io
+import random
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +26,12 @@ MODELS = {
 }
 
 
+SEQ_LEN = 128
+
+
 def config(model: str, device: str, batch: int, samples: int, precision: str) -> dict:
+    if model == "lstm":
+        return lstm_config(device, batch, samples, precision)
     return {
         "name": f"bench_{model}", "seed": 0,
         "data": {"dataset": {"name": "synthetic", "samples": samples, "shape": [1, 28, 28]},
@@ -33,6 +42,31 @@ def config(model: str, device: str, batch: int, samples: int, precision: str) ->
         "train": {"epochs": 1, "device": device, "precision": precision, "log_interval": 10**9,
                   "monitor": "train/loss"},
     }
+
+
+def lstm_config(device: str, batch: int, windows: int, precision: str) -> dict:
+    """A character LM over random text: `windows` windows of SEQ_LEN tokens."""
+    text = Path(tempfile.mkdtemp()) / "corpus.txt"
+    rng = random.Random(0)
+    text.write_text("".join(rng.choice("abcdefghijklmnopqrstuvwxyz .,\n") for _ in range(windows * SEQ_LEN + 1)))
+    return {
+        "name": "bench_lstm", "seed": 0, "task": "language_model",
+        "data": {"dataset": {"name": "text", "path": str(text), "seq_len": SEQ_LEN}, "val_split": 0,
+                 "batch_size": batch},
+        "model": {"name": "lstm", "embedding_dim": 128, "hidden_size": 256, "num_layers": 2},
+        "optimizer": {"name": "adam", "lr": 1e-3},
+        "train": {"epochs": 1, "device": device, "precision": precision, "log_interval": 10**9,
+                  "monitor": "train/loss"},
+    }
+
+
+def image_loss(model, x, y):
+    mean, std = 0.1307, 0.3081
+    return F.cross_entropy(model((x.float() / 255 - mean) / std), y)
+
+
+def lm_loss(model, x, y):
+    return F.cross_entropy(model(x).flatten(0, 1), y.flatten())
 
 
 def sync(device):
@@ -49,18 +83,16 @@ def dlcli_epoch(trainer) -> float:
     return time.perf_counter() - start
 
 
-def hand_written_epoch(model, opt, x, y, batch, device, dtype) -> float:
+def hand_written_epoch(model, opt, x, y, batch, device, dtype, loss_of) -> float:
     """The loop a careful user writes: data resident on the device, no per-step host sync."""
-    mean, std = 0.1307, 0.3081
     sync(device)
     start = time.perf_counter()
     model.train()
     order = torch.randperm(len(y)).to(device)
     for i in range(0, len(y), batch):
         idx = order[i:i + batch]
-        xb = (x[idx].float() / 255 - mean) / std
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            loss = F.cross_entropy(model(xb), y[idx])
+            loss = loss_of(model, x[idx], y[idx])
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -78,15 +110,17 @@ def bench(model_name: str, args) -> None:
     model = reference.model
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x, y = reference.train_batches.x, reference.train_batches.y
+    loss_of, unit = (lm_loss, "tokens") if model_name == "lstm" else (image_loss, "samples")
+    count = y.numel() if model_name == "lstm" else len(y)
     dlcli_epoch(trainer)  # warm-up (allocator, cuDNN autotune)
-    hand_written_epoch(model, opt, x, y, args.batch, device, dtype)
+    hand_written_epoch(model, opt, x, y, args.batch, device, dtype, loss_of)
     ours, theirs = [], []
     for _ in range(args.rounds):  # interleaved so machine noise hits both alike
-        ours.append(args.samples / dlcli_epoch(trainer))
-        theirs.append(args.samples / hand_written_epoch(model, opt, x, y, args.batch, device, dtype))
+        ours.append(count / dlcli_epoch(trainer))
+        theirs.append(count / hand_written_epoch(model, opt, x, y, args.batch, device, dtype, loss_of))
     a, b = statistics.median(ours), statistics.median(theirs)
     print(f"{model_name:4s} {str(device):6s} {trainer.precision:5s} batch {args.batch:5d}  "
-          f"hand-written {b:10.0f} samples/s  dlcli {a:10.0f} samples/s  ratio {a / b:.3f}")
+          f"hand-written {b:10.0f} {unit}/s  dlcli {a:10.0f} {unit}/s  ratio {a / b:.3f}")
 
 
 def main() -> None:
@@ -96,7 +130,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--samples", type=int, default=8192)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--models", default="mlp,cnn")
+    parser.add_argument("--models", default="mlp,cnn,lstm")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for name in args.models.split(","):

@@ -188,18 +188,22 @@ def task_problems(config: Config) -> list[str]:
 def _recurrent_problems(config: Config) -> list[str]:
     from dlcli.tasks import RECURRENT_MODELS
 
-    model, problems = config.model, []
-    if _name(model) not in RECURRENT_MODELS:
+    if _name(config.model) not in RECURRENT_MODELS:
         return []
+    try:  # check the model's validated values ("false" is False), not the raw YAML
+        model = registries()["models"].validate(config.model, "model")
+    except ConfigError:
+        return []  # the model's own check reports it
+    problems = []
     if model.get("bidirectional") and config.task == "language_model":
         problems.append("model.bidirectional: a language model must not see the tokens it predicts; set false")
     if model.get("tie_weights"):
-        width = model.get("hidden_size", 128) * (2 if model.get("bidirectional") else 1)
+        width = model["hidden_size"] * (2 if model["bidirectional"] else 1)
         if config.task != "language_model":
             problems.append("model.tie_weights: only for language models (task: language_model)")
-        elif model.get("embedding_dim", 64) != width:
+        elif model["embedding_dim"] != width:
             problems.append(f"model.tie_weights: needs embedding_dim == hidden_size "
-                            f"(got {model.get('embedding_dim', 64)} and {width})")
+                            f"(got {model['embedding_dim']} and {width})")
     stride = config.data.dataset.get("stride")
     if config.train.tbptt and stride is not None and stride != config.data.dataset.get("seq_len", 128):
         problems.append("data.dataset.stride: train.tbptt needs windows that follow each other (stride = seq_len)")

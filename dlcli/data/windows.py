@@ -60,7 +60,7 @@ def lm_windows(ids: list[int], seq_len: int, stride: int, part: str):
 
     if len(ids) < seq_len + 1:
         raise DataError(f"data.dataset.seq_len: {seq_len} (+1 for the target) is longer than the {part} text "
-                        f"({len(ids)} tokens); lower seq_len" + (" or data.val_split" if part != "training" else ""))
+                        f"({len(ids)} tokens); lower seq_len" + (" or data.val_split" if part == "validation" else ""))
     t = torch.tensor(ids, dtype=torch.long)
     return t[:-1].unfold(0, seq_len, stride).contiguous(), t[1:].unfold(0, seq_len, stride).contiguous()
 
@@ -90,7 +90,7 @@ def series_windows(values, sequence: dict, part: str):
     window, horizon = sequence["window"], sequence["horizon"]
     if len(values) < window + horizon:
         raise DataError(f"data.dataset.window: window {window} + horizon {horizon} is longer than the {part} "
-                        f"series ({len(values)} rows); lower them" + (" or data.val_split" if part != "training" else ""))
+                        f"series ({len(values)} rows); lower them" + (" or data.val_split" if part == "validation" else ""))
     spans = values.unfold(0, window + horizon, sequence["stride"]).permute(0, 2, 1)  # [N, window+horizon, F]
     return spans[:, :window].contiguous(), spans[:, window:, sequence["target_index"]].contiguous()
 
