@@ -87,6 +87,10 @@ def build_task(config, meta):
         from dlcli.tasks.forecast import ForecastTask
 
         return ForecastTask(loss_fn, meta, config.train.l1)
+    if config.task == "gan":
+        from dlcli.tasks.gan import GANTask
+
+        return GANTask(loss_fn, config.model["conditional"])
     from dlcli.tasks.classify import ClassificationTask
 
     return ClassificationTask(loss_fn, len(meta.class_names), config.train.l1)
@@ -116,16 +120,39 @@ def build_trainer(config):
     if problems:
         raise ConfigError(problems)
     model = build_model(config, meta, device)
-    optimizer = OPTIMIZERS.build(config.optimizer, model)
-    steps_per_epoch = -(-len(train_b) // config.train.accumulate)
-    schedule = (SCHEDULERS.build(config.scheduler, optimizer, steps_per_epoch, config.train.epochs)
-                if config.scheduler else None)
+    if config.task == "gan":
+        optimizer, schedule, scaler = _gan_optimization(config, model, len(train_b), device, precision)
+    else:
+        optimizer = OPTIMIZERS.build(config.optimizer, model)
+        steps_per_epoch = -(-len(train_b) // config.train.accumulate)
+        schedule = (SCHEDULERS.build(config.scheduler, optimizer, steps_per_epoch, config.train.epochs)
+                    if config.scheduler else None)
+        scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     callbacks = [CALLBACKS.build(spec, config.train.monitor) for spec in config.callbacks]
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     trainer = Trainer(model, build_task(config, meta), optimizer, schedule, scaler,
                       train_b, val_b, device, precision, config, callbacks, generator,
                       monitor=config.train.monitor, mode=metric_mode(config.train.monitor, config.train.mode))
     return trainer, meta
+
+
+def _gan_optimization(config, model, batches: int, device, precision: str):
+    """One optimizer, schedule and GradScaler per network (the generator steps every n_critic batches)."""
+    import torch
+
+    from dlcli.optim import OPTIMIZERS
+    from dlcli.schedulers import SCHEDULERS
+    from dlcli.tasks.gan import Pair
+
+    n_critic = config.loss.get("n_critic", 1)
+    parts = {}
+    for net, steps in (("generator", -(-batches // n_critic)), ("discriminator", batches)):
+        optimizer = OPTIMIZERS.build(config.optimizer[net], getattr(model, net))
+        spec = (config.scheduler or {}).get(net)
+        schedule = SCHEDULERS.build(spec, optimizer, steps, config.train.epochs) if spec else None
+        parts[net] = (optimizer, schedule, torch.amp.GradScaler(device.type, enabled=precision == "fp16"))
+    g, d = parts["generator"], parts["discriminator"]
+    schedule = Pair(g[1], d[1]) if g[1] or d[1] else None
+    return Pair(g[0], d[0]), schedule, Pair(g[2], d[2])
 
 
 def from_checkpoint(payload: dict, overrides: list[str], device_spec: str):

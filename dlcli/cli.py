@@ -104,6 +104,8 @@ def evaluate(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N"),
     confusion: bool = typer.Option(False, "--confusion", help="also print the confusion matrix"),
     as_json: bool = typer.Option(False, "--json", help="print the results as JSON on stdout"),
+    features: Optional[str] = typer.Option(None, "--features",
+                                           help="GANs: a dlcli image classifier checkpoint for FD / IS / coverage"),
 ):
     """Evaluate a checkpoint on its dataset's test (or val) split."""
 
@@ -113,7 +115,7 @@ def evaluate(
 
         if split not in ("test", "val"):
             raise ConfigError(f"--split: expected test or val (got {split!r})")
-        result = evaluate_checkpoint(checkpoint, split, overrides or [], device)
+        result = evaluate_checkpoint(checkpoint, split, overrides or [], device, features)
         _emit_json(result) if as_json else print_eval(result, confusion)
 
     _run(action)
@@ -136,6 +138,9 @@ def infer(
     seed: Optional[int] = typer.Option(None, "--seed", min=0, help="language models: seed for repeatable text"),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, max=100_000,
                                         help="forecasters: future steps to predict (default: the horizon)"),
+    num: int = typer.Option(64, "--num", min=1, max=100_000, help="GANs: how many images to generate"),
+    label: Optional[int] = typer.Option(None, "--class", min=0, help="conditional GANs: the class to generate"),
+    output_dir: Optional[str] = typer.Option(None, "--output-dir", help="GANs: write one PNG per image here"),
 ):
     """Predict for new inputs with a checkpoint's own preprocessing: classes, generated text or forecasts."""
 
@@ -143,11 +148,16 @@ def infer(
         from dlcli.inference import infer as run_infer
         from dlcli.report import print_forecast, print_generation, print_predictions, write_predictions
 
-        if output and not output.endswith((".csv", ".jsonl")):
-            raise ConfigError(f"--output: expected a .csv or .jsonl file name (got {output!r})")
         options = {"texts": text or [], "prompt": prompt, "length": length, "temperature": temperature,
-                   "seed": seed, "steps": steps}
+                   "seed": seed, "steps": steps, "num": num, "label": label, "output": output, "output_dir": output_dir}
+        if output and not output.endswith((".csv", ".jsonl", ".png")):
+            raise ConfigError(f"--output: expected a .csv or .jsonl file name, or .png for a GAN (got {output!r})")
         kind, result = run_infer(checkpoint, inputs or [], device, top_k, options)
+        if kind == "images":
+            _emit_json(result) if as_json else typer.echo(f"wrote {result['images']} images: "
+                                                          f"{', '.join(result['files'][:3])}"
+                                                          f"{' ...' if len(result['files']) > 3 else ''}", err=True)
+            return
         rows = [result] if kind == "generation" else result
         if output:
             write_predictions(rows, output)

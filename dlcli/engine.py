@@ -61,38 +61,49 @@ class Trainer:
     def train_step(self, batch, group_size: int, should_step: bool, metrics) -> bool:
         """Forward, backward (loss / micro-batches in this step), and when due clip + optimizer step.
 
-        Returns True when the optimizer stepped."""
+        Returns True when the optimizer stepped. A task with its own step (a GAN: two networks,
+        two optimizers) runs it instead, on the same backward/apply_step helpers."""
         import torch
-        from torch.nn.utils import clip_grad_norm_, clip_grad_value_
 
-        train_cfg = self.config.train
+        if hasattr(self.task, "train_step"):
+            return self.task.train_step(self, batch, metrics)
         with autocast(self.device, self.precision):
             loss, logits = self.task.loss(self.model, batch)
         # on_nan: skip_batch checks every loss on the host (one sync per step, only in that mode).
-        if train_cfg.on_nan == "skip_batch" and not torch.isfinite(loss.detach()).item():
+        if self.config.train.on_nan == "skip_batch" and not torch.isfinite(loss.detach()).item():
             self.skipped_batches += 1
         else:
             metrics.update(loss, logits, batch)
-            self.scaler.scale(loss / group_size if group_size > 1 else loss).backward()
+            self.backward(loss, self.scaler, group_size)
         if not should_step:
             return False
-        clip = train_cfg.grad_clip
-        if clip is not None:
-            self.scaler.unscale_(self.optimizer)
-            if clip.max_norm is not None:
-                clip_grad_norm_(self.model.parameters(), clip.max_norm, clip.norm_type)
-            else:
-                clip_grad_value_(self.model.parameters(), clip.max_value)
-        scale_before = self.scaler.get_scale() if self.scaler.is_enabled() else None
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.apply_step(self.optimizer, self.scaler, self.schedule, self.model.parameters())
         self.step += 1
-        # fp16: a step GradScaler skipped (inf/nan grads) must not advance the LR schedule.
-        skipped = scale_before is not None and self.scaler.get_scale() < scale_before
-        if self.schedule is not None and not skipped:
-            self.schedule.after_optimizer_step()
         return True
+
+    @staticmethod
+    def backward(loss, scaler, group_size: int = 1) -> None:
+        scaler.scale(loss / group_size if group_size > 1 else loss).backward()
+
+    def apply_step(self, optimizer, scaler, schedule, parameters) -> None:
+        """Clip (unscaled) gradients, step, update the scaler, clear gradients, advance the schedule."""
+        from torch.nn.utils import clip_grad_norm_, clip_grad_value_
+
+        clip = self.config.train.grad_clip
+        if clip is not None:
+            scaler.unscale_(optimizer)
+            if clip.max_norm is not None:
+                clip_grad_norm_(parameters, clip.max_norm, clip.norm_type)
+            else:
+                clip_grad_value_(parameters, clip.max_value)
+        scale_before = scaler.get_scale() if scaler.is_enabled() else None
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        # fp16: a step GradScaler skipped (inf/nan grads) must not advance the LR schedule.
+        skipped = scale_before is not None and scaler.get_scale() < scale_before
+        if schedule is not None and not skipped:
+            schedule.after_optimizer_step()
 
     def train_epoch(self, progress, resume_at: int = 0, on_resumed=None) -> dict:
         """One pass over the training data, from batch `resume_at` when resuming mid-epoch."""

@@ -2,14 +2,15 @@
 
 from pathlib import Path
 
-from dlcli.errors import DataError
+from dlcli.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
-def evaluate_checkpoint(path: str, split: str, overrides: list[str], device_spec: str) -> dict:
+def evaluate_checkpoint(path: str, split: str, overrides: list[str], device_spec: str,
+                        features: str | None = None) -> dict:
     from dlcli import checkpoint
-    from dlcli.build import build_task, from_checkpoint
+    from dlcli.build import build_task, from_checkpoint, seed_everything
     from dlcli.data.pipeline import split_for_eval
     from dlcli.engine import evaluate
 
@@ -17,6 +18,7 @@ def evaluate_checkpoint(path: str, split: str, overrides: list[str], device_spec
     config, meta, model, device, precision = from_checkpoint(payload, overrides, device_spec)
     batches = split_for_eval(config, meta, split, device)
     task = build_task(config, meta)
+    seed_everything(config.seed)  # tasks that draw noise (GANs) report the same numbers every time
     metrics = evaluate(model, task, batches, device, precision)
     values = {k.split("/", 1)[1]: v for k, v in metrics.compute(split).items()}
     unit = {"language_model": "tokens", "forecasting": "windows"}.get(config.task, "samples")
@@ -24,7 +26,29 @@ def evaluate_checkpoint(path: str, split: str, overrides: list[str], device_spec
               "metrics": values, "epoch": payload["state"]["epoch"]}
     if config.task == "classification":
         result.update(class_names=meta.class_names, confusion=metrics.confusion_matrix().tolist())
+    if features and config.task != "gan":
+        from dlcli.errors import ConfigError
+
+        raise ConfigError("--features: only for GAN checkpoints")
+    if config.task == "gan":
+        result.update(_gan_eval(model, config, meta, path, split, device, features))
     return result
+
+
+def _gan_eval(model, config, meta, path: str, split: str, device, features: str | None) -> dict:
+    """A sample grid next to the run's other samples; with --features, FD / IS / coverage."""
+    from dlcli.gan_eval import quality, sample_images
+    from dlcli.gan_images import save_grid
+
+    folder = Path(path).resolve().parent
+    folder = folder.parent / "samples" if folder.name == "checkpoints" else folder
+    grid = folder / f"eval_{split}.png"
+    images, _ = sample_images(model, 64, 0, None, meta.class_names, device)
+    save_grid(images, grid)
+    out = {"samples_grid": str(grid)}
+    if features:
+        out["quality"] = quality(model, config, meta, features, split, device)
+    return out
 
 
 def collect_inputs(inputs: list[str], text_files: bool = False) -> list[Path]:
@@ -107,6 +131,20 @@ def row_inputs(files: list[Path], meta):
     return torch.stack(rows)
 
 
+# options that only some checkpoints take: option -> (its CLI flag, the tasks it applies to)
+_OPTION_TASKS = {"prompt": ("--prompt", {"language_model"}), "seed": ("--seed", {"language_model", "gan"}),
+                 "steps": ("--steps", {"forecasting"}), "texts": ("--text", {"text"}), "label": ("--class", {"gan"}),
+                 "output_dir": ("--output-dir", {"gan"})}
+
+
+def check_options(task: str, kind: str, options: dict) -> None:
+    """An option given to a checkpoint it does not apply to is a usage error, not silently ignored."""
+    for key, (flag, tasks) in _OPTION_TASKS.items():
+        if options.get(key) not in (None, [], "") and task not in tasks and kind not in tasks:
+            raise ConfigError(f"{flag}: does not apply to this checkpoint (a {task} model"
+                              f"{' over text' if kind == 'text' else ''})")
+
+
 def infer(path: str, inputs: list[str], device_spec: str, top_k: int | None, options: dict | None = None):
     """(kind, result): "classes" with one row per input, "generation" (language models) with the
     generated text, or "forecast" with one row per future step."""
@@ -116,15 +154,26 @@ def infer(path: str, inputs: list[str], device_spec: str, top_k: int | None, opt
     options = options or {}
     payload = checkpoint.load(path)
     config, meta, model, device, precision = from_checkpoint(payload, [], device_spec)
+    check_options(config.task, meta.kind, options)
     task = build_task(config, meta)
     if config.task == "language_model":
         from dlcli.sequence_inference import generate
 
         if inputs:
-            raise DataError("a language model takes no input files; give --prompt TEXT")
+            raise ConfigError("a language model takes no input files; give --prompt TEXT")
         return "generation", generate(model, meta, device, precision, options.get("prompt") or "",
                                       options.get("length", 200), options.get("temperature", 1.0), top_k,
                                       options.get("seed"))
+    if config.task == "gan":
+        from dlcli.gan_eval import sample_images, write_samples
+
+        if inputs:
+            raise ConfigError("a GAN takes no input files; use --num, --seed, --class and --output grid.png")
+        images, labels = sample_images(model, options.get("num", 64), options.get("seed"), options.get("label"),
+                                       meta.class_names, device)
+        files = write_samples(images, options.get("output"), options.get("output_dir"))
+        return "images", {"images": len(images), "files": files, "seed": options.get("seed"),
+                          "classes": None if labels is None else [meta.class_names[i] for i in labels.tolist()]}
     if config.task == "forecasting":
         from dlcli.sequence_inference import forecast
 

@@ -129,3 +129,5 @@ def soft_f1(*, average: Literal["macro"] = "macro", eps: PositiveFloat = 1e-7):
         return 1 - f1.mean()
 
     return loss
+
+from dlcli import gan_losses  # noqa: E402,F401  (registers the adversarial losses)

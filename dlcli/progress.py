@@ -4,7 +4,7 @@ import sys
 import time
 
 
-SHOWN = ("loss", "acc")  # the rest (f1, top5) go to metrics.jsonl and the summary
+SHOWN = ("loss", "acc", "perplexity", "mae", "d_loss", "g_loss")  # the rest go to metrics.jsonl and the summary
 
 
 def fmt(metrics: dict) -> str:

@@ -60,6 +60,16 @@ def print_eval(result: dict, confusion: bool) -> None:
     for key, value in result["metrics"].items():
         table.add_row(key, f"{value:.4f}")
     out.print(table)
+    quality = result.get("quality")
+    if quality:
+        table = Table(title="GAN quality (features from --features classifier)")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for key, value in quality.items():
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+        out.print(table)
+    if "samples_grid" in result:
+        out.print(f"sample grid: {result['samples_grid']}")
     if confusion and "confusion" in result:
         names = result["class_names"]
         matrix = Table(title="confusion matrix (rows: true, columns: predicted)")

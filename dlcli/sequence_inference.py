@@ -96,7 +96,7 @@ def forecast(model, task, meta, device, precision, file: str, steps: int | None)
     window, horizon = meta.sequence["window"], meta.sequence["horizon"]
     target_index = meta.sequence["target_index"]
     steps = steps or horizon
-    if steps > horizon and target_index != list(range(len(meta.feature_names))):
+    if steps > horizon and sorted(target_index) != list(range(len(meta.feature_names))):
         raise ConfigError(f"--steps: at most {horizon} (the model's horizon), since it does not forecast every "
                           f"input column and cannot feed its forecasts back")
     _, rows = read_series(file, meta.feature_names)
@@ -109,7 +109,10 @@ def forecast(model, task, meta, device, precision, file: str, steps: int | None)
         while len(predicted) < steps:
             out = model(values[None, -window:]).float().view(horizon, len(target_index))
             predicted += list(out)
-            values = torch.cat([values, out]) if steps > horizon else values
+            if steps > horizon:  # feed the forecasts back, each value into its own column
+                rows = torch.empty(horizon, values.shape[1], device=values.device)
+                rows[:, target_index] = out
+                values = torch.cat([values, rows])
     names = [meta.feature_names[i] for i in target_index]
     result = task.denormalize(torch.stack(predicted[:steps])).cpu().tolist()
     return [{"step": i + 1, **{n: round(v, 6) for n, v in zip(names, row)}} for i, row in enumerate(result)]

@@ -47,6 +47,7 @@ class Session:
         self.signals, self.resume_hint = signals, resume_hint
         self.store = CheckpointStore(run.checkpoints, trainer.config.train.keep_last)
         self.last_save = time.monotonic()
+        self.artifacts: dict = {}  # files a task writes per epoch (a GAN's sample grids), for the summary
 
     def save(self, metrics: dict, is_best: bool = False) -> None:
         """Commit a checkpoint; mid-epoch, first make sure the loss is still finite (one sync)."""
@@ -103,6 +104,11 @@ class Session:
             if t.val_batches is not None:
                 metrics.update(evaluate(t.model, t.task, t.val_batches, t.device, t.precision).compute("val"))
             metrics["lr"] = t.lr
+            if hasattr(t.task, "epoch_artifacts"):
+                from dlcli.gan_images import first_images
+
+                real = first_images(t.train_batches) if epoch == 1 else None
+                self.artifacts.update(t.task.epoch_artifacts(t.model, self.run.path, epoch, real))
             is_best = t.end_epoch(metrics)
             seconds = time.perf_counter() - started
             self.run.log({"event": "epoch", "epoch": epoch, "step": t.step, **metrics, "seconds": round(seconds, 3)})
@@ -172,9 +178,10 @@ def train(config, output_dir: str | None, version: str | None, progress, resume:
             raise
         finally:
             run.close()
-            run.write_summary(_summary(trainer, run, metrics, status, error, time.time() - started))
+            run.write_summary(_summary(trainer, run, metrics, status, error, time.time() - started)
+                              | session.artifacts)
             _plot(run)
-    return _summary(trainer, run, metrics, status, error, time.time() - started)
+    return _summary(trainer, run, metrics, status, error, time.time() - started) | session.artifacts
 
 
 def _outputs(config, meta) -> str:

@@ -8,9 +8,13 @@ from dlcli.config.load import registries
 from dlcli.config.schema import Config
 
 
+_DEFS: dict = {}  # nested parameter models (e.g. the gan's NetSpec), hoisted to the top-level $defs
+
+
 def entry_schema(registry, name: str) -> dict:
     """{name: const, ...params} for one registry entry."""
     schema = registry.entry(name).params.model_json_schema()
+    _DEFS.update(schema.pop("$defs", {}))
     schema.pop("title", None)
     schema["properties"] = {"name": {"const": name}, **schema.get("properties", {})}
     schema["required"] = ["name", *schema.get("required", [])]
@@ -47,11 +51,19 @@ def config_schema() -> dict:
     props["extends"] = {"type": "string", "description": "a base config file to inherit from"}
     props["model"] = component(regs["models"])
     props["loss"] = component(regs["losses"])
-    props["optimizer"] = component(regs["optimizers"])
-    props["scheduler"] = {"anyOf": [component(regs["schedulers"]), {"type": "null"}]}
+    props["optimizer"] = {"anyOf": [component(regs["optimizers"]), per_network(component(regs["optimizers"]))]}
+    props["scheduler"] = {"anyOf": [component(regs["schedulers"]), per_network(component(regs["schedulers"])),
+                                    {"type": "null"}]}
     props["callbacks"] = {"type": "array", "items": component(regs["callbacks"])}
     data = defs["DataConfig"]["properties"]
     data["dataset"] = component(regs["datasets"])
     for section in ("train_transforms", "eval_transforms"):
         data[section] = {"type": "array", "items": transform_item(regs["transforms"])}
+    defs.update(_DEFS)
     return schema
+
+
+def per_network(item: dict) -> dict:
+    """A GAN's {generator: ..., discriminator: ...} form of the optimizer and scheduler sections."""
+    return {"type": "object", "properties": {"generator": item, "discriminator": item},
+            "additionalProperties": False}

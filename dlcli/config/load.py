@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from dlcli.config.schema import Config
 from dlcli.config.yamlio import parse_yaml
 from dlcli.errors import ConfigError
+from dlcli.config.task_checks import gan_section_problems, resolve_task, resolved_section, task_problems
 from dlcli.registry import pydantic_problems
 
 
@@ -50,9 +51,9 @@ def validate(data: Any, overrides: list[str] = (), lines: dict | None = None, so
     except ValidationError as err:
         problems += pydantic_problems(err, "", lambda loc: _fields_at(Config, loc))
         config = None
-    problems += _validate_components(data)
+    problems += _validate_components(data) + gan_section_problems(data)
     if config is not None:
-        _resolve_task(config)
+        resolve_task(config)
         problems += _cross_checks(config) + task_problems(config)
     if problems:
         overridden = [item.partition("=")[0] for item in overrides]
@@ -94,13 +95,22 @@ def _set_path(node: Any, parts: list[str], value: Any, key: str) -> None:
 
 def _components(data: dict):
     """(dotted key, registry kind, spec) for every component section present."""
+    from dlcli.tasks import GAN_NETS, task_of
+
     data_section = data.get("data") if isinstance(data.get("data"), dict) else {}
     if "dataset" in data_section:
         yield "data.dataset", "datasets", data_section["dataset"]
-    for key, kind in [("model", "models"), ("loss", "losses"), ("optimizer", "optimizers"),
-                      ("scheduler", "schedulers")]:
+    for key, kind in [("model", "models"), ("loss", "losses")]:
         if data.get(key) is not None:
             yield key, kind, data[key]
+    for key, kind in [("optimizer", "optimizers"), ("scheduler", "schedulers")]:
+        spec = data.get(key)
+        if task_of(data) == "gan" and isinstance(spec, dict) and "name" not in spec:
+            for net in GAN_NETS:  # one per network; _gan_section_problems reports missing or unknown keys
+                if spec.get(net) is not None:
+                    yield f"{key}.{net}", kind, spec[net]
+        elif spec is not None:
+            yield key, kind, spec
     if isinstance(data.get("callbacks"), list):
         for i, spec in enumerate(data["callbacks"]):
             yield f"callbacks.{i}", "callbacks", spec
@@ -135,79 +145,12 @@ def _resolve_components(config: Config) -> None:
     config.data.dataset = regs["datasets"].validate(config.data.dataset, "data.dataset")
     config.model = regs["models"].validate(config.model, "model")
     config.loss = regs["losses"].validate(config.loss, "loss")  # _resolve_task filled in a default
-    config.optimizer = regs["optimizers"].validate(config.optimizer, "optimizer")
-    if config.scheduler is not None:
-        config.scheduler = regs["schedulers"].validate(config.scheduler, "scheduler")
+    config.optimizer = resolved_section(config, "optimizer", regs["optimizers"])
+    config.scheduler = resolved_section(config, "scheduler", regs["schedulers"])
     config.callbacks = [regs["callbacks"].validate(c, f"callbacks.{i}") for i, c in enumerate(config.callbacks)]
     for section in ("train_transforms", "eval_transforms"):
         specs = getattr(config.data, section)
         setattr(config.data, section, [regs["transforms"].validate(spec_from_yaml(s), section) for s in specs])
-
-
-def _name(spec) -> str | None:
-    """A component's name when it is a string (other values are reported by the registry check)."""
-    name = spec.get("name") if isinstance(spec, dict) else None
-    return name if isinstance(name, str) else None
-
-
-def _resolve_task(config: Config) -> None:
-    """task: from the dataset when not given; loss: the task's default when not given."""
-    from dlcli.tasks import DEFAULT_LOSS, task_for_dataset
-
-    if config.task is None:
-        config.task = task_for_dataset(_name(config.data.dataset))
-    if config.loss is None:
-        config.loss = {"name": DEFAULT_LOSS[config.task]}
-
-
-def task_problems(config: Config) -> list[str]:
-    """The task, dataset, model and loss must fit together."""
-    from dlcli.tasks import ALLOWED_LOSSES, RECURRENT_MODELS, TOKEN_DATASETS, task_for_dataset
-
-    problems = []
-    dataset, model = _name(config.data.dataset), _name(config.model)
-    fits = task_for_dataset(dataset)
-    if isinstance(dataset, str) and config.task != fits:
-        problems.append(f"task: {config.task!r} does not fit dataset {dataset!r}, which is for {fits}; "
-                        f"set task: {fits} (or leave task out)")
-    if dataset in TOKEN_DATASETS and isinstance(model, str) and model not in RECURRENT_MODELS:
-        problems.append(f"model.name: {model!r} cannot read token ids (dataset {dataset!r}); "
-                        f"use one of {', '.join(sorted(RECURRENT_MODELS))}")
-    allowed = ALLOWED_LOSSES.get(config.task)
-    loss = _name(config.loss)
-    if allowed and isinstance(loss, str) and loss not in allowed:
-        problems.append(f"loss.name: {loss!r} does not fit task {config.task}; use {' or '.join(sorted(allowed))}")
-    problems += _recurrent_problems(config)
-    if config.train.tbptt and config.task != "language_model":
-        problems.append("train.tbptt: carrying hidden state across windows needs task: language_model")
-    if config.train.tbptt and isinstance(model, str) and model not in RECURRENT_MODELS:
-        problems.append(f"train.tbptt: needs a recurrent model ({', '.join(sorted(RECURRENT_MODELS))})")
-    return problems
-
-
-def _recurrent_problems(config: Config) -> list[str]:
-    from dlcli.tasks import RECURRENT_MODELS
-
-    if _name(config.model) not in RECURRENT_MODELS:
-        return []
-    try:  # check the model's validated values ("false" is False), not the raw YAML
-        model = registries()["models"].validate(config.model, "model")
-    except ConfigError:
-        return []  # the model's own check reports it
-    problems = []
-    if model.get("bidirectional") and config.task == "language_model":
-        problems.append("model.bidirectional: a language model must not see the tokens it predicts; set false")
-    if model.get("tie_weights"):
-        width = model["hidden_size"] * (2 if model["bidirectional"] else 1)
-        if config.task != "language_model":
-            problems.append("model.tie_weights: only for language models (task: language_model)")
-        elif model["embedding_dim"] != width:
-            problems.append(f"model.tie_weights: needs embedding_dim == hidden_size "
-                            f"(got {model['embedding_dim']} and {width})")
-    stride = config.data.dataset.get("stride")
-    if config.train.tbptt and stride is not None and stride != config.data.dataset.get("seq_len", 128):
-        problems.append("data.dataset.stride: train.tbptt needs windows that follow each other (stride = seq_len)")
-    return problems
 
 
 def monitor_problems(config: Config, metrics: list[str]) -> list[str]:

@@ -84,11 +84,11 @@ class OutputConfig(Strict):
 class Config(Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
     seed: NonNegativeInt = 0
-    task: Literal["classification", "language_model", "forecasting"] | None = None  # None: from the dataset
+    task: Literal["classification", "language_model", "forecasting", "gan"] | None = None  # None: from dataset/model
     data: DataConfig
     model: Component
     loss: Component | None = None  # None: the task's default (cross_entropy; mse for forecasting)
-    optimizer: Component = {"name": "adam"}
+    optimizer: Component | None = None  # None: adam (GAN: adam lr 2e-4, betas [0.5, 0.999] for both networks)
     scheduler: Component | None = None
     train: TrainConfig = TrainConfig()
     callbacks: list[Component] = []
@@ -100,7 +100,7 @@ def metric_mode(metric: str, mode: str = "auto") -> str:
     """'min' for losses, 'max' for accuracy-like metrics, unless given."""
     if mode != "auto":
         return mode
-    return "min" if metric.split("/")[-1] in {"loss", "mae", "rmse", "naive_mae", "perplexity"} else "max"
+    return "min" if metric.split("/")[-1] in {"loss", "mae", "rmse", "naive_mae", "perplexity", "d_loss", "g_loss"} else "max"
 
 
 __all__ = ["Config", "DataConfig", "TrainConfig", "GradClip", "OutputConfig", "NonNegativeFloat"]

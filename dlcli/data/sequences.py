@@ -11,7 +11,7 @@ from pydantic import Field
 
 from dlcli.data.datasets import DATASETS, digits, mnist
 from dlcli.data.source import Source
-from dlcli.data.tabular import _canonical, _label_names, _number
+from dlcli.data.tabular import _canonical, _label_names, _number, open_csv
 from dlcli.data.text import read_text, tokenize
 from dlcli.errors import DataError
 from dlcli.types import Fraction, NonNegativeFloat, PositiveInt
@@ -65,7 +65,7 @@ def read_labelled_texts(file: str, text_column: str, label_column: str | None) -
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         rows = _jsonl_rows(path)
     else:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with open_csv(path) as handle:
             rows = [(line, row) for line, row in enumerate(csvlib.DictReader(handle), start=2)]
     texts, labels = [], []
     for line, row in rows:
@@ -82,7 +82,11 @@ def read_labelled_texts(file: str, text_column: str, label_column: str | None) -
 
 def _jsonl_rows(path: Path) -> list:
     rows = []
-    for line, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not valid UTF-8 text (byte {err.start}); save the file as UTF-8") from None
+    for line, raw in enumerate(text.splitlines(), start=1):
         if raw.strip():
             try:
                 rows.append((line, json.loads(raw)))
@@ -109,10 +113,7 @@ def timeseries(split, *, path: str, test_path: str | None = None, columns: list[
 
 
 def read_series(file: str, columns: list[str] | None) -> tuple[list[str], list[list[float]]]:
-    path = Path(file)
-    if not path.is_file():
-        raise DataError(f"CSV file not found: {path.resolve()}")
-    with path.open(newline="") as handle:
+    with open_csv(Path(file)) as handle:
         reader = csvlib.DictReader(handle)
         header = reader.fieldnames or []
         missing = [c for c in columns or [] if c not in header]

@@ -18,6 +18,20 @@ def _number(text: str, file: str, line: int, column: str) -> float:
     return value
 
 
+def open_csv(path: Path):
+    """The file as a text stream for csv, decoded as UTF-8 (a BOM is dropped); a clear error otherwise."""
+    import io
+
+    if path.is_dir():
+        raise DataError(f"{path}: expected a CSV file, got a folder")
+    if not path.is_file():
+        raise DataError(f"CSV file not found: {path.resolve()}")
+    try:
+        return io.StringIO(path.read_bytes().decode("utf-8-sig"), newline="")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not valid UTF-8 text (byte {err.start}); save the file as UTF-8") from None
+
+
 def _label_names(labels: list[str]) -> list[str]:
     """Sorted class names; integer labels sort numerically so '10' comes after '9'."""
     unique = set(labels)
@@ -39,9 +53,7 @@ def read_csv(file: str, label: str, features: list[str] | None, weight: str | No
     import torch
 
     path = Path(file)
-    if not path.is_file():
-        raise DataError(f"CSV file not found: {path.resolve()}")
-    with path.open(newline="") as handle:
+    with open_csv(path) as handle:
         reader = csvlib.DictReader(handle)
         header = reader.fieldnames or []
         missing = [c for c in [label, *(features or []), *([weight] if weight else [])] if c not in header]
@@ -78,9 +90,7 @@ def read_features(file: str, feature_names: list[str]):
     import torch
 
     path = Path(file)
-    if not path.is_file():
-        raise DataError(f"CSV file not found: {path.resolve()}")
-    with path.open(newline="") as handle:
+    with open_csv(path) as handle:
         reader = csvlib.DictReader(handle)
         missing = [c for c in feature_names if c not in (reader.fieldnames or [])]
         if missing:

@@ -4,4 +4,4 @@ from dlcli.registry import Registry
 
 MODELS = Registry("model")
 
-from dlcli.models import cnn, mlp, recurrent, sequential  # noqa: E402,F401  (registers the builders)
+from dlcli.models import cnn, gan, mlp, recurrent, sequential  # noqa: E402,F401  (registers the builders)

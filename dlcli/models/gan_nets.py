@@ -1,0 +1,91 @@
+"""The generator and discriminator networks behind the `gan` model (torch imported here only)."""
+
+import torch
+from torch import nn
+
+
+class MLPGenerator(nn.Module):
+    def __init__(self, width: int, hidden: list[int], shape: tuple, batch_norm: bool, embed):
+        super().__init__()
+        self.shape, self.embed = shape, embed
+        layers = []
+        for size in hidden:
+            layers += [nn.Linear(width, size)] + ([nn.BatchNorm1d(size)] if batch_norm else []) + [nn.ReLU()]
+            width = size
+        out = shape[0] * shape[1] * shape[2]
+        self.net = nn.Sequential(*layers, nn.Linear(width, out), nn.Tanh())
+
+    def forward(self, z, labels=None):
+        if self.embed is not None:
+            z = torch.cat([z, self.embed(labels)], 1)
+        return self.net(z).view(-1, *self.shape)
+
+
+class ConvGenerator(nn.Module):
+    """Linear to channels[0] maps at the start size, then stride-2 transposed convs up to the image."""
+
+    def __init__(self, width: int, channels: list[int], shape: tuple, start: int, batch_norm: bool, embed):
+        super().__init__()
+        self.embed, self.start, self.first = embed, start, channels[0]
+        self.project = nn.Sequential(nn.Linear(width, channels[0] * start * start),
+                                     nn.BatchNorm1d(channels[0] * start * start) if batch_norm else nn.Identity(),
+                                     nn.ReLU())
+        layers = []
+        for c_in, c_out in zip(channels, channels[1:]):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=not batch_norm)]
+            layers += ([nn.BatchNorm2d(c_out)] if batch_norm else []) + [nn.ReLU()]
+        layers += [nn.ConvTranspose2d(channels[-1], shape[0], 4, 2, 1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z, labels=None):
+        if self.embed is not None:
+            z = torch.cat([z, self.embed(labels)], 1)
+        return self.net(self.project(z).view(-1, self.first, self.start, self.start))
+
+
+class _Projection(nn.Module):
+    """Score = linear(features) [+ <embed(label), features> when conditional]."""
+
+    def __init__(self, width: int, classes: int):
+        super().__init__()
+        self.out = nn.Linear(width, 1)
+        self.embed = nn.Embedding(classes, width) if classes else None
+
+    def forward(self, h, labels):
+        score = self.out(h).squeeze(1)
+        if self.embed is not None:
+            score = score + (self.embed(labels) * h).sum(1)
+        return score
+
+
+class MLPDiscriminator(nn.Module):
+    def __init__(self, shape: tuple, hidden: list[int], dropout: float, classes: int):
+        super().__init__()
+        layers, width = [nn.Flatten()], shape[0] * shape[1] * shape[2]
+        for size in hidden:
+            layers += [nn.Linear(width, size), nn.LeakyReLU(0.2)] + ([nn.Dropout(dropout)] if dropout else [])
+            width = size
+        self.features, self.head = nn.Sequential(*layers), _Projection(width, classes)
+
+    def forward(self, x, labels=None):
+        return self.head(self.features(x), labels)
+
+
+class ConvDiscriminator(nn.Module):
+    """Stride-2 convs halve the image per entry of channels; then a linear score."""
+
+    def __init__(self, shape: tuple, channels: list[int], dropout: float, batch_norm: bool, classes: int):
+        super().__init__()
+        layers, c_in = [], shape[0]
+        for i, c_out in enumerate(channels):
+            layers.append(nn.Conv2d(c_in, c_out, 4, 2, 1, bias=not (batch_norm and i)))
+            layers += ([nn.BatchNorm2d(c_out)] if batch_norm and i else []) + [nn.LeakyReLU(0.2)]
+            layers += [nn.Dropout(dropout)] if dropout else []
+            c_in = c_out
+        layers.append(nn.Flatten())
+        self.features = nn.Sequential(*layers)
+        side = shape[1] // 2 ** len(channels)
+        self.head = _Projection(c_in * side * side, classes)
+
+    def forward(self, x, labels=None):
+        return self.head(self.features(x), labels)

@@ -1,0 +1,150 @@
+"""Adversarial training on the shared engine: the GAN task brings its own step (a discriminator
+step, and every `n_critic` of them a generator step) built from the engine's backward/apply_step,
+so mixed precision, clipping, schedules, checkpoints and resume work as for classifiers.
+
+Real images arrive in [0, 1] and are mapped to [-1, 1], the generator's tanh range."""
+
+from dlcli.engine import autocast
+
+
+class Pair:
+    """Generator and discriminator objects (optimizers, schedules, scalers) behind the single-object
+    interface the trainer and checkpoints use."""
+
+    def __init__(self, generator, discriminator):
+        self.generator, self.discriminator = generator, discriminator
+
+    def state_dict(self) -> dict:
+        return {name: part.state_dict() if part is not None else None for name, part in self._parts()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, part in self._parts():
+            if part is not None:
+                part.load_state_dict(state[name])
+
+    def after_epoch(self, metrics: dict) -> None:  # schedules: plateau decay, per-epoch bookkeeping
+        for _, part in self._parts():
+            if part is not None:
+                part.after_epoch(metrics)
+
+    @property
+    def param_groups(self):  # the logged `lr` is the generator's
+        return self.generator.param_groups
+
+    def _parts(self):
+        return (("generator", self.generator), ("discriminator", self.discriminator))
+
+
+class GANTask:
+    def __init__(self, adversarial, conditional: bool):
+        self.adv, self.conditional = adversarial, conditional
+        self.d_steps = 0  # discriminator steps so far in this epoch (n_critic bookkeeping)
+
+    def reset(self) -> None:
+        self.d_steps = 0
+
+    def metrics(self, device, full: bool = True):
+        return GANMetrics(device)
+
+    def _inputs(self, model, batch):
+        real = batch.x * 2 - 1
+        labels = batch.y if self.conditional else None
+        z = _noise(real.shape[0], model.latent_dim, real.device)
+        return real, labels, z
+
+    def loss(self, model, batch):
+        """Evaluation: both losses on real images and fresh noise (no gradient penalty, no updates)."""
+        real, labels, z = self._inputs(model, batch)
+        real_s, fake_s = model.discriminator(real, labels), model.discriminator(model.generator(z, labels), labels)
+        d_loss, g_loss = self.adv.discriminator(real_s, fake_s), self.adv.generator(fake_s)
+        return d_loss + g_loss, self._outputs(d_loss, g_loss, real_s, fake_s)
+
+    def train_step(self, trainer, batch, metrics) -> bool:
+        """One discriminator step; every n_critic-th also a generator step."""
+        import torch
+
+        model, opt, scaler, sched = trainer.model, trainer.optimizer, trainer.scaler, trainer.schedule
+        real, labels, z = self._inputs(model, batch)
+        with autocast(trainer.device, trainer.precision):
+            fake = model.generator(z, labels)
+            real_s, fake_s = model.discriminator(real, labels), model.discriminator(fake.detach(), labels)
+            d_loss = self.adv.discriminator(real_s, fake_s)
+            d_total = d_loss + self.adv.gradient_penalty(model.discriminator, real, fake, labels)
+        if trainer.config.train.on_nan == "skip_batch" and not torch.isfinite(d_total.detach()).item():
+            trainer.skipped_batches += 1
+            return False
+        trainer.backward(d_total, scaler.discriminator)
+        trainer.apply_step(opt.discriminator, scaler.discriminator, sched and sched.discriminator,
+                           model.discriminator.parameters())
+        self.d_steps += 1
+        g_loss = None
+        if self.d_steps % self.adv.n_critic == 0:
+            with autocast(trainer.device, trainer.precision):
+                g_loss = self.adv.generator(model.discriminator(fake, labels))
+            trainer.backward(g_loss, scaler.generator)
+            trainer.apply_step(opt.generator, scaler.generator, sched and sched.generator,
+                               model.generator.parameters())
+            opt.discriminator.zero_grad(set_to_none=True)  # the generator's backward reached D's weights
+        metrics.update(d_total, self._outputs(d_loss, g_loss, real_s, fake_s), batch)
+        trainer.step += 1
+        return True
+
+    def _outputs(self, d_loss, g_loss, real_s, fake_s) -> dict:
+        return {"d_loss": d_loss.detach(), "g_loss": None if g_loss is None else g_loss.detach(),
+                "d_real": self.adv.probability(real_s.detach().float()).mean(),
+                "d_fake": self.adv.probability(fake_s.detach().float()).mean()}
+
+    def epoch_artifacts(self, model, run_path, epoch: int, real_images=None) -> dict:
+        """The fixed-noise sample grid of this epoch (and, once, a grid of real images)."""
+        from dlcli.gan_images import generate, save_grid
+
+        folder = run_path / "samples"
+        if real_images is not None and not (folder / "real.png").exists():
+            save_grid(real_images[:64], folder / "real.png")
+        path = folder / f"epoch_{epoch:03d}.png"
+        labels = model.fixed_labels if self.conditional else None
+        save_grid(generate(model, model.fixed_noise, labels), path)
+        return {"samples": str(path)}
+
+
+def _noise(n: int, latent_dim: int, device):
+    import torch
+
+    return torch.randn(n, latent_dim, device=device)
+
+
+class GANMetrics:
+    """Running sums on the device: D and G losses, mean D(x) and D(G(z)); loss = D + G loss."""
+
+    KEYS = ("d_loss", "g_loss", "d_real", "d_fake")
+
+    def __init__(self, device):
+        import torch
+
+        self.sums = {k: torch.zeros((), device=device) for k in self.KEYS}
+        self.count, self.g_count = 0, 0
+
+    def update(self, loss, outputs: dict, batch) -> None:
+        n = batch.x.shape[0]
+        self.count += n
+        for key in ("d_loss", "d_real", "d_fake"):
+            self.sums[key] += outputs[key].float() * n
+        if outputs["g_loss"] is not None:  # generator steps happen every n_critic batches
+            self.g_count += n
+            self.sums["g_loss"] += outputs["g_loss"].float() * n
+
+    def compute(self, prefix: str) -> dict:
+        if self.count == 0:
+            return {}
+        out = {f"{prefix}/{k}": float(self.sums[k]) / self.count for k in ("d_loss", "d_real", "d_fake")}
+        out[f"{prefix}/g_loss"] = float(self.sums["g_loss"]) / self.g_count if self.g_count else float("nan")
+        out[f"{prefix}/loss"] = out[f"{prefix}/d_loss"] + (out[f"{prefix}/g_loss"] if self.g_count else 0.0)
+        return out
+
+    def state_dict(self) -> dict:
+        return {"sums": dict(self.sums), "count": self.count, "g_count": self.g_count}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in self.KEYS:
+            self.sums[key].copy_(state["sums"][key])
+        self.count, self.g_count = state["count"], state["g_count"]
