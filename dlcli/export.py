@@ -21,7 +21,7 @@ def export(checkpoint_path: str, fmt: str, output: str, tolerance: float) -> dic
     payload = checkpoint.load(checkpoint_path)
     config, meta, model, _, _ = from_checkpoint(payload, [], "cpu")
     model.eval()
-    sample = torch.randn(4, *meta.input_shape, generator=torch.Generator().manual_seed(0))
+    sample = sample_input(config, meta, model)
     with torch.inference_mode():
         expected = model(sample)
     writer, reader = {"onnx": (_write_onnx, _run_onnx), "torchscript": (_write_torchscript, _run_torchscript),
@@ -33,10 +33,26 @@ def export(checkpoint_path: str, fmt: str, output: str, tolerance: float) -> dic
         got = reader(out, sample)
     diff = float((got - expected).abs().max())
     result = {"format": fmt, "output": str(out), "max_abs_diff": diff, "tolerance": tolerance,
-              "input_shape": ["batch", *meta.input_shape], "classes": meta.class_names}
+              "input_shape": ["batch", *sample.shape[1:]], "classes": meta.class_names}
     if not diff <= tolerance:
         raise DlcliError(f"exported {fmt} model differs from the PyTorch model by {diff:.3g} (> {tolerance:g})")
     return result
+
+
+def sample_input(config, meta, model):
+    """A batch of 4 inputs of the kind the model reads: images/features, token ids, or GAN noise."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    if config.task == "gan":  # the generator is what a GAN exports: noise in, images out
+        if model.num_classes:
+            raise ConfigError("export: conditional GAN generators (noise + label inputs) are not supported yet")
+        return torch.randn(4, model.latent_dim, generator=gen)
+    if meta.kind == "text":
+        raise ConfigError("export: text classifiers take variable-length input with lengths; not supported yet")
+    if meta.kind == "tokens":
+        return torch.randint(2, len(meta.vocab), (4, *meta.input_shape), generator=gen)
+    return torch.randn(4, *meta.input_shape, generator=gen)
 
 
 def _write_torchscript(model, sample, out, payload):
@@ -75,18 +91,18 @@ def _run_onnx(out, sample):
 
 
 def _write_safetensors(model, sample, out, payload):
-    from safetensors.torch import save_file
+    from safetensors.torch import save_model
 
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(out), metadata={"dlcli_config": json.dumps(payload["config"]),
-                                         "dlcli_meta": json.dumps(payload["meta"])})
+    # save_model (not save_file) keeps tied weights (a language model's shared embedding) as one tensor
+    save_model(model, str(out), metadata={"dlcli_config": json.dumps(payload["config"]),
+                                          "dlcli_meta": json.dumps(payload["meta"])})
 
 
 def _run_safetensors(out, sample):
     """Rebuild the model from the file's own metadata and weights, as a user of the file would."""
     import torch
     from safetensors import safe_open
-    from safetensors.torch import load_file
+    from safetensors.torch import load_model
 
     from dlcli.build import build_model
     from dlcli.config import validate
@@ -99,7 +115,7 @@ def _run_safetensors(out, sample):
     config = validate(json.loads(metadata["dlcli_config"]), source="checkpoint")
     meta = DataMeta(**json.loads(metadata["dlcli_meta"]))
     model = build_model(config, meta, torch.device("cpu"))
-    model.load_state_dict(load_file(str(out)))
+    load_model(model, str(out))
     model.eval()
     with torch.inference_mode():
         return model(sample)

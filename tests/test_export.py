@@ -50,3 +50,38 @@ def test_export_errors(checkpoint, tmp_path):
     too_strict = runner.invoke(app, ["export", checkpoint, "--format", "onnx", "-o", str(tmp_path / "x.onnx"),
                                      "--tolerance", "-1"])
     assert too_strict.exit_code == 1 and "differs from the PyTorch model" in too_strict.output
+
+
+def _trained(config: dict, folder) -> str:
+    summary = train(validate(config), str(folder), None, Progress(1, quiet=True, stream=io.StringIO()))
+    return summary["checkpoints"]["last"]
+
+
+@pytest.fixture(scope="module")
+def other_tasks(tmp_path_factory):
+    """Checkpoints of a GAN (the generator is exported), a tied-weight LSTM language model, and a
+    row-sequence LSTM classifier."""
+    folder = tmp_path_factory.mktemp("tasks")
+    text = folder / "corpus.txt"
+    text.write_text("the cat sat on the mat. " * 40)
+    gan = {"name": "g", "data": {"dataset": {"name": "digits"}, "batch_size": 64},
+           "model": {"name": "gan", "latent_dim": 8, "generator": {"hidden": [16]}, "discriminator": {"hidden": [16]}},
+           "train": {"epochs": 1, "device": "cpu"}}
+    lm = {"name": "lm", "data": {"dataset": {"name": "text", "path": str(text), "seq_len": 16}},
+          "model": {"name": "lstm", "embedding_dim": 16, "hidden_size": 16, "tie_weights": True},
+          "train": {"epochs": 1, "device": "cpu"}}
+    rows = {"name": "rows", "data": {"dataset": {"name": "digits_rows"}},
+            "model": {"name": "gru", "hidden_size": 16}, "train": {"epochs": 1, "device": "cpu"}}
+    return {"gan": (_trained(gan, folder), ["batch", 8]), "lm": (_trained(lm, folder), ["batch", 16]),
+            "rows": (_trained(rows, folder), ["batch", 8, 8])}
+
+
+@pytest.mark.parametrize("task", ["gan", "lm", "rows"])
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript", "safetensors"])
+def test_export_gan_generator_and_recurrent_models(other_tasks, tmp_path, task, fmt):
+    checkpoint, input_shape = other_tasks[task]
+    out = tmp_path / f"model.{fmt}"
+    result = CliRunner().invoke(app, ["export", checkpoint, "--format", fmt, "--output", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["max_abs_diff"] <= 1e-4 and report["input_shape"] == input_shape
