@@ -96,8 +96,9 @@ def build_task(config, meta):
     return ClassificationTask(loss_fn, len(meta.class_names), config.train.l1)
 
 
-def build_trainer(config):
-    """Everything `dlcli train` needs, built before any file is written."""
+def build_trainer(config, device=None):
+    """Everything `dlcli train` needs, built before any file is written. Under DDP, `device` is this
+    rank's, the batches are its shard of every global batch, and the model is wrapped for training."""
     import torch
 
     from dlcli.callbacks import CALLBACKS
@@ -109,8 +110,9 @@ def build_trainer(config):
     from dlcli.optim import OPTIMIZERS
     from dlcli.schedulers import SCHEDULERS
 
-    seed_everything(config.seed)
-    device = resolve_device(config.train.device)
+    _check_devices(config)
+    seed_everything(config.seed)  # the same on every rank: identical initial weights and shuffles
+    device = device or resolve_device(config.train.device)
     set_determinism(config.train.deterministic, device)
     precision = resolve_precision(config.train.precision, device)
     generator = torch.Generator().manual_seed(config.seed)
@@ -132,7 +134,39 @@ def build_trainer(config):
     trainer = Trainer(model, build_task(config, meta), optimizer, schedule, scaler,
                       train_b, val_b, device, precision, config, callbacks, generator,
                       monitor=config.train.monitor, mode=metric_mode(config.train.monitor, config.train.mode))
+    trainer.forward_model = _distributed_model(model, config, device)
     return trainer, meta
+
+
+def _check_devices(config) -> None:
+    from dlcli.distributed import world
+
+    size = world()[1]
+    if size > 1 and config.data.batch_size % size:
+        raise ConfigError(f"data.batch_size: the global batch {config.data.batch_size} does not split evenly "
+                          f"over {size} processes")
+    if size > 1 and config.task == "gan" and config.loss["name"] == "wgan_gp":
+        raise ConfigError("loss.name: wgan_gp's gradient penalty is not supported under DDP yet; "
+                          "use gan_bce or gan_hinge, or train.devices: 1")
+
+
+def _distributed_model(model, config, device):
+    """Under DDP, what the training step calls: DistributedDataParallel around the model (around
+    each network of a GAN); gradients are averaged across ranks in backward. Else the model itself."""
+    from dlcli.distributed import is_distributed
+
+    if not is_distributed():
+        return model
+    from types import SimpleNamespace
+
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    ids = [device.index] if device.type == "cuda" else None
+    if config.task == "gan":
+        return SimpleNamespace(generator=DDP(model.generator, device_ids=ids),
+                               discriminator=DDP(model.discriminator, device_ids=ids),
+                               latent_dim=model.latent_dim, raw=model)
+    return DDP(model, device_ids=ids)
 
 
 def _gan_optimization(config, model, batches: int, device, precision: str):

@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from dlcli.errors import ConfigError, DlcliError
+from dlcli.errors import ConfigError, DlcliError, Interrupted
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Train, evaluate and run PyTorch models from YAML experiment files.")
@@ -80,20 +80,55 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="print the final summary as JSON on stdout"),
     resume: Optional[str] = typer.Option(None, "--resume", help="RUN_DIR, a checkpoint file, or auto "
                                          "(newest run of this config with a checkpoint; else start fresh)"),
+    devices: Optional[int] = typer.Option(None, "--devices", min=1, max=1024,
+                                          help="DDP processes on this machine (GPUs, or CPU processes); "
+                                               "same as train.devices=N"),
 ):
     """Train a model from a YAML experiment; writes runs/<name>/<version>/."""
 
     def action():
+        import os
+
+        from dlcli import distributed
         from dlcli.config import load
         from dlcli.progress import Progress
         from dlcli.report import print_train_summary
         from dlcli.training import train as run_training
 
-        cfg = load(config, overrides or [])
-        summary = run_training(cfg, output_dir, run_version, Progress(cfg.train.epochs, quiet), resume, config)
-        _emit_json(summary) if as_json else print_train_summary(summary)
+        extra = [f"train.devices={devices}"] if devices else []
+        cfg = load(config, (overrides or []) + extra)  # every config error is reported once, before any launch
+        if cfg.train.devices > 1 and "LOCAL_RANK" not in os.environ:
+            code, received = distributed.launch(_worker_argv(devices), cfg.train.devices)
+            if code != 0:
+                raise distributed.launcher_error(code, received, cfg.train.devices)
+            return
+        main_rank = distributed.rank() == 0
+        progress = Progress(cfg.train.epochs, quiet or not main_rank, None if main_rank else open(os.devnull, "w"))
+        try:
+            summary = run_training(cfg, output_dir, run_version, progress, resume, config)
+        except Interrupted as err:
+            if main_rank:
+                raise
+            raise typer.Exit(err.exit_code)  # rank 0 reports the stop; the other ranks leave quietly
+        if main_rank:
+            _emit_json(summary) if as_json else print_train_summary(summary)
 
     _run(action)
+
+
+def _worker_argv(devices) -> list[str]:
+    """This command line for the workers: `train ...` with --devices N turned into train.devices=N."""
+    import sys
+
+    argv, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--devices":
+            skip = True
+        elif not arg.startswith("--devices="):
+            argv.append(arg)
+    return argv + ([f"train.devices={devices}"] if devices else [])
 
 
 @app.command("eval")

@@ -41,6 +41,7 @@ class Trainer:
     callbacks: list = field(default_factory=list)
     generator: Any = None  # drives the training-set shuffle
     step_logger: Any = None  # called with a record at each log interval (metrics.jsonl)
+    forward_model: Any = None  # what the step calls: the model, or its DDP wrapper (set by build_trainer)
     after_step: Any = None  # called after each optimizer step inside an epoch (signals, periodic saves)
     # Position inside the current epoch, saved in checkpoints for an exact mid-epoch resume.
     epoch_shuffle_state: Any = None  # generator state before this epoch's shuffle was drawn
@@ -68,7 +69,7 @@ class Trainer:
         if hasattr(self.task, "train_step"):
             return self.task.train_step(self, batch, metrics)
         with autocast(self.device, self.precision):
-            loss, logits = self.task.loss(self.model, batch)
+            loss, logits = self.task.loss(self.forward_model or self.model, batch)
         # on_nan: skip_batch checks every loss on the host (one sync per step, only in that mode).
         if self.config.train.on_nan == "skip_batch" and not torch.isfinite(loss.detach()).item():
             self.skipped_batches += 1
@@ -127,20 +128,26 @@ class Trainer:
                 self._log_running(progress)
             if self.after_step is not None and i + 1 < total:
                 self.after_step()
-        result = self.running.compute("train")
+        result = self.synced(self.running).compute("train")
         if result:  # empty only when on_nan: skip_batch skipped every batch so far
             check_finite(result["train/loss"], self.epoch, self.step)
         self.batch_in_epoch = 0
         return result
 
     def _log_running(self, progress) -> None:
-        running = self.running.compute("train")  # running averages over the epoch so far
+        running = self.synced(self.running).compute("train")  # running averages over the epoch so far
         if not running:
             return
         check_finite(running["train/loss"], self.epoch, self.step)
         progress.log(self.step, running, self.lr)
         if self.step_logger is not None:
             self.step_logger({"event": "step", "epoch": self.epoch, "step": self.step, **running, "lr": self.lr})
+
+    def synced(self, metrics):
+        """Under DDP, the metrics summed over all ranks (every rank calls this at the same step)."""
+        from dlcli.distributed import synced
+
+        return synced(metrics, self.task.metrics(self.device, full=getattr(metrics, "full", True)))
 
     def end_epoch(self, metrics: dict) -> bool:
         """Update best, LR-on-plateau and callbacks; True when the monitored value improved."""

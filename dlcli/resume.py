@@ -9,7 +9,7 @@ from dlcli.errors import ConfigError
 
 # Keys that may change between the interrupted run and its resumption.
 MAY_CHANGE = ("train.epochs", "train.log_interval", "train.checkpoint_every", "train.keep_last",
-              "train.on_nan", "output.")
+              "train.on_nan", "train.devices", "output.")
 
 
 def find_checkpoint(resume: str, config, runs_root: str) -> Path | None:
@@ -44,7 +44,7 @@ def check_compatible(payload: dict, config, source: Path) -> None:
         raise ConfigError(f"--resume: {source} was trained with a different config; differing keys: "
                           f"{', '.join(differing[:8])}" + (" ..." if len(differing) > 8 else ""),
                           hint="only train.epochs, train.log_interval, train.checkpoint_every, train.keep_last, "
-                               "train.on_nan and output.* may change on resume")
+                               "train.on_nan, train.devices and output.* may change on resume")
 
 
 def restore(trainer, payload: dict):

@@ -10,6 +10,17 @@ from pathlib import Path
 from dlcli.errors import ConfigError, DlcliError
 
 
+class NullRun:
+    """What ranks other than 0 see under DDP: the run directory's interface, writing nothing."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = Path(path) if path else Path(os.devnull)
+        self.checkpoints = self.path / "checkpoints"
+
+    def __getattr__(self, name):  # log, write_text, write_summary, close, truncate_log, enable_tensorboard
+        return lambda *args, **kwargs: None
+
+
 class RunDir:
     def __init__(self, path: Path):
         self.path = Path(path)

@@ -10,6 +10,8 @@ from dlcli.config.yamlio import dump_yaml
 from dlcli.errors import DlcliError, Interrupted
 from dlcli import runs
 from dlcli.runs import RunDir, plot_curves
+from dlcli.distributed import agreed_signal
+from dlcli import distributed
 from dlcli.signals import StopSignals
 
 
@@ -44,16 +46,19 @@ class Session:
 
     def __init__(self, trainer, meta, run: RunDir, progress, signals: StopSignals, resume_hint: str):
         self.trainer, self.meta, self.run, self.progress = trainer, meta, run, progress
+        self.writer = distributed.rank() == 0  # under DDP only rank 0 writes checkpoints and files
         self.signals, self.resume_hint = signals, resume_hint
         self.store = CheckpointStore(run.checkpoints, trainer.config.train.keep_last)
         self.last_save = time.monotonic()
         self.artifacts: dict = {}  # files a task writes per epoch (a GAN's sample grids), for the summary
 
     def save(self, metrics: dict, is_best: bool = False) -> None:
-        """Commit a checkpoint; mid-epoch, first make sure the loss is still finite (one sync)."""
+        """Commit a checkpoint (rank 0 only); mid-epoch, first make sure the loss is still finite."""
         from dlcli.engine import check_finite
 
         t = self.trainer
+        if not self.writer:
+            return
         if t.batch_in_epoch and t.running is not None and t.running.count:
             check_finite(t.running.compute("train")["train/loss"], t.epoch, t.step)  # never save NaN state
         best = is_best and self.trainer.config.output.save_best
@@ -66,13 +71,17 @@ class Session:
         due = every is not None and (
             (every.steps is not None and self.trainer.step % every.steps == 0)
             or (every.minutes is not None and time.monotonic() - self.last_save >= every.minutes * 60))
-        if self.signals.received or due:
+        received = agreed_signal(self.signals.received, self.trainer.device)
+        if received or due:
             self.save({})
-        self.stop_if_signalled()
+        self.stop_if_signalled(received)
 
-    def stop_if_signalled(self) -> None:
-        if not self.signals.received:
+    def stop_if_signalled(self, received: int | None = None) -> None:
+        """Raise Interrupted once a stop signal arrived (under DDP: at any rank, agreed by all)."""
+        received = received if received is not None else agreed_signal(self.signals.received, self.trainer.device)
+        if not received:
             return
+        self.signals.received = received
         t = self.trainer
         where = f"epoch {t.epoch}, batch {t.batch_in_epoch}" if t.batch_in_epoch else f"end of epoch {t.epoch}"
         raise Interrupted(f"stopped by {self.signals.name} at {where} (step {t.step}); "
@@ -86,7 +95,7 @@ class Session:
         notes = [note for c in self.trainer.callbacks if (note := c.on_train_end(self.trainer.model))]
         for note in notes:
             self.progress.message(note)
-        if notes:
+        if notes and self.writer:
             checkpoint.save(checkpoint_payload(self.trainer, self.meta, metrics), self.run.checkpoints / "final.pt")
 
     def run_epochs(self, resume_at: int = 0, on_resumed=None) -> dict:
@@ -102,9 +111,10 @@ class Session:
             metrics = t.train_epoch(self.progress, resume_at, on_resumed)
             resume_at, on_resumed = 0, None
             if t.val_batches is not None:
-                metrics.update(evaluate(t.model, t.task, t.val_batches, t.device, t.precision).compute("val"))
+                val = evaluate(t.model, t.task, t.val_batches, t.device, t.precision)
+                metrics.update(t.synced(val).compute("val"))
             metrics["lr"] = t.lr
-            if hasattr(t.task, "epoch_artifacts"):
+            if hasattr(t.task, "epoch_artifacts") and self.writer:
                 from dlcli.gan_images import first_images
 
                 real = first_images(t.train_batches) if epoch == 1 else None
@@ -131,6 +141,9 @@ def open_run(config, trainer, output_dir, version, resume):
 
     root = runs_root(output_dir, config)
     found = resuming.find_checkpoint(resume, config, root) if resume else None
+    if distributed.rank() != 0:  # other DDP ranks read the checkpoint to resume from but write nothing
+        payload = checkpoint.load(found) if found is not None else None
+        return runs.NullRun(), payload
     if found is None:
         run = RunDir.create(root, config.name, version)
         run.write_text("config.yaml", dump_yaml(config.model_dump(mode="json")))
@@ -145,17 +158,27 @@ def open_run(config, trainer, output_dir, version, resume):
 
 def train(config, output_dir: str | None, version: str | None, progress, resume: str | None = None,
           config_path: str = "CONFIG") -> dict:
-    """Run (or resume) a whole training; returns the summary (also written to summary.json)."""
+    """Run (or resume) a whole training; returns the summary (also written to summary.json).
+    Under torchrun (WORLD_SIZE > 1) this process is one DDP rank."""
+    device = distributed.setup(config.train.device) if distributed.world()[1] > 1 else None
+    try:
+        return _train(config, output_dir, version, progress, resume, config_path, device)
+    finally:
+        distributed.cleanup()
+
+
+def _train(config, output_dir, version, progress, resume, config_path, device) -> dict:
     from dlcli.build import build_trainer
     from dlcli.resume import restore
 
-    trainer, meta = build_trainer(config)  # every config/data error surfaces before anything is written
+    trainer, meta = build_trainer(config, device)  # every config/data error surfaces before anything is written
     if config.logging.tensorboard:
         _require_tensorboard()
     run, payload = open_run(config, trainer, output_dir, version, resume)
     if config.logging.tensorboard:
         run.enable_tensorboard()
-    check_free_space(run, trainer.model)
+    if distributed.rank() == 0:
+        check_free_space(run, trainer.model)
     resume_at, on_resumed = restore(trainer, payload) if payload else (0, None)
     trainer.step_logger = run.log
     verb = f"resuming at epoch {trainer.epoch + 1}, step {trainer.step}" if payload else "run directory"

@@ -69,6 +69,7 @@ class TrainConfig(Strict):
     keep_last: Annotated[int, Field(gt=0, le=1000)] = 1
     on_nan: Literal["stop", "skip_batch"] = "stop"
     deterministic: bool = False
+    devices: Annotated[int, Field(gt=0, le=1024)] = 1  # > 1: that many DDP processes on this machine (torchrun)
     tbptt: bool = False  # language models: carry the (detached) hidden state across consecutive windows
 
 

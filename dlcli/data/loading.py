@@ -108,6 +108,7 @@ class TensorBatches:
             on_resumed()  # skipping used no randomness: restore RNG states before the first batch
         for index, start in enumerate(range(first * self.batch_size, n, self.batch_size), start=first):
             rows = slice(start, start + self.batch_size) if order is None else order[start:start + self.batch_size]
+            rows = shard_rows(rows, n)
             x, y = self.x[rows], self.y[rows]
             w = self.weights[rows] if self.weights is not None else None
             lengths = self.lengths[rows] if self.lengths is not None else None
@@ -221,7 +222,7 @@ class _PermutationBatches:
 
         order = torch.randperm(self.n, generator=self.generator) if self.shuffle else torch.arange(self.n)
         for start in range(self.first * self.batch_size, self.n, self.batch_size):
-            yield order[start:start + self.batch_size]
+            yield shard_rows(order[start:start + self.batch_size], self.n)
 
 
 class _TensorRows:
@@ -242,6 +243,21 @@ def _as_is(batch):
     return batch
 
 
+def shard_rows(rows, n: int):
+    """Under DDP, this rank's contiguous part of a global batch (every rank draws the same order);
+    in a single process, the whole batch."""
+    import torch
+
+    from dlcli.distributed import world
+
+    rank, size, _ = world()
+    if size == 1:
+        return rows
+    if isinstance(rows, slice):
+        rows = torch.arange(rows.start, min(rows.stop, n))
+    return rows.tensor_split(size)[rank]
+
+
 def make_batches(source: Source, batch_size: int, device, transform, shuffle: bool, generator=None,
                  sample_weights=None, num_workers: int = 0, loader: str = "auto", budget_gb: float = 4.0):
     """Device-resident tensors when the data is in memory and fits the budget (or loader: device);
@@ -251,6 +267,11 @@ def make_batches(source: Source, batch_size: int, device, transform, shuffle: bo
     if len(source) == 0:
         raise DataError("dataset split is empty")
     if not source.in_memory:
+        from dlcli.distributed import world
+
+        if world()[1] > 1:
+            raise ConfigError("train.devices: multi-process training reads in-memory datasets; this one is read "
+                              "from disk per batch (image_folder), which is not sharded yet")
         if loader == "device":
             raise ConfigError("data.loader: device needs an in-memory dataset; this one is read from disk")
         return LoaderBatches(source, batch_size, device, transform, shuffle, generator, sample_weights, num_workers)

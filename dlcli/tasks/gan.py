@@ -4,6 +4,8 @@ so mixed precision, clipping, schedules, checkpoints and resume work as for clas
 
 Real images arrive in [0, 1] and are mapped to [-1, 1], the generator's tanh range."""
 
+import contextlib
+
 from dlcli.engine import autocast
 
 
@@ -64,10 +66,13 @@ class GANTask:
         import torch
 
         model, opt, scaler, sched = trainer.model, trainer.optimizer, trainer.scaler, trainer.schedule
+        nets = trainer.forward_model or model  # DDP wrappers of both networks under torchrun
+        shared = nets is model  # one process: the generator step reuses the discriminator step's fakes
         real, labels, z = self._inputs(model, batch)
         with autocast(trainer.device, trainer.precision):
-            fake = model.generator(z, labels)
-            real_s, fake_s = model.discriminator(real, labels), model.discriminator(fake.detach(), labels)
+            with torch.no_grad() if not shared else contextlib.nullcontext():
+                fake = model.generator(z, labels)
+            real_s, fake_s = nets.discriminator(real, labels), nets.discriminator(fake.detach(), labels)
             d_loss = self.adv.discriminator(real_s, fake_s)
             d_total = d_loss + self.adv.gradient_penalty(model.discriminator, real, fake, labels)
         if trainer.config.train.on_nan == "skip_batch" and not torch.isfinite(d_total.detach()).item():
@@ -80,7 +85,9 @@ class GANTask:
         g_loss = None
         if self.d_steps % self.adv.n_critic == 0:
             with autocast(trainer.device, trainer.precision):
-                g_loss = self.adv.generator(model.discriminator(fake, labels))
+                if not shared:  # under DDP the generator's forward must run through its wrapper
+                    fake = nets.generator(z, labels)
+                g_loss = self.adv.generator(nets.discriminator(fake, labels))
             trainer.backward(g_loss, scaler.generator)
             trainer.apply_step(opt.generator, scaler.generator, sched and sched.generator,
                                model.generator.parameters())

@@ -1,0 +1,130 @@
+"""Multi-process training on torch.distributed (DDP), launched by torch's own torchrun.
+
+`dlcli train cfg.yaml --devices N` re-runs itself under `python -m torch.distributed.run
+--standalone --nproc-per-node N`; `torchrun ... -m dlcli train cfg.yaml` (several machines) enters
+the same worker path. Workers find their rank in the environment torchrun sets. Rank 0 alone
+writes the run directory; metrics, stop signals and early stopping are agreed on by all ranks.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+
+from dlcli.errors import ConfigError, DlcliError, Interrupted
+
+
+def world() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) in a plain process."""
+    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+            int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def is_distributed() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    return world()[0]
+
+
+def setup(device_spec: str):
+    """Join the process group (NCCL on CUDA, gloo on CPU); returns this rank's device."""
+    from datetime import timedelta
+
+    import torch
+    import torch.distributed as dist
+
+    _, size, local = world()
+    use_cuda = device_spec.startswith("cuda") or (device_spec == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        if torch.cuda.device_count() <= local:
+            raise ConfigError(f"train.devices: local rank {local} has no GPU ({torch.cuda.device_count()} visible)")
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if not dist.is_initialized():
+        # A bounded timeout: a rank that dies mid-collective fails the job instead of hanging it.
+        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(minutes=10))
+    return device
+
+
+def cleanup() -> None:
+    import torch.distributed as dist
+
+    if is_distributed():
+        dist.destroy_process_group()
+
+
+def all_reduce_(tensor, op: str = "sum"):
+    import torch.distributed as dist
+
+    if is_distributed():
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
+    return tensor
+
+
+def agreed_signal(local: int | None, device) -> int | None:
+    """The stop signal any rank received (every rank stops at the same step), or None."""
+    import torch
+
+    if not is_distributed():
+        return local
+    flag = torch.tensor([local or 0], device=device)
+    return int(all_reduce_(flag, "max")) or None
+
+
+def synced(metrics, fresh):
+    """A copy of a metrics accumulator with every rank's sums added up (`fresh` is an empty one)."""
+    if not is_distributed():
+        return metrics
+    fresh.load_state_dict(_reduce_state(metrics.state_dict(), metrics))
+    return fresh
+
+
+def _reduce_state(state, metrics):
+    import torch
+
+    if isinstance(state, dict):
+        return {k: _reduce_state(v, metrics) for k, v in state.items()}
+    if isinstance(state, torch.Tensor):
+        return all_reduce_(state.clone())
+    if isinstance(state, int):
+        device = next((v.device for v in vars(metrics).values() if isinstance(v, torch.Tensor)), "cpu")
+        return int(all_reduce_(torch.tensor(state, device=device)))
+    return state
+
+
+def launch(argv: list[str], devices: int) -> tuple[int, int | None]:
+    """Run `dlcli train ...` as `devices` worker processes under torchrun; returns (exit code, the
+    stop signal received or None). SIGINT/SIGTERM/SIGUSR1 go on to torchrun, which passes them to
+    every worker; rank 0 saves last.pt before they exit."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={devices}",
+           "--max-restarts=0", "-m", "dlcli", *argv]
+    env = {**os.environ, "DLCLI_LAUNCHED": "1"}
+    child = subprocess.Popen(cmd, env=env)
+    received: list[int] = []
+
+    def forward(signum, frame):
+        received.append(signum)
+        child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
+    try:
+        code = child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return code, (received[0] if received else None)
+
+
+def launcher_error(code: int, received: int | None, devices: int):
+    """The launcher's outcome as a dlcli error: a stop signal keeps its 128 + N exit code."""
+    if received is not None:
+        return Interrupted(f"distributed run stopped by {signal.Signals(received).name}; rank 0 saved last.pt "
+                           f"(torchrun exit code {code})", received, hint="resume with --resume RUN_DIR or auto")
+    return DlcliError(f"distributed run with {devices} processes failed (torchrun exit code {code}); "
+                      f"the failing rank's error is printed above")
