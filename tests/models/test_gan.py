@@ -251,7 +251,7 @@ def test_gradient_penalty_matches_a_direct_computation_on_the_interpolates():
     fake = torch.zeros(4, 1, 2, 2)
     loss = LOSSES.build({"name": "wgan_gp", "gp_weight": 1.0})
     torch.manual_seed(7)
-    got = float(loss.gradient_penalty(lambda x, labels: x.square().flatten(1).sum(1), real, fake, None))
+    got = loss.gradient_penalty(lambda x, labels: x.square().flatten(1).sum(1), real, fake, None).item()
     torch.manual_seed(7)
     alpha = torch.rand(4)
     expected = ((2 * alpha * 2 - 1) ** 2).mean()  # |2 * alpha * ones(4)| = 4 alpha
