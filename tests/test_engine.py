@@ -140,8 +140,8 @@ def test_accumulation_steps_the_schedule_once_per_optimizer_step():
 def test_early_stopping_stops_after_patience_and_restores_best(tmp_path, monkeypatch):
     captured = {}
 
-    def capture(config):
-        captured["trainer"], meta = build_trainer(config)
+    def capture(config, device=None):
+        captured["trainer"], meta = build_trainer(config, device)
         return captured["trainer"], meta
 
     monkeypatch.setattr(dlcli.build, "build_trainer", capture)
