@@ -1,6 +1,6 @@
 """Throughput: dlcli's engine against a hand-written PyTorch loop, same model/data/batch/device.
 
-Prints samples/s (tokens/s for the LSTM language model) for each and the ratio (dlcli /
+Prints samples/s (tokens/s for the LSTM language model; images/s for the DCGAN) for each and the ratio (dlcli /
 hand-written). Not a test: run it on a quiet machine, e.g. `python benchmarks/throughput.py` or
 `--device cuda`.
 """
@@ -32,6 +32,8 @@ SEQ_LEN = 128
 def config(model: str, device: str, batch: int, samples: int, precision: str) -> dict:
     if model == "lstm":
         return lstm_config(device, batch, samples, precision)
+    if model == "dcgan":
+        return dcgan_config(device, batch, samples, precision)
     return {
         "name": f"bench_{model}", "seed": 0,
         "data": {"dataset": {"name": "synthetic", "samples": samples, "shape": [1, 28, 28]},
@@ -58,6 +60,50 @@ def lstm_config(device: str, batch: int, windows: int, precision: str) -> dict:
         "train": {"epochs": 1, "device": device, "precision": precision, "log_interval": 10**9,
                   "monitor": "train/loss"},
     }
+
+
+def dcgan_config(device: str, batch: int, samples: int, precision: str) -> dict:
+    adam = {"name": "adam", "lr": 2e-4, "betas": [0.5, 0.999]}
+    return {
+        "name": "bench_dcgan", "seed": 0, "task": "gan",
+        "data": {"dataset": {"name": "synthetic", "samples": samples, "shape": [1, 28, 28]}, "val_split": 0,
+                 "batch_size": batch},
+        "model": {"name": "gan", "latent_dim": 64, "generator": {"type": "dcgan", "channels": [128, 64]},
+                  "discriminator": {"type": "dcgan", "channels": [128, 64]}},
+        "optimizer": {"generator": adam, "discriminator": adam},
+        "train": {"epochs": 1, "device": device, "precision": precision, "log_interval": 10**9,
+                  "monitor": "train/loss"},
+    }
+
+
+def gan_hand_written_epoch(model, opts, x, batch, device, dtype) -> float:
+    """The usual two-optimizer DCGAN loop: a D step on real and detached fakes, then a G step."""
+    g, d = model.generator, model.discriminator
+    opt_g, opt_d = opts
+    sync(device)
+    start = time.perf_counter()
+    model.train()
+    order = torch.randperm(len(x)).to(device)
+    for i in range(0, len(x), batch):
+        real = x[order[i:i + batch]].float() / 255 * 2 - 1
+        z = torch.randn(real.shape[0], model.latent_dim, device=device)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            fake = g(z)
+            real_s, fake_s = d(real), d(fake.detach())
+            d_loss = (F.binary_cross_entropy_with_logits(real_s, torch.ones_like(real_s))
+                      + F.binary_cross_entropy_with_logits(fake_s, torch.zeros_like(fake_s)))
+        d_loss.backward()
+        opt_d.step()
+        opt_d.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            score = d(fake)
+            g_loss = F.binary_cross_entropy_with_logits(score, torch.ones_like(score))
+        g_loss.backward()
+        opt_g.step()
+        opt_g.zero_grad(set_to_none=True)
+        opt_d.zero_grad(set_to_none=True)
+    sync(device)
+    return time.perf_counter() - start
 
 
 def image_loss(model, x, y):
@@ -108,18 +154,25 @@ def bench(model_name: str, args) -> None:
     # The hand-written loop gets an identical fresh model and the same data tensors.
     reference, _ = build_trainer(cfg)
     model = reference.model
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x, y = reference.train_batches.x, reference.train_batches.y
-    loss_of, unit = (lm_loss, "tokens") if model_name == "lstm" else (image_loss, "samples")
+    if model_name == "dcgan":
+        opts = [torch.optim.Adam(net.parameters(), lr=2e-4, betas=(0.5, 0.999))
+                for net in (model.generator, model.discriminator)]
+        hand = lambda: gan_hand_written_epoch(model, opts, x, args.batch, device, dtype)  # noqa: E731
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        loss_of = lm_loss if model_name == "lstm" else image_loss
+        hand = lambda: hand_written_epoch(model, opt, x, y, args.batch, device, dtype, loss_of)  # noqa: E731
+    unit = "tokens" if model_name == "lstm" else "samples"
     count = y.numel() if model_name == "lstm" else len(y)
     dlcli_epoch(trainer)  # warm-up (allocator, cuDNN autotune)
-    hand_written_epoch(model, opt, x, y, args.batch, device, dtype, loss_of)
+    hand()
     ours, theirs = [], []
     for _ in range(args.rounds):  # interleaved so machine noise hits both alike
         ours.append(count / dlcli_epoch(trainer))
-        theirs.append(count / hand_written_epoch(model, opt, x, y, args.batch, device, dtype, loss_of))
+        theirs.append(count / hand())
     a, b = statistics.median(ours), statistics.median(theirs)
-    print(f"{model_name:4s} {str(device):6s} {trainer.precision:5s} batch {args.batch:5d}  "
+    print(f"{model_name:5s} {str(device):6s} {trainer.precision:5s} batch {args.batch:5d}  "
           f"hand-written {b:10.0f} {unit}/s  dlcli {a:10.0f} {unit}/s  ratio {a / b:.3f}")
 
 
@@ -130,7 +183,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--samples", type=int, default=8192)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--models", default="mlp,cnn,lstm")
+    parser.add_argument("--models", default="mlp,cnn,lstm,dcgan")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for name in args.models.split(","):

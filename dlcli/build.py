@@ -179,7 +179,8 @@ def _gan_optimization(config, model, batches: int, device, precision: str):
 
     n_critic = config.loss.get("n_critic", 1)
     parts = {}
-    for net, steps in (("generator", -(-batches // n_critic)), ("discriminator", batches)):
+    # The generator steps on every n_critic-th batch of the whole run: batches / n_critic per epoch.
+    for net, steps in (("generator", batches / n_critic), ("discriminator", batches)):
         optimizer = OPTIMIZERS.build(config.optimizer[net], getattr(model, net))
         spec = (config.scheduler or {}).get(net)
         schedule = SCHEDULERS.build(spec, optimizer, steps, config.train.epochs) if spec else None

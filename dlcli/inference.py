@@ -40,7 +40,9 @@ def _gan_eval(model, config, meta, path: str, split: str, device, features: str 
     from dlcli.gan_eval import quality, sample_images
     from dlcli.gan_images import save_grid
 
-    folder = Path(path).resolve().parent
+    folder = Path(path).resolve()
+    folder = folder if folder.is_dir() else folder.parent  # a run directory, or a checkpoint inside one
+    folder = folder / "checkpoints" if (folder / "checkpoints").is_dir() else folder
     folder = folder.parent / "samples" if folder.name == "checkpoints" else folder
     grid = folder / f"eval_{split}.png"
     images, _ = sample_images(model, 64, 0, None, meta.class_names, device)

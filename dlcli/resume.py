@@ -64,13 +64,13 @@ def restore(trainer, payload: dict):
     trainer.skipped_batches = state.get("skipped_batches", 0)
     position = payload["position"]
     rng = payload["rng"]
+    if hasattr(trainer.task, "load_state_dict"):  # a GAN's step count; a language model's carried state
+        trainer.task.load_state_dict(position.get("task") or {})
     if position["batch_in_epoch"]:  # mid-epoch: redraw this epoch's shuffle, then skip what was done
         trainer.epoch -= 1  # the epoch loop re-enters the interrupted epoch
         trainer.generator.set_state(position["epoch_shuffle_state"])
         trainer.running = trainer.task.metrics(trainer.device, full=False)
         trainer.running.load_state_dict(position["running"])
-        if hasattr(trainer.task, "load_state_dict"):
-            trainer.task.load_state_dict(position.get("task") or {})
         return position["batch_in_epoch"], lambda: restore_rng(rng)
     trainer.generator.set_state(rng["shuffle"])
     restore_rng(rng)

@@ -92,7 +92,7 @@ def cosine(optimizer, steps_per_epoch, epochs, *, min_lr_ratio: Probability = 0.
            warmup_epochs: NonNegativeFloat = 0):
     """Cosine decay, per step, from the optimizer's LR to min_lr_ratio x LR at the end of training."""
     warmup = round(warmup_epochs * steps_per_epoch)
-    total = max(1, steps_per_epoch * epochs - warmup)
+    total = max(1, int(steps_per_epoch * epochs) - warmup)  # int: a GAN generator steps batches / n_critic times
 
     def decay(s: int) -> float:
         return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
@@ -109,7 +109,7 @@ def onecycle(optimizer, steps_per_epoch, epochs, *, max_lr_factor: PositiveFloat
 
     max_lrs = [group["lr"] * max_lr_factor for group in optimizer.param_groups]
     sched = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=max_lrs, total_steps=max(2, steps_per_epoch * epochs), pct_start=pct_start,
+        optimizer, max_lr=max_lrs, total_steps=max(2, int(steps_per_epoch * epochs)), pct_start=pct_start,
         div_factor=div_factor, final_div_factor=final_div_factor, anneal_strategy=anneal_strategy,
         cycle_momentum=any("momentum" in g or "betas" in g for g in optimizer.param_groups)
         and not any(g.get("momentum", 1) == 0 for g in optimizer.param_groups),

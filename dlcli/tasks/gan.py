@@ -40,10 +40,18 @@ class Pair:
 class GANTask:
     def __init__(self, adversarial, conditional: bool):
         self.adv, self.conditional = adversarial, conditional
-        self.d_steps = 0  # discriminator steps so far in this epoch (n_critic bookkeeping)
+        # Discriminator steps over the whole run (saved in checkpoints): the generator steps on every
+        # n_critic-th, counted across epoch boundaries so no generator step is lost to a short epoch.
+        self.d_steps = 0
 
     def reset(self) -> None:
-        self.d_steps = 0
+        pass
+
+    def state_dict(self) -> dict:
+        return {"d_steps": self.d_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.d_steps = state.get("d_steps", 0)
 
     def metrics(self, device, full: bool = True):
         return GANMetrics(device)
