@@ -74,13 +74,16 @@ class Session:
         received = agreed_signal(self.signals.received, self.trainer.device)
         if received or due:
             self.save({})
-        self.stop_if_signalled(received)
+        if received:  # decided once, before the save: a signal arriving later is handled next step
+            self.interrupt(received)
 
-    def stop_if_signalled(self, received: int | None = None) -> None:
-        """Raise Interrupted once a stop signal arrived (under DDP: at any rank, agreed by all)."""
-        received = received if received is not None else agreed_signal(self.signals.received, self.trainer.device)
-        if not received:
-            return
+    def stop_if_signalled(self) -> None:
+        """At an epoch end (after its checkpoint): stop if any rank received a stop signal."""
+        received = agreed_signal(self.signals.received, self.trainer.device)
+        if received:
+            self.interrupt(received)
+
+    def interrupt(self, received: int) -> None:
         self.signals.received = received
         t = self.trainer
         where = f"epoch {t.epoch}, batch {t.batch_in_epoch}" if t.batch_in_epoch else f"end of epoch {t.epoch}"
