@@ -49,52 +49,61 @@ def setup(device_spec: str):
     if not dist.is_initialized():
         # A bounded timeout: a rank that dies mid-collective fails the job instead of hanging it.
         dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(minutes=10))
+        # Stop-signal flags travel over a CPU (gloo) group: checking them every step then never
+        # waits for the GPU's queued work, as a NCCL all-reduce read on the host would.
+        _CONTROL["group"] = dist.new_group(backend="gloo") if use_cuda else None
     return device
+
+
+_CONTROL: dict = {"group": None}
 
 
 def cleanup() -> None:
     import torch.distributed as dist
 
     if is_distributed():
-        dist.destroy_process_group()
+        dist.destroy_process_group()  # the control group goes with it
+    _CONTROL["group"] = None
 
 
-def all_reduce_(tensor, op: str = "sum"):
+def all_reduce_(tensor, op: str = "sum", group=None):
     import torch.distributed as dist
 
     if is_distributed():
-        dist.all_reduce(tensor, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM, group=group)
     return tensor
 
 
-def agreed_signal(local: int | None, device) -> int | None:
+def agreed_signal(local: int | None) -> int | None:
     """The stop signal any rank received (every rank stops at the same step), or None."""
     import torch
 
     if not is_distributed():
         return local
-    flag = torch.tensor([local or 0], device=device)
-    return int(all_reduce_(flag, "max")) or None
+    flag = torch.tensor([local or 0])  # on the CPU, over the control group (see setup)
+    return int(all_reduce_(flag, "max", _CONTROL["group"])) or None
 
 
-def synced(metrics, fresh):
-    """A copy of a metrics accumulator with every rank's sums added up (`fresh` is an empty one)."""
+def synced(metrics, make_empty):
+    """A copy of a metrics accumulator with every rank's sums added up (`make_empty()` gives an empty
+    one); in a single process, the accumulator itself."""
     if not is_distributed():
         return metrics
-    fresh.load_state_dict(_reduce_state(metrics.state_dict(), metrics))
-    return fresh
+    total = make_empty()
+    total.load_state_dict(_reduce_state(metrics.state_dict()))
+    return total
 
 
-def _reduce_state(state, metrics):
+def _reduce_state(state):
+    """Sum every tensor (on its device) and every host-side count (on the CPU control group)."""
     import torch
 
     if isinstance(state, dict):
-        return {k: _reduce_state(v, metrics) for k, v in state.items()}
+        return {k: _reduce_state(v) for k, v in state.items()}
     if isinstance(state, torch.Tensor):
         return all_reduce_(state.clone())
     if isinstance(state, int):
-        device = next((v.device for v in vars(metrics).values() if isinstance(v, torch.Tensor)), "cpu")
-        return int(all_reduce_(torch.tensor(state, device=device)))
+        return int(all_reduce_(torch.tensor(state), group=_CONTROL["group"]))
     return state
 
 

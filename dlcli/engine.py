@@ -147,7 +147,7 @@ class Trainer:
         """Under DDP, the metrics summed over all ranks (every rank calls this at the same step)."""
         from dlcli.distributed import synced
 
-        return synced(metrics, self.task.metrics(self.device, full=getattr(metrics, "full", True)))
+        return synced(metrics, lambda: self.task.metrics(self.device, full=getattr(metrics, "full", True)))
 
     def end_epoch(self, metrics: dict) -> bool:
         """Update best, LR-on-plateau and callbacks; True when the monitored value improved."""

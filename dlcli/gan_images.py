@@ -40,12 +40,12 @@ def save_each(images, folder: Path) -> list[str]:
 
 
 def first_images(batches, n: int = 64):
-    """Up to n training images in [0, 1] without drawing from any RNG (the shuffle must not move)."""
-    x = getattr(batches, "x", None)
+    """Up to n training images in [0, 1], read without drawing from any RNG (the shuffle must not
+    move); None for file-backed data."""
+    x = getattr(batches, "x", None)  # device-resident batches
+    if x is None:  # the DataLoader path over host tensors
+        x = getattr(getattr(getattr(batches, "loader", None), "dataset", None), "x", None)
     if x is None:
-        rows = getattr(getattr(getattr(batches, "loader", None), "dataset", None), "x", None)
-        x = rows
-    if x is None:
-        return None  # file-backed data: no real-image grid
+        return None
     x = x[:n]
-    return x.float() / 255 if x.dtype.is_floating_point is False else x.float()
+    return x.float() / 255 if not x.dtype.is_floating_point else x.float()

@@ -10,7 +10,6 @@ from dlcli.config.yamlio import dump_yaml
 from dlcli.errors import DlcliError, Interrupted
 from dlcli import runs
 from dlcli.runs import RunDir, plot_curves
-from dlcli.distributed import agreed_signal
 from dlcli import distributed
 from dlcli.signals import StopSignals
 
@@ -71,7 +70,7 @@ class Session:
         due = every is not None and (
             (every.steps is not None and self.trainer.step % every.steps == 0)
             or (every.minutes is not None and time.monotonic() - self.last_save >= every.minutes * 60))
-        received = agreed_signal(self.signals.received, self.trainer.device)
+        received = distributed.agreed_signal(self.signals.received)
         if received or due:
             self.save({})
         if received:  # decided once, before the save: a signal arriving later is handled next step
@@ -79,7 +78,7 @@ class Session:
 
     def stop_if_signalled(self) -> None:
         """At an epoch end (after its checkpoint): stop if any rank received a stop signal."""
-        received = agreed_signal(self.signals.received, self.trainer.device)
+        received = distributed.agreed_signal(self.signals.received)
         if received:
             self.interrupt(received)
 
@@ -118,10 +117,7 @@ class Session:
                 metrics.update(t.synced(val).compute("val"))
             metrics["lr"] = t.lr
             if hasattr(t.task, "epoch_artifacts") and self.writer:
-                from dlcli.gan_images import first_images
-
-                real = first_images(t.train_batches) if epoch == 1 else None
-                self.artifacts.update(t.task.epoch_artifacts(t.model, self.run.path, epoch, real))
+                self.artifacts.update(t.task.epoch_artifacts(t.model, self.run.path, epoch, t.train_batches))
             is_best = t.end_epoch(metrics)
             seconds = time.perf_counter() - started
             self.run.log({"event": "epoch", "epoch": epoch, "step": t.step, **metrics, "seconds": round(seconds, 3)})

@@ -23,6 +23,18 @@ def run_cli(tmp_path):
     return run
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for a module: its timing-sensitive training runs stay fast when other
+    processes share the 2 cores (use with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def write_config(tmp_path):
     """Write a dict as YAML into tmp_path and return its path."""

@@ -79,3 +79,16 @@ def test_batch_that_does_not_split_over_the_processes_is_a_config_error(tmp_path
     result = dlcli(["train", config, "--output-dir", tmp_path, "--devices", "2"], tmp_path)
     assert result.returncode == 1  # the launcher reports the failed ranks
     assert "data.batch_size: the global batch 63 does not split evenly over 2 processes" in result.stderr
+
+
+@pytest.mark.parametrize("args", [["--devices", "0"], ["train.devices=0"], ["train.devices=-3"]])
+def test_bad_device_counts_are_usage_errors_and_launch_nothing(args, tmp_path, write_config):
+    from typer.testing import CliRunner
+
+    from dlcli.cli import app
+
+    config = write_config(tiny_digits_config())
+    result = CliRunner().invoke(app, ["train", str(config), "--output-dir", str(tmp_path / "runs"), *args])
+    assert result.exit_code == 2, result.output
+    assert "devices" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()  # nothing written, no worker launched

@@ -37,14 +37,7 @@ from tests.conftest import REPO
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # for subprocesses (see the module docstring)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------- helpers

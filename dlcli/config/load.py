@@ -11,7 +11,8 @@ from pydantic import BaseModel, ValidationError
 from dlcli.config.schema import Config
 from dlcli.config.yamlio import parse_yaml
 from dlcli.errors import ConfigError
-from dlcli.config.task_checks import gan_section_problems, resolve_task, resolved_section, task_problems
+from dlcli.config.task_checks import (gan_section_problems, normalizers, resolve_task, resolved_section,
+                                      task_problems)
 from dlcli.registry import pydantic_problems
 
 
@@ -176,22 +177,10 @@ def _cross_checks(config: Config) -> list[str]:
     from dlcli.tasks import known_metrics
 
     problems = monitor_problems(config, known_metrics(config.task, config.data.val_split > 0))
-    if _normalizers(config.data.train_transforms) != _normalizers(config.data.eval_transforms):
+    if normalizers(config.data.train_transforms) != normalizers(config.data.eval_transforms):
         problems.append("data.eval_transforms: normalize differs from data.train_transforms; "
                         "both lists are complete pipelines, so give both the same normalize")
     return problems
-
-
-def _normalizers(entries: list) -> list[dict]:
-    from dlcli.data.transforms import spec_from_yaml
-
-    specs = []
-    for entry in entries:
-        try:
-            specs.append(spec_from_yaml(entry))
-        except (ValueError, ConfigError):
-            continue  # reported by the transform's own validation
-    return [spec for spec in specs if spec["name"] == "normalize"]
 
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:

@@ -90,7 +90,7 @@ def _gan_problems(config: Config, dataset, model) -> list[str]:
     if config.train.accumulate != 1:
         problems.append("train.accumulate: gradient accumulation is not supported for GANs; set 1")
     for section in ("train_transforms", "eval_transforms"):
-        if any(spec["name"] == "normalize" for spec in _normalizers(getattr(config.data, section))):
+        if any(spec["name"] == "normalize" for spec in normalizers(getattr(config.data, section))):
             problems.append(f"data.{section}: a GAN sees images in [-1, 1] (dlcli maps [0, 1] there itself); "
                             f"remove normalize")
     return problems
@@ -146,7 +146,14 @@ def _models():
     return MODELS
 
 
-def _normalizers(entries):
-    from dlcli.config.load import _normalizers as normalizers
+def normalizers(entries: list) -> list[dict]:
+    """The normalize entries of a transform list (bad entries are reported by their own check)."""
+    from dlcli.data.transforms import spec_from_yaml
 
-    return normalizers(entries)
+    specs = []
+    for entry in entries:
+        try:
+            specs.append(spec_from_yaml(entry))
+        except (ValueError, ConfigError):
+            continue  # reported by the transform's own validation
+    return [spec for spec in specs if spec["name"] == "normalize"]

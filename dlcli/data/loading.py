@@ -17,7 +17,8 @@ class Batch:
 
 
 def trimmed(x, y, weights, lengths):
-    """A Batch; padded token sequences are cut to this batch's longest (padding per batch)."""
+    """A Batch; padded token sequences are cut to this batch's longest (padding per batch). Reading
+    that length is one host sync per batch, which packing the sequences needs anyway."""
     if lengths is None:
         return Batch(x, y, weights)
     return Batch(x[:, :int(lengths.max())], y, weights, lengths)

@@ -109,13 +109,14 @@ class GANTask:
                 "d_real": self.adv.probability(real_s.detach().float()).mean(),
                 "d_fake": self.adv.probability(fake_s.detach().float()).mean()}
 
-    def epoch_artifacts(self, model, run_path, epoch: int, real_images=None) -> dict:
-        """The fixed-noise sample grid of this epoch (and, once, a grid of real images)."""
-        from dlcli.gan_images import generate, save_grid
+    def epoch_artifacts(self, model, run_path, epoch: int, train_batches=None) -> dict:
+        """The fixed-noise sample grid of this epoch (and, once, a grid of real training images)."""
+        from dlcli.gan_images import first_images, generate, save_grid
 
         folder = run_path / "samples"
-        if real_images is not None and not (folder / "real.png").exists():
-            save_grid(real_images[:64], folder / "real.png")
+        real = first_images(train_batches) if not (folder / "real.png").exists() else None
+        if real is not None:
+            save_grid(real, folder / "real.png")
         path = folder / f"epoch_{epoch:03d}.png"
         labels = model.fixed_labels if self.conditional else None
         save_grid(generate(model, model.fixed_noise, labels), path)

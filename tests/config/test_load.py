@@ -609,6 +609,9 @@ def test_non_string_monitor_is_a_config_error_not_a_crash():
     ({"keep_last": 0}, "train.keep_last"),
     ({"on_nan": "ignore"}, "train.on_nan"),
     ({"deterministic": "sometimes"}, "train.deterministic"),
+    ({"devices": 0}, "train.devices"),
+    ({"devices": "two"}, "train.devices"),
+    ({"tbptt": "sometimes"}, "train.tbptt"),
 ])
 def test_reliability_options_are_checked(train, key):
     config = tiny_digits_config()
