@@ -7,6 +7,7 @@ writes the run directory; metrics, stop signals and early stopping are agreed on
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,6 +29,18 @@ def is_distributed() -> bool:
 
 def rank() -> int:
     return world()[0]
+
+
+def rank_streams(seed: int, step: int) -> None:
+    """Once the draws every rank must share are made (initial weights; shuffles have their own
+    generator), ranks > 0 reseed the global RNGs so their noise, dropout and augmentation differ from
+    rank 0's (identical GAN noise on every rank would waste half of each batch). Derived from (seed,
+    rank, step): a resumed run restores rank 0's saved state and its other ranks draw fresh streams."""
+    rank = world()[0]
+    if rank:
+        from dlcli.build import seed_everything
+
+        seed_everything(hash((seed, rank, step)) % 2**31)  # int tuples hash the same in every process
 
 
 def setup(device_spec: str):
@@ -105,6 +118,21 @@ def _reduce_state(state):
     if isinstance(state, int):
         return int(all_reduce_(torch.tensor(state), group=_CONTROL["group"]))
     return state
+
+
+def lost_peer(err: Exception):
+    """Under DDP, a failed collective (another rank died or was cut off) as a one-line dlcli error
+    naming this rank; None for any other error."""
+    import torch.distributed as dist
+
+    text = str(err)
+    collective = isinstance(err, dist.DistError) or any(
+        mark in text for mark in ("gloo", "NCCL", "Connection reset", "Connection closed", "Broken pipe"))
+    if world()[1] == 1 or not collective:
+        return None
+    first = re.sub(r"^\[[^\]]*\]\s*", "", text.splitlines()[0])  # drop gloo's source-file prefix
+    return DlcliError(f"rank {rank()}: lost contact with the other ranks ({first[:120]})",
+                      hint="another rank failed first: torchrun's 'Root Cause' below names it")
 
 
 def launch(argv: list[str], devices: int) -> tuple[int, int | None]:

@@ -9,7 +9,7 @@ from dlcli.errors import ConfigError
 
 # Keys that may change between the interrupted run and its resumption.
 MAY_CHANGE = ("train.epochs", "train.log_interval", "train.checkpoint_every", "train.keep_last",
-              "train.on_nan", "train.devices", "output.")
+              "train.on_nan", "train.devices", "train.compile", "output.")
 
 
 def find_checkpoint(resume: str, config, runs_root: str) -> Path | None:
@@ -44,12 +44,11 @@ def check_compatible(payload: dict, config, source: Path) -> None:
         raise ConfigError(f"--resume: {source} was trained with a different config; differing keys: "
                           f"{', '.join(differing[:8])}" + (" ..." if len(differing) > 8 else ""),
                           hint="only train.epochs, train.log_interval, train.checkpoint_every, train.keep_last, "
-                               "train.on_nan, train.devices and output.* may change on resume")
+                               "train.on_nan, train.devices, train.compile and output.* may change on resume")
 
 
 def restore(trainer, payload: dict):
     """Load all state into a freshly built trainer; returns (resume_at batch, on_resumed callback)."""
-    from dlcli.checkpoint import restore_rng
 
     trainer.model.load_state_dict(payload["model"])
     trainer.optimizer.load_state_dict(payload["optimizer"])
@@ -71,10 +70,19 @@ def restore(trainer, payload: dict):
         trainer.generator.set_state(position["epoch_shuffle_state"])
         trainer.running = trainer.task.metrics(trainer.device, full=False)
         trainer.running.load_state_dict(position["running"])
-        return position["batch_in_epoch"], lambda: restore_rng(rng)
+        return position["batch_in_epoch"], lambda: _restore_streams(rng, trainer)
     trainer.generator.set_state(rng["shuffle"])
-    restore_rng(rng)
+    _restore_streams(rng, trainer)
     return 0, None
+
+
+def _restore_streams(rng: dict, trainer) -> None:
+    """The saved (rank 0's) RNG states; under DDP the other ranks then draw their own streams."""
+    from dlcli.checkpoint import restore_rng
+    from dlcli.distributed import rank_streams
+
+    restore_rng(rng)
+    rank_streams(trainer.config.seed, trainer.step)
 
 
 def _newest_matching(config, base: Path) -> Path | None:

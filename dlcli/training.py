@@ -162,6 +162,8 @@ def train(config, output_dir: str | None, version: str | None, progress, resume:
     device = distributed.setup(config.train.device) if distributed.world()[1] > 1 else None
     try:
         return _train(config, output_dir, version, progress, resume, config_path, device)
+    except RuntimeError as err:
+        raise (distributed.lost_peer(err) or err) from None
     finally:
         distributed.cleanup()
 

@@ -3,6 +3,7 @@ the same weights as 1 process with batch B; their checkpoint evaluates in one pr
 accuracy the run reported; SIGTERM to the launcher leaves a resumable checkpoint."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -92,3 +93,170 @@ def test_bad_device_counts_are_usage_errors_and_launch_nothing(args, tmp_path, w
     assert result.exit_code == 2, result.output
     assert "devices" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists()  # nothing written, no worker launched
+
+
+def test_file_backed_image_folder_shards_like_in_memory_data(tmp_path, write_config):
+    from tests.data.test_datasets import image_folder_config, make_image_folder
+
+    folder = make_image_folder(tmp_path / "data" / "colours")  # 3 colours x 6 images, batches of 6: 3 per rank
+    config = write_config(image_folder_config(folder, num_workers=0))
+    one = dlcli(["train", config, "--output-dir", tmp_path, "--run-version", "one", "-q"], tmp_path)
+    two = dlcli(["train", config, "--output-dir", tmp_path, "--run-version", "two", "-q", "--devices", "2"], tmp_path)
+    assert one.returncode == 0, one.stderr
+    assert two.returncode == 0, two.stderr
+    a, b = weights(tmp_path / "colours" / "one"), weights(tmp_path / "colours" / "two")  # runs outside data/
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
+
+
+def test_wgan_gp_trains_under_ddp(tmp_path, write_config):
+    config = write_config(tiny_digits_config(
+        task="gan", data={"dataset": {"name": "digits"}, "val_split": 0.1, "batch_size": 64},
+        model={"name": "gan", "latent_dim": 8, "generator": {"type": "mlp", "hidden": [32]},
+               "discriminator": {"type": "mlp", "hidden": [32]}},
+        loss={"name": "wgan_gp", "n_critic": 2}, optimizer=None,
+        train={"epochs": 1, "device": "cpu", "monitor": "val/g_loss"}))
+    result = dlcli(["train", config, "--output-dir", tmp_path, "--run-version", "r", "-q", "--json",
+                    "--devices", "2"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    final = json.loads((tmp_path / "tiny" / "r" / "summary.json").read_text())["final"]
+    assert all(map(math.isfinite, (final["train/d_loss"], final["train/g_loss"])))
+
+
+class _Critic(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 12), torch.nn.Tanh(),
+                                       torch.nn.Linear(12, 1))
+
+    def forward(self, x, labels=None):
+        return self.net(x)
+
+
+def _critic_loss(critic, penalty_critic, real, fake, shard: int):
+    """The GAN task's critic loss on one shard: Wasserstein term through `critic` (DDP's wrapper),
+    gradient penalty through the plain network; the interpolation draw seeded per shard."""
+    from dlcli.gan_losses import wgan_gp
+
+    adv = wgan_gp()
+    torch.manual_seed(100 + shard)
+    return (adv.discriminator(critic(real), critic(fake))
+            + adv.gradient_penalty(penalty_critic, real, fake, None))
+
+
+def _ddp_critic_grads(rank, world, port, out):
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    critic = _Critic()
+    real, fake = torch.randn(2, 8, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    part = slice(rank * 4, rank * 4 + 4)
+    wrapped = DDP(critic)  # held: a collected wrapper would leave backward without its all-reduce
+    _critic_loss(wrapped, critic, real[part], fake[part], rank).backward()
+    if rank == 0:
+        torch.save([p.grad for p in critic.parameters()], out)
+    dist.destroy_process_group()
+
+
+def test_gradient_penalty_gradients_under_ddp_equal_one_process(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ddp_critic_grads, args=(2, _free_port(), tmp_path / "grads.pt"), nprocs=2)
+    torch.manual_seed(0)
+    critic = _Critic()
+    real, fake = torch.randn(2, 8, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    # One process, the whole batch: the mean of the two shards' losses (what DDP's averaging computes).
+    loss = sum(_critic_loss(critic, critic, real[s * 4:s * 4 + 4], fake[s * 4:s * 4 + 4], s) for s in (0, 1)) / 2
+    loss.backward()
+    for got, want in zip(torch.load(tmp_path / "grads.pt"), [p.grad for p in critic.parameters()]):
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+
+
+def test_other_ranks_get_their_own_random_streams(monkeypatch):
+    from dlcli.build import seed_everything
+    from dlcli.distributed import rank_streams
+
+    def draws(rank, step=0):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        seed_everything(0)
+        rank_streams(0, step)
+        return torch.rand(4)
+
+    seed_everything(0)
+    single = torch.rand(4)
+    assert torch.equal(draws(0), single)  # rank 0 keeps the single-process stream
+    assert not torch.equal(draws(1), single)  # GAN noise and dropout differ across ranks
+    assert torch.equal(draws(1), draws(1))  # reproducible
+    assert not torch.equal(draws(1, step=50), draws(1))  # a resumed run draws fresh streams
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def _rank_of(pid: int) -> int | None:
+    with open(f"/proc/{pid}/environ", "rb") as env:
+        return next((int(v[5:]) for v in env.read().split(b"\0") if v.startswith(b"RANK=")), None)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the worker processes through /proc")
+def test_a_rank_that_dies_fails_the_job_with_a_clear_message(tmp_path, write_config):
+    config = write_config(tiny_digits_config(train={"epochs": 400, "device": "cpu"}))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    launcher = subprocess.Popen([sys.executable, "-m", "dlcli", "train", str(config), "--output-dir", str(tmp_path),
+                                 "--run-version", "r", "-q", "--devices", "2"], cwd=tmp_path, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = tmp_path / "tiny" / "r"
+    deadline = time.time() + 120
+    while not (run / "checkpoints" / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.5)
+    (torchrun,) = _children(launcher.pid)
+    (victim,) = [pid for pid in _children(torchrun) if _rank_of(pid) == 1]
+    os.kill(victim, signal.SIGKILL)
+    killed = time.time()
+    _, stderr = launcher.communicate(timeout=120)
+    assert launcher.returncode == 1, stderr
+    assert time.time() - killed < 60  # failed, not hung until the process-group timeout
+    assert "rank 0: lost contact with the other ranks" in stderr
+    assert "distributed run with 2 processes failed" in stderr
+    assert "Signal 9 (SIGKILL)" in stderr  # torchrun's root cause names the dead rank
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"]  # nothing lost
+
+
+def test_two_nodes_started_with_torchrun_train_like_one_process(tmp_path, write_config):
+    """Two single-process 'nodes' on this machine, joined by c10d rendezvous as the README's SLURM script does."""
+    config = write_config(tiny_digits_config(optimizer={"name": "sgd", "lr": 0.1}, train={"epochs": 2, "device": "cpu"}))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    endpoint = f"127.0.0.1:{_free_port()}"
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
+                               "--rdzv-backend=c10d", f"--rdzv-endpoint={endpoint}", "--rdzv-id=test",
+                               "-m", "dlcli", "train", str(config), "--output-dir", str(tmp_path),
+                               "--run-version", "two", "-q"], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [node.communicate(timeout=600) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs
+    one = dlcli(["train", config, "--output-dir", tmp_path, "--run-version", "one", "-q"], tmp_path)
+    assert one.returncode == 0, one.stderr
+    a, b = weights(tmp_path / "tiny" / "one"), weights(tmp_path / "tiny" / "two")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -161,3 +161,27 @@ def test_adam_betas_are_validated():
     with pytest.raises(ConfigError, match=r"optimizer\.betas"):
         OPTIMIZERS.validate({"name": "adam", "betas": [0.9, 1.5]}, "optimizer")
     assert OPTIMIZERS.validate({"name": "adam", "betas": [0.8, 0.9]}, "optimizer")["betas"] == [0.8, 0.9]
+
+
+@pytest.mark.parametrize("name", ["sgd", "nag", "adam", "adamw"])
+def test_fused_kernels_only_for_models_on_a_gpu(name):
+    opt = build(small_model(), name)
+    assert not opt.defaults.get("fused")  # CPU: torch's plain loop, as before
+    if torch.cuda.is_available():
+        assert build(small_model().cuda(), name).defaults["fused"] is True
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="fused optimizers run on CUDA")
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_fused_gpu_step_matches_the_default_step(name):
+    torch.manual_seed(0)
+    cpu = small_model()
+    gpu = small_model().cuda()
+    gpu.load_state_dict(cpu.state_dict())
+    x = torch.randn(32, 6)
+    for model, data in ((cpu, x), (gpu, x.cuda())):
+        opt = build(model, name, lr=0.1)
+        model(data).square().mean().backward()
+        opt.step()
+    for a, b in zip(cpu.state_dict().values(), gpu.state_dict().values()):
+        torch.testing.assert_close(a, b.cpu(), atol=1e-5, rtol=1e-4)

@@ -70,6 +70,7 @@ class TrainConfig(Strict):
     on_nan: Literal["stop", "skip_batch"] = "stop"
     deterministic: bool = False
     devices: Annotated[int, Field(gt=0, le=1024)] = 1  # > 1: that many DDP processes on this machine (torchrun)
+    compile: bool = False  # run the training step's model through torch.compile (opt-in)
     tbptt: bool = False  # language models: carry the (detached) hidden state across consecutive windows
 
 

@@ -118,7 +118,8 @@ class TensorBatches:
 
 
 class LoaderBatches:
-    """Batches from a file-backed dataset through torch's DataLoader (workers, pinned memory)."""
+    """Batches from a file-backed dataset through torch's DataLoader (workers, pinned memory); under
+    DDP, this rank's share of each global batch."""
 
     def __init__(self, source: Source, batch_size: int, device, transform, shuffle: bool, generator=None,
                  sample_weights=None, num_workers: int = 0):
@@ -126,8 +127,11 @@ class LoaderBatches:
 
         self.device = device
         self.weights = sample_weights
+        # The batch sampler draws one permutation per epoch, as the in-memory paths do; under DDP each
+        # rank loads only its part of every global batch.
         self.loader = torch.utils.data.DataLoader(
-            _Transformed(source.dataset, transform), batch_size=batch_size, shuffle=shuffle, generator=generator,
+            _Transformed(source.dataset, transform), generator=generator,
+            batch_sampler=_PermutationBatches(len(source.dataset), batch_size, shuffle, generator),
             num_workers=num_workers, pin_memory=device.type == "cuda",
             persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers else None,
         )
@@ -168,6 +172,7 @@ class _Transformed:
         return len(self.dataset)
 
     def __getitem__(self, i):
+        i = int(i)  # the batch sampler hands out tensor indices
         x, y = self.dataset[i]
         return (self.transform(x) if self.transform else x), y, i
 
@@ -268,11 +273,6 @@ def make_batches(source: Source, batch_size: int, device, transform, shuffle: bo
     if len(source) == 0:
         raise DataError("dataset split is empty")
     if not source.in_memory:
-        from dlcli.distributed import world
-
-        if world()[1] > 1:
-            raise ConfigError("train.devices: multi-process training reads in-memory datasets; this one is read "
-                              "from disk per batch (image_folder), which is not sharded yet")
         if loader == "device":
             raise ConfigError("data.loader: device needs an in-memory dataset; this one is read from disk")
         return LoaderBatches(source, batch_size, device, transform, shuffle, generator, sample_weights, num_workers)
