@@ -28,6 +28,8 @@ test: venv
 	$(VENV)/bin/pytest -q
 
 bench: venv
+	$(PY) benchmarks/startup.py
+	$(PY) benchmarks/memory.py
 	$(PY) benchmarks/throughput.py
 
 clean:

@@ -1,92 +1,43 @@
 """Throughput: dlcli's engine against a hand-written PyTorch loop, same model/data/batch/device.
 
 Prints samples/s (tokens/s for the LSTM language model; images/s for the DCGAN) for each and the ratio (dlcli /
-hand-written). Not a test: run it on a quiet machine, e.g. `python benchmarks/throughput.py` or
-`--device cuda`.
+hand-written). Models: mlp, cnn (MNIST-shaped), airbench (the airbench94-style CIFAR net), cifar (the
+net of configs/cnn_cifar.yaml), lstm, dcgan. With `lightning` installed, the CNN rows (cnn, airbench,
+cifar) also print Lightning's figure. `--compile` compiles both loops' models. Not a test: run it on
+a quiet machine, e.g. `python benchmarks/throughput.py` or `--device cuda`.
 """
 
 import argparse
+import importlib.util
 import io
-import random
 import statistics
-import tempfile
+import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from dlcli.build import build_trainer
-from dlcli.config import validate
-from dlcli.progress import Progress
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_configs import IMAGE_MODELS, config  # noqa: E402
 
-MODELS = {
-    "mlp": {"name": "mlp", "hidden": [1024, 1024]},
-    "cnn": {"name": "cnn", "channels": [32, 64], "batch_norm": True, "head": [128]},
-}
+from dlcli.build import build_trainer  # noqa: E402
+from dlcli.config import validate  # noqa: E402
+from dlcli.data.transforms import NORMALIZE_PRESETS  # noqa: E402
+from dlcli.progress import Progress  # noqa: E402
 
-
-SEQ_LEN = 128
-
-
-def config(model: str, device: str, batch: int, samples: int, precision: str) -> dict:
-    if model == "lstm":
-        return lstm_config(device, batch, samples, precision)
-    if model == "dcgan":
-        return dcgan_config(device, batch, samples, precision)
-    return {
-        "name": f"bench_{model}", "seed": 0,
-        "data": {"dataset": {"name": "synthetic", "samples": samples, "shape": [1, 28, 28]},
-                 "val_split": 0, "batch_size": batch,
-                 "train_transforms": [{"normalize": "mnist"}], "eval_transforms": [{"normalize": "mnist"}]},
-        "model": MODELS[model],
-        "optimizer": {"name": "adam", "lr": 1e-3},
-        "train": {"epochs": 1, "device": device, "precision": precision, "log_interval": 10**9,
-                  "monitor": "train/loss"},
-    }
-
-
-def lstm_config(device: str, batch: int, windows: int, precision: str) -> dict:
-    """A character LM over random text: `windows` windows of SEQ_LEN tokens."""
-    text = Path(tempfile.mkdtemp()) / "corpus.txt"
-    rng = random.Random(0)
-    text.write_text("".join(rng.choice("abcdefghijklmnopqrstuvwxyz .,\n") for _ in range(windows * SEQ_LEN + 1)))
-    return {
-        "name": "bench_lstm", "seed": 0, "task": "language_model",
-        "data": {"dataset": {"name": "text", "path": str(text), "seq_len": SEQ_LEN}, "val_split": 0,
-                 "batch_size": batch},
-        "model": {"name": "lstm", "embedding_dim": 128, "hidden_size": 256, "num_layers": 2},
-        "optimizer": {"name": "adam", "lr": 1e-3},
-        "train": {"epochs": 1, "device": device, "precision": precision, "log_interval": 10**9,
-                  "monitor": "train/loss"},
-    }
-
-
-def dcgan_config(device: str, batch: int, samples: int, precision: str) -> dict:
-    adam = {"name": "adam", "lr": 2e-4, "betas": [0.5, 0.999]}
-    return {
-        "name": "bench_dcgan", "seed": 0, "task": "gan",
-        "data": {"dataset": {"name": "synthetic", "samples": samples, "shape": [1, 28, 28]}, "val_split": 0,
-                 "batch_size": batch},
-        "model": {"name": "gan", "latent_dim": 64, "generator": {"type": "dcgan", "channels": [128, 64]},
-                  "discriminator": {"type": "dcgan", "channels": [128, 64]}},
-        "optimizer": {"generator": adam, "discriminator": adam},
-        "train": {"epochs": 1, "device": device, "precision": precision, "log_interval": 10**9,
-                  "monitor": "train/loss"},
-    }
-
-
-def gan_hand_written_epoch(model, opts, x, batch, device, dtype) -> float:
+def gan_hand_written_epoch(nets, opts, x, batch, device, dtype) -> float:
     """The usual two-optimizer DCGAN loop: a D step on real and detached fakes, then a G step."""
-    g, d = model.generator, model.discriminator
+    g, d, latent_dim = nets
     opt_g, opt_d = opts
     sync(device)
     start = time.perf_counter()
-    model.train()
+    g.train()
+    d.train()
     order = torch.randperm(len(x)).to(device)
     for i in range(0, len(x), batch):
         real = x[order[i:i + batch]].float() / 255 * 2 - 1
-        z = torch.randn(real.shape[0], model.latent_dim, device=device)
+        z = torch.randn(real.shape[0], latent_dim, device=device)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             fake = g(z)
             real_s, fake_s = d(real), d(fake.detach())
@@ -106,9 +57,13 @@ def gan_hand_written_epoch(model, opts, x, batch, device, dtype) -> float:
     return time.perf_counter() - start
 
 
-def image_loss(model, x, y):
-    mean, std = 0.1307, 0.3081
-    return F.cross_entropy(model((x.float() / 255 - mean) / std), y)
+def normalizer(preset: str, device):
+    mean, std = (torch.tensor(v, device=device).view(1, -1, 1, 1) for v in NORMALIZE_PRESETS[preset])
+    return mean, std
+
+
+def image_loss(mean, std):
+    return lambda model, x, y: F.cross_entropy(model((x.float() / 255 - mean) / std), y)
 
 
 def lm_loss(model, x, y):
@@ -146,34 +101,50 @@ def hand_written_epoch(model, opt, x, y, batch, device, dtype, loss_of) -> float
     return time.perf_counter() - start
 
 
+def hand_written(model_name: str, model, x, y, args, device, dtype):
+    """The hand-written loop's epoch, on the same model object, optimizer and data tensors."""
+    fused = {"fused": True} if device.type == "cuda" else {}  # what a careful GPU user writes
+    maybe_compile = torch.compile if args.compile else (lambda net: net)
+    if model_name == "dcgan":
+        opts = [torch.optim.Adam(net.parameters(), lr=2e-4, betas=(0.5, 0.999), **fused)
+                for net in (model.generator, model.discriminator)]
+        nets = (maybe_compile(model.generator), maybe_compile(model.discriminator), model.latent_dim)
+        return lambda: gan_hand_written_epoch(nets, opts, x, args.batch, device, dtype)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, **fused)
+    loss_of = lm_loss if model_name == "lstm" else image_loss(*normalizer(IMAGE_MODELS[model_name][2], device))
+    net = maybe_compile(model)
+    return lambda: hand_written_epoch(net, opt, x, y, args.batch, device, dtype, loss_of)
+
+
 def bench(model_name: str, args) -> None:
-    cfg = validate(config(model_name, args.device, args.batch, args.samples, args.precision))
+    cfg = validate(config(model_name, args.device, args.batch, args.samples, args.precision, args.compile))
     trainer, _ = build_trainer(cfg)
     device = trainer.device
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(trainer.precision)
     # The hand-written loop gets an identical fresh model and the same data tensors.
     reference, _ = build_trainer(cfg)
-    model = reference.model
     x, y = reference.train_batches.x, reference.train_batches.y
-    if model_name == "dcgan":
-        opts = [torch.optim.Adam(net.parameters(), lr=2e-4, betas=(0.5, 0.999))
-                for net in (model.generator, model.discriminator)]
-        hand = lambda: gan_hand_written_epoch(model, opts, x, args.batch, device, dtype)  # noqa: E731
-    else:
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        loss_of = lm_loss if model_name == "lstm" else image_loss
-        hand = lambda: hand_written_epoch(model, opt, x, y, args.batch, device, dtype, loss_of)  # noqa: E731
+    hand = hand_written(model_name, reference.model, x, y, args, device, dtype)
     unit = "tokens" if model_name == "lstm" else "samples"
     count = y.numel() if model_name == "lstm" else len(y)
-    dlcli_epoch(trainer)  # warm-up (allocator, cuDNN autotune)
+    dlcli_epoch(trainer)  # warm-up (allocator, cuDNN autotune, compilation)
     hand()
     ours, theirs = [], []
     for _ in range(args.rounds):  # interleaved so machine noise hits both alike
         ours.append(count / dlcli_epoch(trainer))
         theirs.append(count / hand())
     a, b = statistics.median(ours), statistics.median(theirs)
-    print(f"{model_name:5s} {str(device):6s} {trainer.precision:5s} batch {args.batch:5d}  "
-          f"hand-written {b:10.0f} {unit}/s  dlcli {a:10.0f} {unit}/s  ratio {a / b:.3f}")
+    print(f"{model_name:8s} {str(device):6s} {trainer.precision:5s} batch {args.batch:5d}  "
+          f"hand-written {b:10.0f} {unit}/s  dlcli {a:10.0f} {unit}/s  ratio {a / b:.3f}", flush=True)
+    if model_name in ("cnn", "airbench", "cifar") and not args.compile and importlib.util.find_spec("lightning"):
+        from lightning_row import lightning_samples_per_s
+
+        fresh, _ = build_trainer(cfg)
+        mean, std = normalizer(IMAGE_MODELS[model_name][2], device)
+        c = lightning_samples_per_s(fresh.model, x, y, args.batch, device, trainer.precision, args.rounds,
+                                    args.workers, mean, std)
+        print(f"{'':8s} lightning {c:10.0f} samples/s (DataLoader, {args.workers} workers)  "
+              f"dlcli / lightning {a / c:.2f}", flush=True)
 
 
 def main() -> None:
@@ -183,7 +154,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--samples", type=int, default=8192)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--models", default="mlp,cnn,lstm,dcgan")
+    parser.add_argument("--models", default="mlp,cnn,airbench,cifar,lstm,dcgan")
+    parser.add_argument("--compile", action="store_true", help="torch.compile in both loops (train.compile)")
+    parser.add_argument("--workers", type=int, default=4, help="DataLoader workers for the Lightning row")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for name in args.models.split(","):

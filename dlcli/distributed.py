@@ -97,6 +97,16 @@ def agreed_signal(local: int | None) -> int | None:
     return int(all_reduce_(flag, "max", _CONTROL["group"])) or None
 
 
+def any_rank(flag: bool) -> bool:
+    """True on every rank when it is true on any (over the CPU control group): a decision such as
+    skipping a batch must be the same everywhere, or the ranks' gradient all-reduces fall out of step."""
+    import torch
+
+    if not is_distributed():
+        return flag
+    return bool(all_reduce_(torch.tensor([int(flag)]), "max", _CONTROL["group"]))
+
+
 def synced(metrics, make_empty):
     """A copy of a metrics accumulator with every rank's sums added up (`make_empty()` gives an empty
     one); in a single process, the accumulator itself."""

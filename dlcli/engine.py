@@ -64,14 +64,11 @@ class Trainer:
 
         Returns True when the optimizer stepped. A task with its own step (a GAN: two networks,
         two optimizers) runs it instead, on the same backward/apply_step helpers."""
-        import torch
-
         if hasattr(self.task, "train_step"):
             return self.task.train_step(self, batch, metrics)
         with autocast(self.device, self.precision):
             loss, logits = self.task.loss(self.forward_model or self.model, batch)
-        # on_nan: skip_batch checks every loss on the host (one sync per step, only in that mode).
-        if self.config.train.on_nan == "skip_batch" and not torch.isfinite(loss.detach()).item():
+        if self.skip_bad_batch(loss):
             self.skipped_batches += 1
         else:
             metrics.update(loss, logits, batch)
@@ -81,6 +78,15 @@ class Trainer:
         self.apply_step(self.optimizer, self.scaler, self.schedule, self.model.parameters())
         self.step += 1
         return True
+
+    def skip_bad_batch(self, loss) -> bool:
+        """on_nan: skip_batch checks every loss on the host (one sync per step, only in that mode);
+        under DDP a batch is skipped on every rank when its loss is not finite on any."""
+        import torch
+
+        from dlcli.distributed import any_rank
+
+        return self.config.train.on_nan == "skip_batch" and any_rank(not torch.isfinite(loss.detach()).item())
 
     @staticmethod
     def backward(loss, scaler, group_size: int = 1) -> None:

@@ -254,6 +254,47 @@ def test_two_nodes_started_with_torchrun_train_like_one_process(tmp_path, write_
         torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
 
 
+def test_early_stopping_and_a_nan_loss_stop_every_rank(tmp_path, write_config):
+    """Both decisions come from metrics summed over the ranks: a rank that decided alone would wait
+    forever in the next collective (this test would then hit its timeout)."""
+    early = write_config(tiny_digits_config(
+        train={"epochs": 50, "device": "cpu", "monitor": "val/acc"}, optimizer={"name": "sgd", "lr": 1e-9},
+        callbacks=[{"name": "early_stopping", "monitor": "val/acc", "patience": 1}]), "early.yaml")
+    result = dlcli(["train", early, "--output-dir", tmp_path, "--run-version", "early", "-q", "--devices", "2"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "tiny" / "early" / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["epochs"] < 50  # lr 1e-9: no improvement, stopped
+    assert "early stopping at epoch" in result.stderr
+    nan = write_config(tiny_digits_config(train={"epochs": 5, "device": "cpu", "log_interval": 1},
+                                          optimizer={"name": "sgd", "lr": 1e30}), "nan.yaml")
+    result = dlcli(["train", nan, "--output-dir", tmp_path, "--run-version", "nan", "-q", "--devices", "2"], tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "error: loss became " in result.stderr
+    assert json.loads((tmp_path / "tiny" / "nan" / "summary.json").read_text())["status"] == "failed"
+
+
+def _any_rank(rank, world, port, out):
+    import torch.distributed as dist
+
+    from dlcli import distributed
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    distributed.setup("cpu")
+    votes = [distributed.any_rank(rank == 1), distributed.any_rank(False)]
+    if rank == 0:
+        torch.save(votes, out)
+    dist.barrier()
+    distributed.cleanup()
+
+
+def test_a_bad_batch_on_one_rank_is_skipped_on_every_rank(tmp_path):
+    """on_nan: skip_batch decides with any_rank, so every rank skips the same batch together."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_any_rank, args=(2, _free_port(), tmp_path / "votes.pt"), nprocs=2)
+    assert torch.load(tmp_path / "votes.pt") == [True, False]  # rank 0 sees rank 1's bad batch
+
+
 def _free_port() -> int:
     import socket
 

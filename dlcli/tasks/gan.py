@@ -83,7 +83,7 @@ class GANTask:
             real_s, fake_s = nets.discriminator(real, labels), nets.discriminator(fake.detach(), labels)
             d_loss = self.adv.discriminator(real_s, fake_s)
             d_total = d_loss + self.adv.gradient_penalty(model.discriminator, real, fake, labels)
-        if trainer.config.train.on_nan == "skip_batch" and not torch.isfinite(d_total.detach()).item():
+        if trainer.skip_bad_batch(d_total):
             trainer.skipped_batches += 1
             return False
         trainer.backward(d_total, scaler.discriminator)
