@@ -174,13 +174,18 @@ def _compiled(forward, config, device):
     checkpoints, which therefore load without torch.compile."""
     if not config.train.compile:
         return forward
+    import os
     import shutil
 
     import torch
 
-    if device.type == "cpu" and not (shutil.which("c++") or shutil.which("g++")):
-        raise ConfigError("train.compile: torch.compile needs a C++ compiler on CPU (none found); "
-                          "install g++ or set train.compile: false")
+    # inductor builds C++ kernels on CPU ($CXX, else g++) and Triton's launchers on CUDA ($CC, else cc/gcc).
+    if device.type == "cpu" and not shutil.which(os.environ.get("CXX", "g++")):
+        raise ConfigError("train.compile: torch.compile needs a C++ compiler on CPU (g++ or $CXX; none found); "
+                          "install one or set train.compile: false")
+    if device.type == "cuda" and not any(shutil.which(c) for c in (os.environ.get("CC", "cc"), "gcc", "clang")):
+        raise ConfigError("train.compile: torch.compile needs a C compiler for Triton on CUDA (cc, gcc or $CC; "
+                          "none found); install one or set train.compile: false")
     if config.task != "gan":
         return torch.compile(forward)
     from types import SimpleNamespace

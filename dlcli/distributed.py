@@ -136,8 +136,8 @@ def lost_peer(err: Exception):
     import torch.distributed as dist
 
     text = str(err)
-    collective = isinstance(err, dist.DistError) or any(
-        mark in text for mark in ("gloo", "NCCL", "Connection reset", "Connection closed", "Broken pipe"))
+    collective = isinstance(err, dist.DistNetworkError) or any(
+        mark in text for mark in ("gloo", "Connection reset", "Connection closed", "Broken pipe"))
     if world()[1] == 1 or not collective:
         return None
     first = re.sub(r"^\[[^\]]*\]\s*", "", text.splitlines()[0])  # drop gloo's source-file prefix

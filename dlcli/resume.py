@@ -52,6 +52,7 @@ def restore(trainer, payload: dict):
 
     trainer.model.load_state_dict(payload["model"])
     trainer.optimizer.load_state_dict(payload["optimizer"])
+    keep_kernel_choice(trainer.optimizer)
     if trainer.schedule is not None:
         trainer.schedule.load_state_dict(payload["scheduler"])
     trainer.scaler.load_state_dict(payload["scaler"])
@@ -74,6 +75,18 @@ def restore(trainer, payload: dict):
     trainer.generator.set_state(rng["shuffle"])
     _restore_streams(rng, trainer)
     return 0, None
+
+
+def keep_kernel_choice(optimizer) -> None:
+    """Loading an optimizer's state also loads the saved fused/foreach flags; keep the ones this run
+    chose for its device instead (a CPU or pre-fused checkpoint resumed on CUDA, and vice versa: a
+    fused flag that disagrees with how the optimizer was built breaks GradScaler's fp16 step)."""
+    parts = [optimizer.generator, optimizer.discriminator] if hasattr(optimizer, "generator") else [optimizer]
+    for part in parts:
+        for group in part.param_groups:
+            for key in ("fused", "foreach"):
+                if key in part.defaults:
+                    group[key] = part.defaults[key]
 
 
 def _restore_streams(rng: dict, trainer) -> None:

@@ -163,7 +163,10 @@ def train(config, output_dir: str | None, version: str | None, progress, resume:
     try:
         return _train(config, output_dir, version, progress, resume, config_path, device)
     except RuntimeError as err:
-        raise (distributed.lost_peer(err) or err) from None
+        peer = distributed.lost_peer(err)
+        if peer is None:
+            raise
+        raise peer from None
     finally:
         distributed.cleanup()
 

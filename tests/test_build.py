@@ -22,7 +22,7 @@ def run_epochs(config):
     return trainer
 
 
-@pytest.mark.skipif(not shutil.which("c++"), reason="inductor compiles C++ on CPU")
+@pytest.mark.skipif(not shutil.which("g++"), reason="inductor compiles C++ on CPU with g++")
 def test_compiled_step_trains_the_same_weights_as_eager():
     config = tiny_digits_config(model={"name": "mlp", "hidden": [16], "dropout": 0.0},
                                 train={"epochs": 1, "device": "cpu"})

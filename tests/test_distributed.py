@@ -95,11 +95,12 @@ def test_bad_device_counts_are_usage_errors_and_launch_nothing(args, tmp_path, w
     assert not (tmp_path / "runs").exists()  # nothing written, no worker launched
 
 
-def test_file_backed_image_folder_shards_like_in_memory_data(tmp_path, write_config):
+@pytest.mark.parametrize("workers", [0, 1])
+def test_file_backed_image_folder_shards_like_in_memory_data(workers, tmp_path, write_config):
     from tests.data.test_datasets import image_folder_config, make_image_folder
 
     folder = make_image_folder(tmp_path / "data" / "colours")  # 3 colours x 6 images, batches of 6: 3 per rank
-    config = write_config(image_folder_config(folder, num_workers=0))
+    config = write_config(image_folder_config(folder, num_workers=workers))
     one = dlcli(["train", config, "--output-dir", tmp_path, "--run-version", "one", "-q"], tmp_path)
     two = dlcli(["train", config, "--output-dir", tmp_path, "--run-version", "two", "-q", "--devices", "2"], tmp_path)
     assert one.returncode == 0, one.stderr
@@ -207,8 +208,11 @@ def _children(pid: int) -> list[int]:
 
 
 def _rank_of(pid: int) -> int | None:
-    with open(f"/proc/{pid}/environ", "rb") as env:
-        return next((int(v[5:]) for v in env.read().split(b"\0") if v.startswith(b"RANK=")), None)
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as env:
+            return next((int(v[5:]) for v in env.read().split(b"\0") if v.startswith(b"RANK=")), None)
+    except OSError:  # exited meanwhile
+        return None
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the worker processes through /proc")
@@ -217,16 +221,21 @@ def test_a_rank_that_dies_fails_the_job_with_a_clear_message(tmp_path, write_con
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     launcher = subprocess.Popen([sys.executable, "-m", "dlcli", "train", str(config), "--output-dir", str(tmp_path),
                                  "--run-version", "r", "-q", "--devices", "2"], cwd=tmp_path, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     run = tmp_path / "tiny" / "r"
-    deadline = time.time() + 120
-    while not (run / "checkpoints" / "last.pt").exists() and time.time() < deadline:
-        time.sleep(0.5)
-    (torchrun,) = _children(launcher.pid)
-    (victim,) = [pid for pid in _children(torchrun) if _rank_of(pid) == 1]
-    os.kill(victim, signal.SIGKILL)
-    killed = time.time()
-    _, stderr = launcher.communicate(timeout=120)
+    try:
+        deadline = time.time() + 120
+        while not (run / "checkpoints" / "last.pt").exists():
+            assert time.time() < deadline and launcher.poll() is None, "training never got under way"
+            time.sleep(0.5)
+        victims = [pid for child in _children(launcher.pid) for pid in _children(child) if _rank_of(pid) == 1]
+        assert len(victims) == 1, victims
+        os.kill(victims[0], signal.SIGKILL)
+        killed = time.time()
+        _, stderr = launcher.communicate(timeout=120)
+    finally:  # never leave a 400-epoch job running on the test machine
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
     assert launcher.returncode == 1, stderr
     assert time.time() - killed < 60  # failed, not hung until the process-group timeout
     assert "rank 0: lost contact with the other ranks" in stderr
@@ -271,6 +280,20 @@ def test_early_stopping_and_a_nan_loss_stop_every_rank(tmp_path, write_config):
     assert result.returncode == 1, result.stderr
     assert "error: loss became " in result.stderr
     assert json.loads((tmp_path / "tiny" / "nan" / "summary.json").read_text())["status"] == "failed"
+
+
+def test_a_last_batch_smaller_than_the_process_count_is_dropped(tmp_path, write_config):
+    """129 = 2 x 64 + 1 rows for training and for validation: the 1-row tail would leave rank 1 with
+    nothing (NaN metrics, or a DDP step it cannot take); under DDP it is dropped."""
+    config = write_config(tiny_digits_config(
+        name="tail", data={"dataset": {"name": "synthetic", "samples": 258, "shape": [1, 4, 4], "classes": 3},
+                           "val_split": 0.5, "batch_size": 64, "eval_batch_size": 64, "stratify": False},
+        train={"epochs": 1, "device": "cpu", "monitor": "val/loss"}))
+    result = dlcli(["train", config, "--output-dir", tmp_path, "--run-version", "r", "-q", "--devices", "2"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "tail" / "r" / "summary.json").read_text())
+    assert summary["steps"] == 2  # two full global batches, the tail row dropped
+    assert all(math.isfinite(summary["final"][k]) for k in ("train/loss", "val/loss", "val/acc"))
 
 
 def _any_rank(rank, world, port, out):

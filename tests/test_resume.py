@@ -413,3 +413,23 @@ def test_resume_of_a_missing_checkpoint_is_exit_2(tmp_path):
     assert result.exit_code == 2, result.stderr
     assert result.stderr.startswith("error: --resume: no checkpoint at ")
     assert not (tmp_path / "runs").exists()
+
+
+def test_resumed_optimizer_keeps_the_kernel_choice_of_this_run():
+    """A checkpoint saved by a non-fused optimizer (CPU, or before fused kernels) loaded into a fused one
+    (CUDA) must not switch it back: GradScaler's fp16 step depends on how the optimizer was built."""
+    import torch
+
+    from dlcli.resume import keep_kernel_choice
+
+    model = torch.nn.Linear(3, 2)
+    saved = torch.optim.Adam(model.parameters()).state_dict()
+    fused = torch.optim.Adam(model.parameters(), fused=True)
+    fused.load_state_dict(saved)
+    assert not fused.param_groups[0]["fused"]  # what torch's load_state_dict does on its own
+    keep_kernel_choice(fused)
+    assert fused.param_groups[0]["fused"] is True
+    scaler = torch.amp.GradScaler("cpu")
+    scaler.scale(model(torch.randn(4, 3)).sum()).backward()
+    scaler.step(fused)  # the fp16-style step that failed before: grads unscaled inside the fused kernel
+    scaler.update()

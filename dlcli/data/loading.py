@@ -91,9 +91,10 @@ class TensorBatches:
         self.batch_size, self.transform, self.shuffle = batch_size, transform, shuffle
         self.generator = generator
         self.scale = 1 / 255 if self.x.dtype == torch.uint8 else None  # uint8 images -> [0, 1]; token ids stay
+        self.rows = covered_rows(len(self.y), batch_size)
 
     def __len__(self) -> int:
-        return -(-len(self.y) // self.batch_size)
+        return -(-self.rows // self.batch_size)
 
     def __iter__(self):
         for _, batch in self.iterate():
@@ -107,9 +108,9 @@ class TensorBatches:
         order = torch.randperm(n, generator=self.generator).to(self.x.device) if self.shuffle else None
         if on_resumed is not None:
             on_resumed()  # skipping used no randomness: restore RNG states before the first batch
-        for index, start in enumerate(range(first * self.batch_size, n, self.batch_size), start=first):
+        for index, start in enumerate(range(first * self.batch_size, self.rows, self.batch_size), start=first):
             rows = slice(start, start + self.batch_size) if order is None else order[start:start + self.batch_size]
-            rows = shard_rows(rows, n)
+            rows = shard_rows(rows, self.rows)
             x, y = self.x[rows], self.y[rows]
             w = self.weights[rows] if self.weights is not None else None
             lengths = self.lengths[rows] if self.lengths is not None else None
@@ -125,12 +126,17 @@ class LoaderBatches:
                  sample_weights=None, num_workers: int = 0):
         import torch
 
+        from dlcli.distributed import world
+
         self.device = device
         self.weights = sample_weights
-        # The batch sampler draws one permutation per epoch, as the in-memory paths do; under DDP each
-        # rank loads only its part of every global batch.
+        # The batch sampler draws one permutation per epoch from the shuffle generator, as the in-memory
+        # paths do (so a resumed epoch redraws the same order); under DDP each rank loads only its part
+        # of every global batch. Worker seeds come from a generator of their own, different per rank,
+        # so ranks do not repeat each other's augmentation.
+        seed = (generator.initial_seed() if generator is not None else 0) + 7919 * world()[0]
         self.loader = torch.utils.data.DataLoader(
-            _Transformed(source.dataset, transform), generator=generator,
+            _Transformed(source.dataset, transform), generator=torch.Generator().manual_seed(seed),
             batch_sampler=_PermutationBatches(len(source.dataset), batch_size, shuffle, generator),
             num_workers=num_workers, pin_memory=device.type == "cuda",
             persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers else None,
@@ -219,16 +225,17 @@ class _PermutationBatches:
 
     def __init__(self, n: int, batch_size: int, shuffle: bool, generator):
         self.n, self.batch_size, self.shuffle, self.generator, self.first = n, batch_size, shuffle, generator, 0
+        self.rows = covered_rows(n, batch_size)
 
     def __len__(self) -> int:
-        return -(-self.n // self.batch_size)
+        return -(-self.rows // self.batch_size)
 
     def __iter__(self):
         import torch
 
         order = torch.randperm(self.n, generator=self.generator) if self.shuffle else torch.arange(self.n)
-        for start in range(self.first * self.batch_size, self.n, self.batch_size):
-            yield shard_rows(order[start:start + self.batch_size], self.n)
+        for start in range(self.first * self.batch_size, self.rows, self.batch_size):
+            yield shard_rows(order[start:start + self.batch_size], self.rows)
 
 
 class _TensorRows:
@@ -247,6 +254,15 @@ class _TensorRows:
 
 def _as_is(batch):
     return batch
+
+
+def covered_rows(n: int, batch_size: int) -> int:
+    """How many of n rows the batches use: all, except under DDP a last batch with fewer rows than
+    processes, which is dropped (some ranks would get no rows, yet every rank must take every step)."""
+    from dlcli.distributed import world
+
+    size, tail = world()[1], n % batch_size
+    return n - tail if size > 1 and 0 < tail < size else n
 
 
 def shard_rows(rows, n: int):
@@ -272,6 +288,10 @@ def make_batches(source: Source, batch_size: int, device, transform, shuffle: bo
 
     if len(source) == 0:
         raise DataError("dataset split is empty")
+    if covered_rows(len(source), batch_size) == 0:
+        from dlcli.distributed import world
+
+        raise DataError(f"a dataset split has {len(source)} sample(s), fewer than the {world()[1]} processes")
     if not source.in_memory:
         if loader == "device":
             raise ConfigError("data.loader: device needs an in-memory dataset; this one is read from disk")

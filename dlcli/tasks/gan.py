@@ -6,6 +6,7 @@ Real images arrive in [0, 1] and are mapped to [-1, 1], the generator's tanh ran
 
 import contextlib
 
+from dlcli.distributed import is_distributed
 from dlcli.engine import autocast
 
 
@@ -74,12 +75,12 @@ class GANTask:
         import torch
 
         model, opt, scaler, sched = trainer.model, trainer.optimizer, trainer.scaler, trainer.schedule
-        nets = trainer.forward_model or model  # DDP wrappers of both networks under torchrun
-        shared = nets is model  # one process: the generator step reuses the discriminator step's fakes
+        nets = trainer.forward_model or model  # DDP wrappers and/or compiled networks, or the model
+        shared = not is_distributed()  # one process: the generator step reuses the discriminator step's fakes
         real, labels, z = self._inputs(model, batch)
         with autocast(trainer.device, trainer.precision):
             with torch.no_grad() if not shared else contextlib.nullcontext():
-                fake = model.generator(z, labels)
+                fake = (nets if shared else model).generator(z, labels)
             real_s, fake_s = nets.discriminator(real, labels), nets.discriminator(fake.detach(), labels)
             d_loss = self.adv.discriminator(real_s, fake_s)
             d_total = d_loss + self.adv.gradient_penalty(model.discriminator, real, fake, labels)

@@ -65,3 +65,53 @@ def test_device_loader_on_file_backed_data_is_a_config_error(tmp_path):
         build_trainer(validate(cfg))
     cfg["data"]["loader"] = "auto"
     assert isinstance(build_trainer(validate(cfg))[0].train_batches, LoaderBatches)
+
+
+class _Numbers(torch.utils.data.Dataset):
+    """A file-backed stand-in: item i is (a 1x2x2 image of value i, label i % 3)."""
+
+    def __len__(self):
+        return 40
+
+    def __getitem__(self, i):
+        return torch.full((1, 2, 2), float(i)), i % 3
+
+
+def numbers_source():
+    from dlcli.data.source import Source
+
+    return Source(y=torch.arange(40) % 3, class_names=["a", "b", "c"], kind="image", dataset=_Numbers())
+
+
+def epoch_items(batches) -> list[int]:
+    return [int(v) for batch in batches for v in batch.x[:, 0, 0, 0]]
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_file_backed_order_comes_from_the_shuffle_generator_alone(workers):
+    """A resumed epoch (a new loader, the generator restored) redraws the order the run would have
+    drawn, with or without (persistent) workers, whose seeds come from a generator of their own."""
+    generator = torch.Generator().manual_seed(0)
+    running = LoaderBatches(numbers_source(), 8, torch.device("cpu"), None, True, generator, num_workers=workers)
+    first = epoch_items(running)
+    state = generator.get_state()
+    second = epoch_items(running)
+    assert sorted(first) == sorted(second) == list(range(40)) and first != second
+    restored = torch.Generator()
+    restored.set_state(state)
+    resumed = LoaderBatches(numbers_source(), 8, torch.device("cpu"), None, True, restored, num_workers=workers)
+    assert epoch_items(resumed) == second
+
+
+def test_each_rank_gets_its_own_worker_seeds_and_no_empty_shard(monkeypatch):
+    seeds = {}
+    for rank in (0, 1):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        batches = LoaderBatches(numbers_source(), 13, torch.device("cpu"), None, False, torch.Generator().manual_seed(0))
+        seeds[rank] = batches.loader.generator.initial_seed()
+        # 40 = 3 x 13 + 1: the last global batch of one row would leave a rank without rows; it is dropped.
+        assert len(batches) == 3
+        assert epoch_items(batches) == [v for start in (0, 13, 26) for v in
+                                        list(range(start, start + 13))[(0, 7)[rank]:(7, 13)[rank]]]
+    assert seeds[0] != seeds[1]  # per-item augmentation in workers differs across ranks
