@@ -324,3 +324,32 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("spec, backend, device", [("auto", "nccl", "cuda:1"), ("cuda", "nccl", "cuda:1"),
+                                                    ("cpu", "gloo", "cpu")])
+def test_backend_follows_the_device(spec, backend, device, monkeypatch):
+    """NCCL with one GPU per local rank on CUDA (plus a gloo group for the host-side stop flags), gloo
+    on CPU. No GPU here: torch's CUDA queries and process-group calls are stood in for."""
+    import torch.distributed as dist
+
+    from dlcli import distributed
+
+    calls = []
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.append(("set_device", str(d))))
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda name, timeout: calls.append(("init", name)))
+    monkeypatch.setattr(dist, "new_group", lambda backend: calls.append(("control", backend)) or "control")
+    try:
+        assert str(distributed.setup(spec)) == device
+    finally:
+        distributed._CONTROL["group"] = None
+    assert ("init", backend) in calls
+    if backend == "nccl":
+        assert ("set_device", device) in calls and ("control", "gloo") in calls
+    else:
+        assert not any(call[0] == "control" for call in calls)  # on CPU the default group is already gloo
