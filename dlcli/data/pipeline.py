@@ -6,7 +6,8 @@
 from dataclasses import asdict, dataclass, field
 
 from dlcli.data.datasets import DATASETS
-from dlcli.data.loading import make_batches, remap_labels, split_indices, subset
+from dlcli.data.loading import make_batches
+from dlcli.data.splits import remap_labels, split_indices, subset
 from dlcli.data.source import Source
 from dlcli.data.transforms import compose
 from dlcli.data.windows import describe_sequences, prepare, split_positional, stream_order

@@ -215,7 +215,9 @@ def image_folder_config(root, **data) -> dict:
 
 def test_image_folder_train_then_infer_folder_via_cli(run_cli, write_config, tmp_path):
     folder = make_image_folder(tmp_path / "colours")
-    cfg = write_config(image_folder_config(folder))
+    config = image_folder_config(folder)
+    config["train"]["epochs"] = 6  # 18 steps: enough to separate the colours whatever the shuffle order
+    cfg = write_config(config)
     result = run_cli("train", cfg, "--output-dir", tmp_path / "runs", "--quiet")
     assert result.returncode == 0, result.stderr
     assert "3 classes, input [3, 8, 8]" in result.stderr  # resized from 12x12 by the eval transforms
@@ -405,7 +407,7 @@ def test_csv_missing_file_and_missing_test_split(tmp_path):
 def test_split_indices_is_stratified_and_repeatable():
     import torch
 
-    from dlcli.data.loading import split_indices
+    from dlcli.data.splits import split_indices
 
     labels = torch.tensor([0] * 40 + [1] * 40 + [2] * 20)
     train, val = split_indices(labels, 0.25, seed=0, stratify=True)
@@ -424,7 +426,7 @@ def test_split_indices_is_stratified_and_repeatable():
 def test_split_indices_without_validation_or_stratification():
     import torch
 
-    from dlcli.data.loading import split_indices
+    from dlcli.data.splits import split_indices
 
     labels = torch.tensor([0] * 10 + [1] * 10)
     assert split_indices(labels, 0.0, seed=0, stratify=True) == (list(range(20)), [])
@@ -440,7 +442,7 @@ def test_split_indices_without_validation_or_stratification():
 def test_split_indices_one_sample_is_a_data_error():
     import torch
 
-    from dlcli.data.loading import split_indices
+    from dlcli.data.splits import split_indices
 
     with pytest.raises(DataError):
         split_indices(torch.tensor([0]), 0.5, seed=0, stratify=True)
@@ -454,7 +456,7 @@ def test_split_indices_degenerate_sizes_never_raise_raw_errors(labels, val_split
     """Either a valid partition with samples on both sides, or a DataError (exit 3) explaining why."""
     import torch
 
-    from dlcli.data.loading import split_indices
+    from dlcli.data.splits import split_indices
 
     try:
         train, val = split_indices(torch.tensor(labels), val_split, seed=0, stratify=True)

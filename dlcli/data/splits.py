@@ -1,0 +1,57 @@
+"""Train/val splits of a Source: stratified index split, subsets, and label re-indexing."""
+
+from dlcli.data.source import Source
+from dlcli.errors import DataError
+
+
+def split_indices(labels, val_split: float, seed: int, stratify: bool) -> tuple[list[int], list[int]]:
+    """Train/val index lists; stratified by label where every class has at least 2 samples."""
+    from collections import Counter
+
+    from sklearn.model_selection import train_test_split
+
+    index = list(range(len(labels)))
+    if val_split == 0:
+        return index, []
+    if len(index) < 2:
+        raise DataError(f"dataset has {len(index)} sample(s): too few to split off a validation set")
+    counts = Counter(labels.tolist())
+    n_val = min(len(index) - 1, max(1, round(len(index) * val_split)))  # keep >= 1 training sample
+    k = len(counts)
+    can_stratify = stratify and min(counts.values()) >= 2 and n_val >= k and len(index) - n_val >= k
+    train, val = train_test_split(index, test_size=n_val, random_state=seed,
+                                  stratify=labels.tolist() if can_stratify else None)
+    return sorted(train), sorted(val)
+
+
+def subset(source: Source, indices: list[int]) -> Source:
+    import torch
+
+    idx = torch.as_tensor(indices, dtype=torch.long)
+    sub = Source(y=source.y[idx], class_names=source.class_names, kind=source.kind,
+                 feature_names=source.feature_names, options=source.options)
+    sub.weights = source.weights[idx] if source.weights is not None else None
+    sub.lengths = source.lengths[idx] if source.lengths is not None else None
+    if source.texts is not None:
+        sub.texts = [source.texts[i] for i in indices]
+    elif source.in_memory:
+        sub.x = source.x[idx]
+    else:
+        sub.dataset = torch.utils.data.Subset(source.dataset, indices)
+    return sub
+
+
+def remap_labels(source: Source, class_names: list[str]) -> Source:
+    """Re-index labels so a test split uses the training split's class order."""
+    import torch
+
+    if source.class_names == class_names:
+        return source
+    lookup = {name: i for i, name in enumerate(class_names)}
+    unknown = sorted(set(source.class_names) - set(lookup))
+    if unknown:
+        raise DataError(f"labels {unknown} do not occur in the training data (classes: {class_names})")
+    mapping = torch.tensor([lookup[name] for name in source.class_names])
+    source.y = mapping[source.y]
+    source.class_names = class_names
+    return source
