@@ -5,10 +5,16 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad usage or config, 3 data missing or un
 """
 
 import json
+import os
 import sys
 from typing import Optional
 
-import typer
+# pydantic looks for plugins by scanning the entry points of every installed package, once per
+# process (~15 ms here, more in a large environment). dlcli's config models need none; a user who wants
+# them sets PYDANTIC_DISABLE_PLUGINS themselves (e.g. to an empty string), which this leaves alone.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
+import typer  # noqa: E402
 
 from dlcli.errors import ConfigError, DlcliError, Interrupted
 

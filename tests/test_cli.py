@@ -299,6 +299,20 @@ def test_cli_import_and_config_validation_do_not_import_torch(write_config, tmp_
     assert json.loads(result.stdout) == []
 
 
+@pytest.mark.parametrize("preset, expected", [(None, "__all__"), ("", ""), ("logfire", "logfire")])
+def test_cli_skips_pydantic_plugin_discovery_unless_the_user_chose(preset, expected):
+    """Start-up: pydantic's plugin scan reads every installed package's entry points; dlcli turns it
+    off for its own process, but an explicit PYDANTIC_DISABLE_PLUGINS (even empty) wins."""
+    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    if preset is not None:
+        env["PYDANTIC_DISABLE_PLUGINS"] = preset
+    code = "import os, dlcli.cli; print(repr(os.environ['PYDANTIC_DISABLE_PLUGINS']))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**env, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == repr(expected)
+
+
 def test_train_json_summary_has_the_documented_keys(tmp_path, monkeypatch):
     import yaml
     from typer.testing import CliRunner
