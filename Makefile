@@ -30,6 +30,7 @@ test: venv
 bench: venv
 	$(PY) benchmarks/startup.py
 	$(PY) benchmarks/memory.py
+	$(PY) benchmarks/op_count.py
 	$(PY) benchmarks/throughput.py
 
 clean:

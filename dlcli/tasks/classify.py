@@ -34,6 +34,9 @@ class ClassificationTask:
         return logits.float().softmax(1)
 
 
+FOLD_EVERY = 16  # training steps whose outputs are kept before their metrics are reduced
+
+
 class ClassificationMetrics:
     """Running sums on the device: loss x n, correct predictions, and (full) confusion matrix, top-5."""
 
@@ -46,16 +49,23 @@ class ClassificationMetrics:
         self.confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)
         self.top5 = torch.zeros((), dtype=torch.long, device=device)
         self.count = 0
+        # Training steps' (loss, logits, target), not yet reduced: a training step launches no metric
+        # kernels at all. Every FOLD_EVERY steps, and whenever the sums are read (log interval, epoch
+        # end, checkpoint), a few batched kernels fold them in. Small models on a GPU are
+        # launch-bound, so per-step kernels would cost throughput; the bound caps the memory held.
+        self.pending: list = []
 
     def update(self, loss, logits, batch) -> None:
         target = batch.y
         n = target.shape[0]
         self.count += n
-        self.loss_sum += loss.detach().float() * n
-        pred = logits.detach().argmax(1)
         if not self.full:
-            self.correct += (pred == target).sum()
+            self.pending.append((loss.detach(), n, logits.detach(), target))
+            if len(self.pending) >= FOLD_EVERY:
+                self.fold()
             return
+        pred = logits.detach().argmax(1)
+        self.loss_sum += loss.detach().float() * n
         # scatter_add_, not bincount: bincount syncs with the host on CUDA to size its output.
         cells = target * self.k + pred
         self.confusion.scatter_add_(0, cells, cells.new_ones(cells.shape))
@@ -63,8 +73,21 @@ class ClassificationMetrics:
             top = logits.detach().topk(5, dim=1).indices
             self.top5 += (top == target[:, None]).any(1).sum()
 
+    def fold(self) -> None:
+        """Add the pending training steps into the running sums."""
+        import torch
+
+        if not self.pending:
+            return
+        losses, sizes, logits, targets = zip(*self.pending)
+        self.pending = []
+        sizes = torch.tensor(sizes, dtype=torch.float32).to(self.loss_sum.device, non_blocking=True)
+        self.loss_sum += (torch.stack(losses).float() * sizes).sum()
+        self.correct += (torch.cat(logits).argmax(1) == torch.cat(targets)).sum()
+
     def compute(self, prefix: str) -> dict:
         """Sync once and return plain floats: loss, acc, and when full f1 (macro), top5 (> 5 classes)."""
+        self.fold()
         if self.count == 0:
             return {}
         if not self.full:
@@ -85,10 +108,12 @@ class ClassificationMetrics:
         return out
 
     def state_dict(self) -> dict:
+        self.fold()
         return {"loss_sum": self.loss_sum, "correct": self.correct, "confusion": self.confusion,
                 "top5": self.top5, "count": self.count}
 
     def load_state_dict(self, state: dict) -> None:
+        self.pending = []
         self.loss_sum.copy_(state["loss_sum"])
         self.correct.copy_(state["correct"])
         self.confusion.copy_(state["confusion"])

@@ -125,3 +125,35 @@ def test_training_metrics_track_loss_and_accuracy_only():
     assert set(out) == {"train/loss", "train/acc"}
     assert out["train/acc"] == pytest.approx(accuracy_score(target.numpy(), logits.argmax(1).numpy()))
     assert out["train/loss"] == pytest.approx(full["train/loss"]) == pytest.approx(0.5)
+
+
+def test_training_metrics_summed_on_read_equal_the_full_metrics():
+    """Training (full=False) keeps each step's loss and logits and reduces them when read; the result,
+    and a checkpoint taken mid-epoch, agree with the per-step sums of the full metrics."""
+    logits, target = random_logits(200, 7, seed=3)
+    losses = [0.5 + 0.1 * i for i in range(6)]
+    full = accumulate(logits, target, 7, losses=losses).compute("train")
+    running = ClassificationMetrics(7, CPU, full=False)
+    for i, start in enumerate(range(0, 200, 37)):
+        if i == 3:  # mid-epoch checkpoint and resume: the pending steps travel in the state
+            restored = ClassificationMetrics(7, CPU, full=False)
+            restored.load_state_dict(running.state_dict())
+            assert not running.pending
+            running = restored
+        sl = slice(start, start + 37)
+        running.update(torch.tensor(losses[i]), logits[sl], Batch(None, target[sl]))
+    assert len(running.pending) == 3  # nothing reduced per step
+    got = running.compute("train")
+    assert got["train/loss"] == pytest.approx(full["train/loss"], rel=1e-6)
+    assert got["train/acc"] == pytest.approx(full["train/acc"], abs=1e-12)
+
+
+def test_training_metrics_hold_a_bounded_number_of_steps():
+    from dlcli.tasks.classify import FOLD_EVERY
+
+    logits, target = random_logits(8 * (FOLD_EVERY + 3), 5, seed=4)
+    metrics = ClassificationMetrics(5, CPU, full=False)
+    for start in range(0, len(target), 8):
+        metrics.update(torch.tensor(1.0), logits[start:start + 8], Batch(None, target[start:start + 8]))
+        assert len(metrics.pending) < FOLD_EVERY
+    assert metrics.compute("train")["train/acc"] == pytest.approx(float((logits.argmax(1) == target).float().mean()))
