@@ -49,20 +49,26 @@ class ClassificationMetrics:
         self.confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)
         self.top5 = torch.zeros((), dtype=torch.long, device=device)
         self.count = 0
-        # Training steps' (loss, logits, target), not yet reduced: a training step launches no metric
-        # kernels at all. Every FOLD_EVERY steps, and whenever the sums are read (log interval, epoch
-        # end, checkpoint), a few batched kernels fold them in. Small models on a GPU are
-        # launch-bound, so per-step kernels would cost throughput; the bound caps the memory held.
-        self.pending: list = []
+        # Training (full=False) launches no metric kernels per step: each step's (loss, n) and
+        # (logits, target) wait here and are reduced in a few batched kernels (small models on a GPU
+        # are launch-bound). Losses fold into loss_sum only at fixed points, every FOLD_EVERY steps,
+        # so the float sum is grouped the same however often the metrics are read or checkpointed;
+        # hit counts are integers and fold whenever read. FOLD_EVERY also bounds the memory held.
+        self.pending_loss: list = []
+        self.pending_hits: list = []
 
     def update(self, loss, logits, batch) -> None:
         target = batch.y
         n = target.shape[0]
         self.count += n
         if not self.full:
-            self.pending.append((loss.detach(), n, logits.detach(), target))
-            if len(self.pending) >= FOLD_EVERY:
-                self.fold()
+            self.pending_loss.append((loss.detach(), n))
+            self.pending_hits.append((logits.detach(), target))
+            if len(self.pending_loss) == FOLD_EVERY:
+                self.loss_sum += self._pending_loss_sum()
+                self.pending_loss = []
+            if len(self.pending_hits) >= FOLD_EVERY:
+                self._count_hits()
             return
         pred = logits.detach().argmax(1)
         self.loss_sum += loss.detach().float() * n
@@ -73,25 +79,38 @@ class ClassificationMetrics:
             top = logits.detach().topk(5, dim=1).indices
             self.top5 += (top == target[:, None]).any(1).sum()
 
-    def fold(self) -> None:
-        """Add the pending training steps into the running sums."""
+    def _weighted_pending(self):
+        """The pending steps' loss x n, one entry per step (empty when none)."""
         import torch
 
-        if not self.pending:
-            return
-        losses, sizes, logits, targets = zip(*self.pending)
-        self.pending = []
+        if not self.pending_loss:
+            return self.loss_sum.new_zeros(0)
+        losses, sizes = zip(*self.pending_loss)
         sizes = torch.tensor(sizes, dtype=torch.float32).to(self.loss_sum.device, non_blocking=True)
-        self.loss_sum += (torch.stack(losses).float() * sizes).sum()
-        self.correct += (torch.cat(logits).argmax(1) == torch.cat(targets)).sum()
+        return torch.stack(losses).float() * sizes
+
+    def _pending_loss_sum(self):
+        return self._weighted_pending().sum()
+
+    def _count_hits(self) -> None:
+        import torch
+
+        if self.pending_hits:
+            logits, targets = zip(*self.pending_hits)
+            self.pending_hits = []
+            self.correct += (torch.cat(logits).argmax(1) == torch.cat(targets)).sum()
+
+    def _loss_total(self):
+        return self.loss_sum + self._pending_loss_sum() if self.pending_loss else self.loss_sum
 
     def compute(self, prefix: str) -> dict:
         """Sync once and return plain floats: loss, acc, and when full f1 (macro), top5 (> 5 classes)."""
-        self.fold()
         if self.count == 0:
             return {}
         if not self.full:
-            return {f"{prefix}/loss": float(self.loss_sum) / self.count, f"{prefix}/acc": float(self.correct) / self.count}
+            self._count_hits()
+            return {f"{prefix}/loss": float(self._loss_total()) / self.count,
+                    f"{prefix}/acc": float(self.correct) / self.count}
         cm = self.confusion_matrix()
         tp = cm.diag().float()
         precision = tp / cm.sum(0).clamp_min(1)
@@ -108,12 +127,16 @@ class ClassificationMetrics:
         return out
 
     def state_dict(self) -> dict:
-        self.fold()
-        return {"loss_sum": self.loss_sum, "correct": self.correct, "confusion": self.confusion,
-                "top5": self.top5, "count": self.count}
+        """Sums and counts (summed over ranks under DDP); unfolded losses travel as per-step terms."""
+        self._count_hits()
+        return {"loss_sum": self.loss_sum, "pending_loss": self._weighted_pending(), "correct": self.correct,
+                "confusion": self.confusion, "top5": self.top5, "count": self.count}
 
     def load_state_dict(self, state: dict) -> None:
-        self.pending = []
+        pending = state.get("pending_loss")
+        # Restored terms are loss x n already: kept with n = 1, they fold to the very same values.
+        self.pending_loss = [(term, 1) for term in pending.to(self.loss_sum.device)] if pending is not None else []
+        self.pending_hits = []
         self.loss_sum.copy_(state["loss_sum"])
         self.correct.copy_(state["correct"])
         self.confusion.copy_(state["confusion"])

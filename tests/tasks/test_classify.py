@@ -138,11 +138,11 @@ def test_training_metrics_summed_on_read_equal_the_full_metrics():
         if i == 3:  # mid-epoch checkpoint and resume: the pending steps travel in the state
             restored = ClassificationMetrics(7, CPU, full=False)
             restored.load_state_dict(running.state_dict())
-            assert not running.pending
+            assert len(restored.pending_loss) == 3 and not running.pending_hits
             running = restored
         sl = slice(start, start + 37)
         running.update(torch.tensor(losses[i]), logits[sl], Batch(None, target[sl]))
-    assert len(running.pending) == 3  # nothing reduced per step
+    assert len(running.pending_loss) == 6  # six steps, fewer than FOLD_EVERY: nothing reduced yet
     got = running.compute("train")
     assert got["train/loss"] == pytest.approx(full["train/loss"], rel=1e-6)
     assert got["train/acc"] == pytest.approx(full["train/acc"], abs=1e-12)
@@ -155,5 +155,32 @@ def test_training_metrics_hold_a_bounded_number_of_steps():
     metrics = ClassificationMetrics(5, CPU, full=False)
     for start in range(0, len(target), 8):
         metrics.update(torch.tensor(1.0), logits[start:start + 8], Batch(None, target[start:start + 8]))
-        assert len(metrics.pending) < FOLD_EVERY
+        assert len(metrics.pending_loss) < FOLD_EVERY and len(metrics.pending_hits) < FOLD_EVERY
     assert metrics.compute("train")["train/acc"] == pytest.approx(float((logits.argmax(1) == target).float().mean()))
+
+
+def test_training_loss_is_the_same_float_however_often_it_is_read():
+    """Losses fold at fixed steps, so reads (progress bar, log interval) and a mid-epoch checkpoint
+    cannot regroup the float sum: the epoch's loss is bitwise the same."""
+    from dlcli.tasks.classify import FOLD_EVERY
+
+    g = torch.Generator().manual_seed(5)
+    losses = (torch.rand(3 * FOLD_EVERY + 5, generator=g) * 1000).tolist()
+    logits, target = random_logits(8, 4, seed=6)
+
+    def epoch(read_at=(), checkpoint_at=None):
+        metrics = ClassificationMetrics(4, CPU, full=False)
+        for step, value in enumerate(losses):
+            if step == checkpoint_at:
+                resumed = ClassificationMetrics(4, CPU, full=False)
+                resumed.load_state_dict(metrics.state_dict())
+                metrics = resumed
+            metrics.update(torch.tensor(value), logits, Batch(None, target))
+            if step in read_at:
+                metrics.compute("train")
+        return metrics.compute("train")["train/loss"]
+
+    quiet = epoch()
+    assert epoch(read_at=range(0, len(losses), 7)) == quiet
+    assert epoch(checkpoint_at=FOLD_EVERY + 7) == quiet
+    assert epoch(read_at=(3, 20, 40), checkpoint_at=2 * FOLD_EVERY + 1) == quiet
