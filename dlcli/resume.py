@@ -49,7 +49,6 @@ def check_compatible(payload: dict, config, source: Path) -> None:
 
 def restore(trainer, payload: dict):
     """Load all state into a freshly built trainer; returns (resume_at batch, on_resumed callback)."""
-
     trainer.model.load_state_dict(payload["model"])
     trainer.optimizer.load_state_dict(payload["optimizer"])
     keep_kernel_choice(trainer.optimizer)

@@ -65,7 +65,7 @@ class ClassificationMetrics:
             self.pending_loss.append((loss.detach(), n))
             self.pending_hits.append((logits.detach(), target))
             if len(self.pending_loss) == FOLD_EVERY:
-                self.loss_sum += self._pending_loss_sum()
+                self.loss_sum += self._weighted_pending().sum()
                 self.pending_loss = []
             if len(self.pending_hits) >= FOLD_EVERY:
                 self._count_hits()
@@ -89,9 +89,6 @@ class ClassificationMetrics:
         sizes = torch.tensor(sizes, dtype=torch.float32).to(self.loss_sum.device, non_blocking=True)
         return torch.stack(losses).float() * sizes
 
-    def _pending_loss_sum(self):
-        return self._weighted_pending().sum()
-
     def _count_hits(self) -> None:
         import torch
 
@@ -100,16 +97,14 @@ class ClassificationMetrics:
             self.pending_hits = []
             self.correct += (torch.cat(logits).argmax(1) == torch.cat(targets)).sum()
 
-    def _loss_total(self):
-        return self.loss_sum + self._pending_loss_sum() if self.pending_loss else self.loss_sum
-
     def compute(self, prefix: str) -> dict:
         """Sync once and return plain floats: loss, acc, and when full f1 (macro), top5 (> 5 classes)."""
         if self.count == 0:
             return {}
         if not self.full:
             self._count_hits()
-            return {f"{prefix}/loss": float(self._loss_total()) / self.count,
+            loss_total = self.loss_sum + self._weighted_pending().sum()  # loss_sum itself folds at fixed steps
+            return {f"{prefix}/loss": float(loss_total) / self.count,
                     f"{prefix}/acc": float(self.correct) / self.count}
         cm = self.confusion_matrix()
         tp = cm.diag().float()

@@ -612,10 +612,16 @@ def test_non_string_monitor_is_a_config_error_not_a_crash():
     ({"devices": 0}, "train.devices"),
     ({"devices": "two"}, "train.devices"),
     ({"tbptt": "sometimes"}, "train.tbptt"),
+    ({"compile": "sometimes"}, "train.compile"),
 ])
 def test_reliability_options_are_checked(train, key):
+    assert_section_value_rejected("train", train, key)
+
+
+def assert_section_value_rejected(section: str, values: dict, key: str) -> None:
+    """Merging `values` into a tiny config's `section` is a config error whose problem names `key`."""
     config = tiny_digits_config()
-    config["train"] = {**config["train"], **train}
+    config[section] = {**config[section], **values}
     with pytest.raises(ConfigError) as info:
         validate(config)
     assert any(p.startswith(f"{key}:") for p in info.value.problems), info.value.problems
@@ -628,8 +634,4 @@ def test_logging_section_is_checked():
 
 @pytest.mark.parametrize("data, key", [({"loader": "gpu"}, "data.loader"), ({"memory_budget_gb": 0}, "data.memory_budget_gb")])
 def test_loader_options_are_checked(data, key):
-    config = tiny_digits_config()
-    config["data"] = {**config["data"], **data}
-    with pytest.raises(ConfigError) as info:
-        validate(config)
-    assert any(p.startswith(f"{key}:") for p in info.value.problems), info.value.problems
+    assert_section_value_rejected("data", data, key)
