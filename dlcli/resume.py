@@ -68,6 +68,7 @@ def restore(trainer, payload: dict):
     if position["batch_in_epoch"]:  # mid-epoch: redraw this epoch's shuffle, then skip what was done
         trainer.epoch -= 1  # the epoch loop re-enters the interrupted epoch
         trainer.generator.set_state(position["epoch_shuffle_state"])
+        trainer.epoch_shuffle_state = position["epoch_shuffle_state"]  # later saves in this epoch need it
         trainer.running = trainer.task.metrics(trainer.device, full=False)
         trainer.running.load_state_dict(position["running"])
         return position["batch_in_epoch"], lambda: _restore_streams(rng, trainer)

@@ -407,6 +407,29 @@ def test_raising_epochs_on_resume_continues_as_if_never_stopped(finished_run, tm
         strip_seconds(read_records(Path(fresh["run_dir"]) / "metrics.jsonl"))
 
 
+def test_resuming_twice_inside_one_epoch_still_ends_as_if_never_stopped(tmp_path):
+    """A preemptible job can be stopped twice in one epoch: the mid-epoch checkpoint a resumed run
+    writes must itself be resumable (it once lost the epoch's shuffle state)."""
+    import shutil
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_digits_config(train={"epochs": 2, "device": "cpu", "log_interval": 5,
+                                                            "checkpoint_every": {"steps": 4}, "keep_last": 100})))
+    reference = Path(train(load(str(cfg)), str(tmp_path / "ref"), None, quiet_progress(2))["run_dir"])
+    once = tmp_path / "once" / "tiny" / "v1"
+    shutil.copytree(reference, once)
+    result = invoke("train", cfg, "--resume", once / "checkpoints" / "step-000000004.pt", "-q")
+    assert result.exit_code == 0, result.stderr
+    twice = tmp_path / "twice" / "tiny" / "v1"
+    shutil.copytree(once, twice)  # step 8 (mid epoch 1) was written by the resumed run
+    result = invoke("train", cfg, "--resume", twice / "checkpoints" / "step-000000008.pt", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert "resuming at epoch 1, step 8" in result.stderr
+    assert same_weights(weights(twice / "checkpoints" / "last.pt"), weights(reference / "checkpoints" / "last.pt"))
+    assert strip_seconds(read_records(twice / "metrics.jsonl")) == \
+        strip_seconds(read_records(reference / "metrics.jsonl"))
+
+
 def test_resume_of_a_missing_checkpoint_is_exit_2(tmp_path):
     cfg = tiny_cfg(tmp_path)
     result = invoke("train", cfg, "--resume", tmp_path / "nowhere", "-q")
