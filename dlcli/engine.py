@@ -48,6 +48,7 @@ class Trainer:
     batch_in_epoch: int = 0
     running: Any = None  # this epoch's running training metrics
     skipped_batches: int = 0
+    grads_pending: bool = False  # a backward since the last optimizer step (false when all were skipped)
     epoch: int = 0
     step: int = 0
     best: float | None = None
@@ -59,11 +60,13 @@ class Trainer:
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
-    def train_step(self, batch, group_size: int, should_step: bool, metrics) -> bool:
-        """Forward, backward (loss / micro-batches in this step), and when due clip + optimizer step.
+    def train_step(self, batch, share: float, should_step: bool, metrics) -> bool:
+        """Forward, backward (the loss times this batch's share of the step), and when due clip +
+        optimizer step. Returns True at the end of each optimizer step, including one whose
+        batches were all skipped (on_nan: skip_batch): that one leaves weights and schedule alone.
 
-        Returns True when the optimizer stepped. A task with its own step (a GAN: two networks,
-        two optimizers) runs it instead, on the same backward/apply_step helpers."""
+        A task with its own step (a GAN: two networks, two optimizers) runs it instead, on the
+        same backward/apply_step helpers."""
         if hasattr(self.task, "train_step"):
             return self.task.train_step(self, batch, metrics)
         with autocast(self.device, self.precision):
@@ -72,10 +75,13 @@ class Trainer:
             self.skipped_batches += 1
         else:
             metrics.update(loss, logits, batch)
-            self.backward(loss, self.scaler, group_size)
+            self.backward(loss, self.scaler, share)
+            self.grads_pending = True
         if not should_step:
             return False
-        self.apply_step(self.optimizer, self.scaler, self.schedule, self.model.parameters())
+        if self.grads_pending:
+            self.apply_step(self.optimizer, self.scaler, self.schedule, self.model.parameters())
+        self.grads_pending = False
         self.step += 1
         return True
 
@@ -89,8 +95,8 @@ class Trainer:
         return self.config.train.on_nan == "skip_batch" and any_rank(not torch.isfinite(loss.detach()).item())
 
     @staticmethod
-    def backward(loss, scaler, group_size: int = 1) -> None:
-        scaler.scale(loss / group_size if group_size > 1 else loss).backward()
+    def backward(loss, scaler, share: float = 1.0) -> None:
+        scaler.scale(loss * share if share != 1 else loss).backward()
 
     def apply_step(self, optimizer, scaler, schedule, parameters) -> None:
         """Clip (unscaled) gradients, step, update the scaler, clear gradients, advance the schedule."""
@@ -122,10 +128,9 @@ class Trainer:
         accumulate = self.config.train.accumulate
         total = len(self.train_batches)
         progress.epoch_start(self.epoch, total, resume_at)
-        last_full = total - total % accumulate  # a shorter last group averages over fewer batches
         for i, batch in self.train_batches.iterate(resume_at, on_resumed):
-            group = accumulate if i < last_full else total - last_full
-            stepped = self.train_step(batch, group, (i + 1) % accumulate == 0 or i + 1 == total, self.running)
+            share = self.step_share(i, total, accumulate)
+            stepped = self.train_step(batch, share, (i + 1) % accumulate == 0 or i + 1 == total, self.running)
             self.batch_in_epoch = i + 1
             progress.advance(batch.y.shape[0], self.running)
             if not stepped:
@@ -139,6 +144,15 @@ class Trainer:
             check_finite(result["train/loss"], self.epoch, self.step)
         self.batch_in_epoch = 0
         return result
+
+    def step_share(self, index: int, total: int, accumulate: int) -> float:
+        """Batch `index`'s share of its accumulated optimizer step: its rows over the rows of its
+        group, so a short last batch (or last group) weighs what it would inside one large batch."""
+        if accumulate == 1:
+            return 1.0
+        start = index - index % accumulate
+        rows = self.train_batches.batch_rows
+        return rows(index) / sum(rows(j) for j in range(start, min(start + accumulate, total)))
 
     def _log_running(self, progress) -> None:
         running = self.synced(self.running).compute("train")  # running averages over the epoch so far

@@ -100,25 +100,28 @@ def test_without_clipping_the_same_steps_are_larger():
 # ---------------------------------------------------------------- gradient accumulation
 
 
-def accumulation_config(batch_size, accumulate):
+def accumulation_config(batch_size, accumulate, rows=1280):
     config = tiny_digits_config(
         model={"name": "mlp", "hidden": [32]},  # no dropout, no batch norm
         optimizer={"name": "sgd", "lr": 0.2},
         train={"epochs": 1, "device": "cpu", "accumulate": accumulate, "log_interval": 1},
     )
-    config["data"].update(val_split=157 / N_TRAIN_POOL, shuffle=False, batch_size=batch_size)  # 1,280 = 20 x 64
+    config["data"].update(val_split=(N_TRAIN_POOL - rows) / N_TRAIN_POOL, shuffle=False, batch_size=batch_size)
     return validate(config)
 
 
-def test_accumulating_two_batches_of_32_equals_one_batch_of_64():
-    big, _ = build_trainer(accumulation_config(64, 1))
-    small, _ = build_trainer(accumulation_config(32, 2))
-    assert len(big.train_batches.y) == 1280
+@pytest.mark.parametrize("rows", [1280, 1312, 1328], ids=["full-groups", "short-last-group", "short-last-batch"])
+def test_accumulating_two_batches_of_32_equals_one_batch_of_64(rows):
+    """1,312 rows end in a group of one batch of 32; 1,328 in a group of 32 + 16 rows, where each
+    micro-batch must weigh by its rows (16/48), not by its count (1/2), to match one batch of 48."""
+    big, _ = build_trainer(accumulation_config(64, 1, rows))
+    small, _ = build_trainer(accumulation_config(32, 2, rows))
+    assert len(big.train_batches.y) == rows
     for key, value in big.model.state_dict().items():  # same seed, same start
         assert torch.equal(value, small.model.state_dict()[key])
     big.train_epoch(quiet())
     small.train_epoch(quiet())
-    assert big.step == small.step == 20
+    assert big.step == small.step == math.ceil(rows / 64)
     for key, value in big.model.state_dict().items():
         assert torch.allclose(value, small.model.state_dict()[key], atol=1e-5, rtol=1e-4), key
     assert not torch.equal(big.model[1].weight, make().model[1].weight)  # it did train
@@ -252,6 +255,34 @@ def test_fp16_skipped_steps_do_not_advance_the_schedule():
     assert trainer.step == len(trainer.train_batches)
     assert trainer.schedule.per_step.last_epoch == 0
     assert trainer.lr == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("precision", ["fp16", "fp32"])
+def test_a_step_whose_batches_were_all_skipped_changes_no_weights_and_no_schedule(precision):
+    """on_nan: skip_batch with no gradient left to apply: fp16's GradScaler would fail on an optimizer
+    with no gradients, and fp32 would advance the LR schedule for a step never taken."""
+    trainer = make(train={"device": "cpu", "precision": precision, "on_nan": "skip_batch", "accumulate": 2},
+                   scheduler={"name": "cosine"})
+    real_loss, calls = trainer.task.loss, []
+
+    def loss(model, batch):  # the first two batches (the first optimizer step) are NaN
+        value, logits = real_loss(model, batch)
+        calls.append(1)
+        return (value * float("nan") if len(calls) <= 2 else value), logits
+
+    trainer.task.loss = loss
+    metrics = trainer.task.metrics(trainer.device, full=False)
+    batches = iter(trainer.train_batches)
+    before = weights(trainer.model)
+    trainer.train_step(next(batches), 0.5, False, metrics)
+    assert trainer.train_step(next(batches), 0.5, True, metrics)  # the step ends, with nothing applied
+    assert trainer.step == 1 and trainer.skipped_batches == 2
+    assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    assert trainer.schedule.per_step.last_epoch == 0 and trainer.lr == pytest.approx(0.01)
+    trainer.train_step(next(batches), 0.5, False, metrics)
+    trainer.train_step(next(batches), 0.5, True, metrics)  # a good step after it trains as usual
+    assert trainer.step == 2 and trainer.schedule.per_step.last_epoch == 1
+    assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
 
 
 # ---------------------------------------------------------------- epoch bookkeeping

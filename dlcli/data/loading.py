@@ -24,7 +24,25 @@ def trimmed(x, y, weights, lengths):
     return Batch(x[:, :int(lengths.max())], y, weights, lengths)
 
 
-class TensorBatches:
+class _Batches:
+    """An epoch of batches: `rows` rows in batches of `batch_size` (all full but perhaps the last)."""
+
+    rows: int
+    batch_size: int
+
+    def __len__(self) -> int:
+        return -(-self.rows // self.batch_size)
+
+    def __iter__(self):
+        for _, batch in self.iterate():
+            yield batch
+
+    def batch_rows(self, index: int) -> int:
+        """Rows in batch `index` of the epoch (over all DDP ranks)."""
+        return min(self.batch_size, self.rows - index * self.batch_size)
+
+
+class TensorBatches(_Batches):
     """Batches from in-memory tensors, held on `device`; shuffling draws from `generator`."""
 
     def __init__(self, source: Source, batch_size: int, device, transform, shuffle: bool, generator=None,
@@ -39,13 +57,6 @@ class TensorBatches:
         self.generator = generator
         self.scale = 1 / 255 if self.x.dtype == torch.uint8 else None  # uint8 images -> [0, 1]; token ids stay
         self.rows = covered_rows(len(self.y), batch_size)
-
-    def __len__(self) -> int:
-        return -(-self.rows // self.batch_size)
-
-    def __iter__(self):
-        for _, batch in self.iterate():
-            yield batch
 
     def iterate(self, first: int = 0, on_resumed=None):
         """(index, Batch) pairs from batch `first` on; the shuffle is drawn as for a full epoch."""
@@ -65,7 +76,7 @@ class TensorBatches:
             yield index, trimmed(self.transform(x) if self.transform else x, y, w, lengths)
 
 
-class LoaderBatches:
+class LoaderBatches(_Batches):
     """Batches from a file-backed dataset through torch's DataLoader (workers, pinned memory); under
     DDP, this rank's share of each global batch."""
 
@@ -88,13 +99,7 @@ class LoaderBatches:
             num_workers=num_workers, pin_memory=device.type == "cuda",
             persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers else None,
         )
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self):
-        for _, batch in self.iterate():
-            yield batch
+        self.rows, self.batch_size = self.loader.batch_sampler.rows, batch_size
 
     def iterate(self, first: int = 0, on_resumed=None):
         """(index, Batch) pairs from batch `first` on. Skipped batches are still loaded (the loader's
@@ -130,7 +135,7 @@ class _Transformed:
         return (self.transform(x) if self.transform else x), y, i
 
 
-class HostLoaderBatches:
+class HostLoaderBatches(_Batches):
     """In-memory tensors left in host memory and fed by torch's DataLoader (pinned memory, workers),
     for data over the device-memory budget. Same order (same permutation draw) and same batched
     augmentation on the device as TensorBatches, so both paths train identically."""
@@ -147,13 +152,7 @@ class HostLoaderBatches:
             num_workers=num_workers, pin_memory=device.type == "cuda", persistent_workers=num_workers > 0,
             generator=torch.Generator(),  # its seed draw must not touch the global RNG
         )
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-    def __iter__(self):
-        for _, batch in self.iterate():
-            yield batch
+        self.rows, self.batch_size = self.sampler.rows, batch_size
 
     def iterate(self, first: int = 0, on_resumed=None):
         self.sampler.first = first
