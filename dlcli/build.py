@@ -82,18 +82,18 @@ def build_task(config, meta):
     if config.task == "language_model":
         from dlcli.tasks.language_model import LanguageModelTask
 
-        return LanguageModelTask(loss_fn, len(meta.vocab), config.train.l1, config.train.tbptt)
+        return LanguageModelTask(loss_fn, len(meta.vocab), config.train.tbptt)
     if config.task == "forecasting":
         from dlcli.tasks.forecast import ForecastTask
 
-        return ForecastTask(loss_fn, meta, config.train.l1)
+        return ForecastTask(loss_fn, meta)
     if config.task == "gan":
         from dlcli.tasks.gan import GANTask
 
         return GANTask(loss_fn, config.model["conditional"])
     from dlcli.tasks.classify import ClassificationTask
 
-    return ClassificationTask(loss_fn, len(meta.class_names), config.train.l1)
+    return ClassificationTask(loss_fn, len(meta.class_names))
 
 
 def build_trainer(config, device=None):

@@ -71,11 +71,13 @@ class Trainer:
             return self.task.train_step(self, batch, metrics)
         with autocast(self.device, self.precision):
             loss, logits = self.task.loss(self.forward_model or self.model, batch)
-        if self.skip_bad_batch(loss):
+        # train.l1 regularises what is minimised; reported losses (train, val, eval) stay the data loss
+        objective = loss + l1_penalty(self.model, self.config.train.l1) if self.config.train.l1 else loss
+        if self.skip_bad_batch(objective):
             self.skipped_batches += 1
         else:
             metrics.update(loss, logits, batch)
-            self.backward(loss, self.scaler, share)
+            self.backward(objective, self.scaler, share)
             self.grads_pending = True
         if not should_step:
             return False
@@ -217,6 +219,11 @@ def predict(model, task, inputs, device, precision: str, batch_size: int = 512):
             logits = model(inputs[start:start + batch_size].to(device))
             outputs.append(task.predict(logits).cpu())
     return torch.cat(outputs)
+
+
+def l1_penalty(model, strength: float):
+    """strength x the sum of |w| over weight matrices and kernels (not biases or norms)."""
+    return strength * sum(p.abs().sum() for p in model.parameters() if p.ndim > 1)
 
 
 def check_finite(loss: float, epoch: int, step: int) -> None:

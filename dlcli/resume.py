@@ -10,6 +10,8 @@ from dlcli.errors import ConfigError
 # Keys that may change between the interrupted run and its resumption.
 MAY_CHANGE = ("train.epochs", "train.log_interval", "train.checkpoint_every", "train.keep_last",
               "train.on_nan", "train.devices", "train.compile", "output.")
+# Schedules laid out over train.epochs: a new total would make the learning rate jump.
+LENGTH_BOUND_SCHEDULES = ("cosine", "onecycle")
 
 
 def find_checkpoint(resume: str, config, runs_root: str) -> Path | None:
@@ -45,6 +47,33 @@ def check_compatible(payload: dict, config, source: Path) -> None:
                           f"{', '.join(differing[:8])}" + (" ..." if len(differing) > 8 else ""),
                           hint="only train.epochs, train.log_interval, train.checkpoint_every, train.keep_last, "
                                "train.on_nan, train.devices, train.compile and output.* may change on resume")
+    _check_epochs(payload, config, source)
+
+
+def _check_epochs(payload: dict, config, source: Path) -> None:
+    """train.epochs may change on resume, but not under a schedule laid out over the old total, and
+    not to before an epoch the checkpoint is in the middle of."""
+    old, new = payload["config"]["train"]["epochs"], config.train.epochs
+    if old == new:
+        return
+    bound = [name for name in _schedule_names(config.scheduler) if name in LENGTH_BOUND_SCHEDULES]
+    if bound:
+        raise ConfigError(f"--resume: train.epochs cannot change ({old} -> {new}) with scheduler {bound[0]}: its "
+                          f"learning-rate curve is laid out over the {old} epochs of {source}",
+                          hint=f"resume with train.epochs={old}, or start a new run")
+    interrupted = payload["state"]["epoch"]
+    if payload["position"]["batch_in_epoch"] and new < interrupted:
+        raise ConfigError(f"--resume: train.epochs={new} is before epoch {interrupted}, which {source} "
+                          f"stopped in the middle of", hint=f"resume with train.epochs of at least {interrupted}")
+
+
+def _schedule_names(section) -> list[str]:
+    """The scheduler names in a scheduler section (one schedule, or one per GAN network)."""
+    if not isinstance(section, dict):
+        return []
+    if "name" in section:
+        return [section["name"]]
+    return [name for part in section.values() for name in _schedule_names(part)]
 
 
 def restore(trainer, payload: dict):

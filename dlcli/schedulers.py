@@ -2,7 +2,8 @@
 
 Epoch-based decays (step, multistep, exponential) are written as functions of the global step,
 so every schedule steps once per optimizer step and a linear warm-up can sit in front of any of
-them; reduce_on_plateau steps once per epoch on a monitored metric.
+them: the decay starts when the warm-up ends, so its epochs count from there. reduce_on_plateau
+steps once per epoch on a monitored metric.
 """
 
 import math
@@ -66,7 +67,7 @@ def constant(optimizer, steps_per_epoch, epochs, *, warmup_epochs: NonNegativeFl
 @SCHEDULERS.register("step")
 def step(optimizer, steps_per_epoch, epochs, *, step_size: PositiveInt = 10, gamma: PositiveFloat = 0.1,
          warmup_epochs: NonNegativeFloat = 0):
-    """Multiply the LR by gamma every step_size epochs."""
+    """Multiply the LR by gamma every step_size epochs (counted after any warm-up)."""
     return _lambda_schedule(optimizer, round(warmup_epochs * steps_per_epoch),
                             lambda s: gamma ** ((s // steps_per_epoch) // step_size))
 
@@ -74,7 +75,7 @@ def step(optimizer, steps_per_epoch, epochs, *, step_size: PositiveInt = 10, gam
 @SCHEDULERS.register("multistep")
 def multistep(optimizer, steps_per_epoch, epochs, *, milestones: list[PositiveInt] = [30, 60],
               gamma: PositiveFloat = 0.1, warmup_epochs: NonNegativeFloat = 0):
-    """Multiply the LR by gamma at each milestone epoch."""
+    """Multiply the LR by gamma at each milestone epoch (counted after any warm-up)."""
     return _lambda_schedule(optimizer, round(warmup_epochs * steps_per_epoch),
                             lambda s: gamma ** sum(s // steps_per_epoch >= m for m in milestones))
 
@@ -82,7 +83,7 @@ def multistep(optimizer, steps_per_epoch, epochs, *, milestones: list[PositiveIn
 @SCHEDULERS.register("exponential")
 def exponential(optimizer, steps_per_epoch, epochs, *, gamma: PositiveFloat = 0.95,
                 warmup_epochs: NonNegativeFloat = 0):
-    """Multiply the LR by gamma after every epoch."""
+    """Multiply the LR by gamma after every epoch (after any warm-up)."""
     return _lambda_schedule(optimizer, round(warmup_epochs * steps_per_epoch),
                             lambda s: gamma ** (s // steps_per_epoch))
 
@@ -115,12 +116,6 @@ def onecycle(optimizer, steps_per_epoch, epochs, *, max_lr_factor: PositiveFloat
         and not any(g.get("momentum", 1) == 0 for g in optimizer.param_groups),
     )
     return LRSchedule(sched)
-
-
-def _has_momentum(optimizer) -> bool:
-    """OneCycleLR cycles momentum (or Adam's beta1) only where the optimizer uses it."""
-    group = optimizer.param_groups[0]
-    return "betas" in group or group.get("momentum", 0) > 0
 
 
 @SCHEDULERS.register("reduce_on_plateau")

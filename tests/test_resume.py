@@ -430,6 +430,41 @@ def test_resuming_twice_inside_one_epoch_still_ends_as_if_never_stopped(tmp_path
         strip_seconds(read_records(reference / "metrics.jsonl"))
 
 
+@pytest.mark.parametrize("scheduler", [{"name": "cosine"}, {"name": "onecycle"}])
+def test_changing_epochs_under_a_schedule_laid_out_over_them_is_exit_2(tmp_path, scheduler):
+    """Raising the total would make a cosine LR jump back up, and onecycle fail mid-run."""
+    cfg = tiny_cfg(tmp_path, scheduler=scheduler)
+    train(load(str(cfg)), str(tmp_path / "runs"), None, quiet_progress(2))
+    run = tmp_path / "runs" / "tiny" / "v1"
+    before = (run / "metrics.jsonl").read_text()
+    result = invoke("train", cfg, "train.epochs=4", "--resume", run, "-q")
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.splitlines()[0].startswith(
+        f"error: --resume: train.epochs cannot change (2 -> 4) with scheduler {scheduler['name']}")
+    assert "Traceback" not in result.stderr and (run / "metrics.jsonl").read_text() == before
+
+
+def test_schedule_names_cover_one_schedule_per_gan_network():
+    from dlcli.resume import _schedule_names
+
+    assert _schedule_names({"name": "cosine", "warmup_epochs": 1}) == ["cosine"]
+    assert _schedule_names({"generator": {"name": "onecycle"}, "discriminator": {"name": "step"}}) == ["onecycle", "step"]
+    assert _schedule_names(None) == []
+
+
+def test_epochs_before_the_interrupted_epoch_is_exit_2(tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_digits_config(train={"epochs": 2, "device": "cpu", "log_interval": 5,
+                                                            "checkpoint_every": {"steps": 10}, "keep_last": 100})))
+    train(load(str(cfg)), str(tmp_path / "runs"), None, quiet_progress(2))
+    step20 = tmp_path / "runs" / "tiny" / "v1" / "checkpoints" / "step-000000020.pt"  # inside epoch 2
+    assert checkpoint.load(step20)["position"]["batch_in_epoch"] == 20 - TINY_STEPS_PER_EPOCH
+    result = invoke("train", cfg, "train.epochs=1", "--resume", step20, "-q")
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.splitlines()[0] == f"error: --resume: train.epochs=1 is before epoch 2, which {step20} " \
+                                            f"stopped in the middle of"
+
+
 def test_resume_of_a_missing_checkpoint_is_exit_2(tmp_path):
     cfg = tiny_cfg(tmp_path)
     result = invoke("train", cfg, "--resume", tmp_path / "nowhere", "-q")

@@ -89,6 +89,8 @@ def _gan_problems(config: Config, dataset, model) -> list[str]:
         problems.append(f"loss.name: {loss!r} does not fit task gan; use {' or '.join(sorted(GAN_LOSSES))}")
     if config.train.accumulate != 1:
         problems.append("train.accumulate: gradient accumulation is not supported for GANs; set 1")
+    if config.train.l1:
+        problems.append("train.l1: the L1 penalty is not supported for GANs; set 0")
     for section in ("train_transforms", "eval_transforms"):
         if any(spec["name"] == "normalize" for spec in normalizers(getattr(config.data, section))):
             problems.append(f"data.{section}: a GAN sees images in [-1, 1] (dlcli maps [0, 1] there itself); "

@@ -5,25 +5,17 @@ which the engine calls only at log intervals and epoch ends.
 """
 
 
-def l1_penalty(model, strength: float):
-    """strength x the sum of |w| over weight matrices and kernels (not biases or norms)."""
-    return strength * sum(p.abs().sum() for p in model.parameters() if p.ndim > 1)
-
-
 class ClassificationTask:
-    def __init__(self, loss_fn, num_classes: int, l1: float = 0.0):
-        self.loss_fn, self.num_classes, self.l1 = loss_fn, num_classes, l1
+    def __init__(self, loss_fn, num_classes: int):
+        self.loss_fn, self.num_classes = loss_fn, num_classes
 
     def reset(self) -> None:
         pass
 
     def loss(self, model, batch):
-        """(loss, logits) for one batch; the L1 penalty is added to the loss here."""
+        """(loss, logits) for one batch."""
         logits = model(batch.x) if batch.lengths is None else model(batch.x, batch.lengths)
-        loss = self.loss_fn(logits, batch.y, batch.weights)
-        if self.l1:
-            loss = loss + l1_penalty(model, self.l1)
-        return loss, logits
+        return self.loss_fn(logits, batch.y, batch.weights), logits
 
     def metrics(self, device, full: bool = True):
         """Evaluation tracks everything; training only loss and accuracy (cheaper per step)."""

@@ -2,12 +2,9 @@
 The loss works on normalised values; MAE and RMSE are reported in the data's own units, next to
 the naive forecast (repeat the window's last value) that a useful model must beat."""
 
-from dlcli.tasks.classify import l1_penalty
-
-
 class ForecastTask:
-    def __init__(self, loss_fn, meta, l1: float = 0.0):
-        self.loss_fn, self.l1 = loss_fn, l1
+    def __init__(self, loss_fn, meta):
+        self.loss_fn = loss_fn
         self.target_index = meta.sequence["target_index"]
         self.mean = [meta.feature_mean[i] for i in self.target_index]
         self.std = [meta.feature_std[i] for i in self.target_index]
@@ -17,10 +14,7 @@ class ForecastTask:
 
     def loss(self, model, batch):
         out = model(batch.x).view(batch.y.shape)  # [B, horizon, targets]
-        loss = self.loss_fn(out, batch.y, batch.weights)
-        if self.l1:
-            loss = loss + l1_penalty(model, self.l1)
-        return loss, out
+        return self.loss_fn(out, batch.y, batch.weights), out
 
     def metrics(self, device, full: bool = True):
         return ForecastMetrics(self.std, self.target_index, device)

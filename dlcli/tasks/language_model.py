@@ -2,12 +2,9 @@
 per token (loss, accuracy, perplexity = exp(loss)). With train.tbptt the hidden state is carried
 (detached) from one batch of windows to the next, which continue each other in the text."""
 
-from dlcli.tasks.classify import l1_penalty
-
-
 class LanguageModelTask:
-    def __init__(self, loss_fn, vocab_size: int, l1: float = 0.0, tbptt: bool = False):
-        self.loss_fn, self.vocab_size, self.l1, self.tbptt = loss_fn, vocab_size, l1, tbptt
+    def __init__(self, loss_fn, vocab_size: int, tbptt: bool = False):
+        self.loss_fn, self.vocab_size, self.tbptt = loss_fn, vocab_size, tbptt
         self.state = None  # hidden state carried across batches (tbptt only)
 
     def reset(self) -> None:
@@ -20,10 +17,7 @@ class LanguageModelTask:
             self.state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
         else:
             logits = model(batch.x)
-        loss = self.loss_fn(logits.flatten(0, 1), batch.y.flatten(), None)
-        if self.l1:
-            loss = loss + l1_penalty(model, self.l1)
-        return loss, logits
+        return self.loss_fn(logits.flatten(0, 1), batch.y.flatten(), None), logits
 
     def metrics(self, device, full: bool = True):
         return TokenMetrics(device)

@@ -84,17 +84,6 @@ def test_metrics_accept_low_precision_logits():
     assert 0 <= out["val/acc"] <= 1 and 0 <= out["val/top5"] <= 1
 
 
-def test_task_loss_adds_l1_penalty_on_weight_matrices_only():
-    torch.manual_seed(0)
-    model = torch.nn.Linear(4, 3)
-    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
-    ce = lambda logits, target, weights=None: torch.nn.functional.cross_entropy(logits, target)  # noqa: E731
-    plain, logits = ClassificationTask(ce, 3).loss(model, Batch(x, y))
-    with_l1, _ = ClassificationTask(ce, 3, l1=0.01).loss(model, Batch(x, y))
-    assert logits.shape == (8, 3)
-    assert with_l1.item() == pytest.approx(plain.item() + 0.01 * model.weight.abs().sum().item(), rel=1e-6)
-
-
 def test_task_passes_sample_weights_to_the_loss():
     seen = {}
 
