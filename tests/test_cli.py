@@ -194,6 +194,26 @@ def test_bad_config_exit_2_names_the_key(tmp_path, monkeypatch, text, overrides,
     assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("crop, expected", [
+    ({"size": 6}, "data.train_transforms give 1x6x6 images but data.eval_transforms give 1x8x8"),
+    ({"size": 12, "padding": 1}, "data.train_transforms: random_crop: size 12x12 is larger than the 10x10 image"),
+], ids=["smaller", "larger-than-padded"])
+def test_train_transforms_that_change_the_image_size_fail_before_anything_is_written(tmp_path, monkeypatch,
+                                                                                     crop, expected):
+    from dlcli.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    config = tiny_digits_config()
+    config["data"]["train_transforms"] = [{"random_crop": crop}, {"normalize": "digits"}]
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    result = CliRunner().invoke(app, ["train", str(cfg), "--output-dir", str(tmp_path / "out")])
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert_clean_error(result.stderr, result.exit_code, 3)
+    assert expected in result.stderr.splitlines()[0], result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("args, expected", [
     (["eval", "some.pt", "--split", "train"], "--split"),
     (["infer", "some.pt", "image.png", "--output", "preds.txt"], "--output"),

@@ -67,13 +67,28 @@ def describe(train: Source, data_cfg) -> DataMeta:
             meta.feature_std = train.x.std(0).clamp_min(1e-8).nan_to_num(1.0).tolist()
         meta.input_shape = [train.x.shape[1]]
         return meta
-    transform = compose(data_cfg.eval_transforms)
-    if train.in_memory:
-        sample = train.x[:1].float() / (1 if train.x.dtype.is_floating_point else 255)
-        meta.input_shape = list(transform(sample).shape[1:])
-    else:
-        meta.input_shape = list(transform(train.dataset[0][0]).shape)
+    meta.input_shape = _image_shape(train, data_cfg.eval_transforms, "eval_transforms")
+    trained_on = _image_shape(train, data_cfg.train_transforms, "train_transforms")
+    if trained_on != meta.input_shape:
+        raise DataError(f"data.train_transforms give {'x'.join(map(str, trained_on))} images but "
+                        f"data.eval_transforms give {'x'.join(map(str, meta.input_shape))}; the model needs one size")
     return meta
+
+
+def _image_shape(train: Source, transforms: list, section: str) -> list[int]:
+    """The shape one training image has after `transforms`, found before anything is written;
+    random transforms draw from a forked RNG, so training's random streams are untouched."""
+    import torch
+
+    transform = compose(transforms)
+    with torch.random.fork_rng(devices=[]):
+        try:
+            if train.in_memory:
+                sample = train.x[:1].float() / (1 if train.x.dtype.is_floating_point else 255)
+                return list(transform(sample).shape[1:])
+            return list(transform(train.dataset[0][0]).shape)
+        except (RuntimeError, ValueError, TypeError) as err:
+            raise DataError(f"data.{section}: {str(err).strip().splitlines()[0]}") from None
 
 
 def sample_weights(source: Source, data_cfg, num_classes: int):

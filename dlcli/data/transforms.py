@@ -117,6 +117,8 @@ class BatchRandomCrop:
         padded = F.pad(batch, (p, p, p, p), value=self.fill) if p else batch
         n, _, h, w = padded.shape
         ch, cw = self.size
+        if ch > h or cw > w:
+            raise ValueError(f"random_crop: size {ch}x{cw} is larger than the {h}x{w} image (with padding)")
         top = torch.randint(0, h - ch + 1, (n,), device=batch.device)
         left = torch.randint(0, w - cw + 1, (n,), device=batch.device)
         rows = (top[:, None] + torch.arange(ch, device=batch.device))[:, None, :, None]
