@@ -90,12 +90,13 @@ class LoaderBatches(_Batches):
         self.weights = sample_weights
         # The batch sampler draws one permutation per epoch from the shuffle generator, as the in-memory
         # paths do (so a resumed epoch redraws the same order); under DDP each rank loads only its part
-        # of every global batch. Worker seeds come from a generator of their own, different per rank,
-        # so ranks do not repeat each other's augmentation.
+        # of every global batch. It also draws an epoch seed from which worker processes seed each
+        # item's augmentation, so a resumed epoch (with fresh persistent workers) augments as the
+        # interrupted one did. Worker base seeds come from a generator of their own, different per rank.
         seed = (generator.initial_seed() if generator is not None else 0) + 7919 * world()[0]
         self.loader = torch.utils.data.DataLoader(
             _Transformed(source.dataset, transform), generator=torch.Generator().manual_seed(seed),
-            batch_sampler=_PermutationBatches(len(source.dataset), batch_size, shuffle, generator),
+            batch_sampler=_PermutationBatches(len(source.dataset), batch_size, shuffle, generator, item_seeds=True),
             num_workers=num_workers, pin_memory=device.type == "cuda",
             persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers else None,
         )
@@ -121,7 +122,8 @@ class LoaderBatches(_Batches):
 
 
 class _Transformed:
-    """A dataset view with this loader's own transform; items carry their index (for sample weights)."""
+    """A dataset view with this loader's own transform; items carry their index (for sample weights).
+    Keys are (index, epoch seed): in a worker process, each item's augmentation is seeded from both."""
 
     def __init__(self, dataset, transform):
         self.dataset, self.transform = dataset, transform
@@ -129,8 +131,12 @@ class _Transformed:
     def __len__(self):
         return len(self.dataset)
 
-    def __getitem__(self, i):
-        i = int(i)  # the batch sampler hands out tensor indices
+    def __getitem__(self, key):
+        import torch
+
+        i, epoch_seed = key
+        if torch.utils.data.get_worker_info() is not None:  # the main process keeps its own (saved) stream
+            torch.manual_seed((epoch_seed + i) % 2**63)
         x, y = self.dataset[i]
         return (self.transform(x) if self.transform else x), y, i
 
@@ -169,9 +175,10 @@ class HostLoaderBatches(_Batches):
 class _PermutationBatches:
     """Batch sampler drawing one permutation per epoch from `generator`, like TensorBatches."""
 
-    def __init__(self, n: int, batch_size: int, shuffle: bool, generator):
+    def __init__(self, n: int, batch_size: int, shuffle: bool, generator, item_seeds: bool = False):
         self.n, self.batch_size, self.shuffle, self.generator, self.first = n, batch_size, shuffle, generator, 0
         self.rows = covered_rows(n, batch_size)
+        self.item_seeds = item_seeds  # yield (index, epoch seed) keys, the seed drawn after the order
 
     def __len__(self) -> int:
         return -(-self.rows // self.batch_size)
@@ -180,8 +187,14 @@ class _PermutationBatches:
         import torch
 
         order = torch.randperm(self.n, generator=self.generator) if self.shuffle else torch.arange(self.n)
+        if not self.item_seeds:
+            for start in range(self.first * self.batch_size, self.rows, self.batch_size):
+                yield shard_rows(order[start:start + self.batch_size], self.rows)
+            return
+        # never from the global RNG: evaluation loaders have no generator (and no random transforms)
+        epoch_seed = int(torch.randint(2**62, (), generator=self.generator)) if self.generator is not None else 0
         for start in range(self.first * self.batch_size, self.rows, self.batch_size):
-            yield shard_rows(order[start:start + self.batch_size], self.rows)
+            yield [(int(i), epoch_seed) for i in shard_rows(order[start:start + self.batch_size], self.rows)]
 
 
 class _TensorRows:

@@ -103,6 +103,36 @@ def test_file_backed_order_comes_from_the_shuffle_generator_alone(workers):
     assert epoch_items(resumed) == second
 
 
+class _NoisyNumbers(_Numbers):
+    """Item i plus noise drawn from the process's RNG, as a random augmentation would."""
+
+    def __getitem__(self, i):
+        x, y = super().__getitem__(i)
+        return x + torch.rand(()), y
+
+
+def test_a_resumed_epoch_augments_like_the_interrupted_one_with_persistent_workers():
+    """Workers seed each item's augmentation from the epoch's seed and the item, not from where
+    their own (persistent, freshly started on resume) random streams happen to be."""
+    def loader(generator):
+        source = numbers_source()
+        source.dataset = _NoisyNumbers()
+        return LoaderBatches(source, 8, torch.device("cpu"), lambda x: x, True, generator, num_workers=1)
+
+    def items(batches):
+        return [tuple(v.tolist()) for batch in batches for v in batch.x[:, 0, 0]]
+
+    generator = torch.Generator().manual_seed(0)
+    running = loader(generator)
+    first = items(running)
+    state = generator.get_state()
+    second = items(running)
+    restored = torch.Generator()
+    restored.set_state(state)
+    assert items(loader(restored)) == second
+    assert sorted(first) != sorted(second)  # fresh noise each epoch
+
+
 def test_each_rank_gets_its_own_worker_seeds_and_no_empty_shard(monkeypatch):
     seeds = {}
     for rank in (0, 1):
