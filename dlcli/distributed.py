@@ -89,12 +89,16 @@ def all_reduce_(tensor, op: str = "sum", group=None):
 
 def agreed_signal(local: int | None) -> int | None:
     """The stop signal any rank received (every rank stops at the same step), or None."""
+    return agreed_max(local or 0)[0] or None
+
+
+def agreed_max(*values: int) -> list[int]:
+    """Each value's maximum over all ranks, in one all-reduce on the CPU control group (see setup)."""
     import torch
 
     if not is_distributed():
-        return local
-    flag = torch.tensor([local or 0])  # on the CPU, over the control group (see setup)
-    return int(all_reduce_(flag, "max", _CONTROL["group"])) or None
+        return list(values)
+    return [int(v) for v in all_reduce_(torch.tensor(values), "max", _CONTROL["group"])]
 
 
 def any_rank(flag: bool) -> bool:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import yaml
 
+from dlcli.distributed import rank
 from dlcli.errors import ConfigError
 
 # Keys that may change between the interrupted run and its resumption.
@@ -99,7 +100,9 @@ def restore(trainer, payload: dict):
         trainer.generator.set_state(position["epoch_shuffle_state"])
         trainer.epoch_shuffle_state = position["epoch_shuffle_state"]  # later saves in this epoch need it
         trainer.running = trainer.task.metrics(trainer.device, full=False)
-        trainer.running.load_state_dict(position["running"])
+        # The saved sums cover every rank's share: rank 0 takes them up, the others start from zero
+        # (in the same layout, so the ranks' metric all-reduces still match).
+        trainer.running.load_state_dict(position["running"] if rank() == 0 else _zeroed(position["running"]))
         return position["batch_in_epoch"], lambda: _restore_streams(rng, trainer)
     trainer.generator.set_state(rng["shuffle"])
     _restore_streams(rng, trainer)
@@ -125,6 +128,17 @@ def _restore_streams(rng: dict, trainer) -> None:
 
     restore_rng(rng)
     rank_streams(trainer.config.seed, trainer.step)
+
+
+def _zeroed(state):
+    """The same nested state with every tensor and count set to zero."""
+    import torch
+
+    if isinstance(state, dict):
+        return {key: _zeroed(value) for key, value in state.items()}
+    if isinstance(state, torch.Tensor):
+        return torch.zeros_like(state)
+    return 0 if isinstance(state, (int, float)) and not isinstance(state, bool) else state
 
 
 def _newest_matching(config, base: Path) -> Path | None:

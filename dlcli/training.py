@@ -14,7 +14,8 @@ from dlcli import distributed
 from dlcli.signals import StopSignals
 
 
-def checkpoint_payload(trainer, meta, metrics: dict) -> dict:
+def checkpoint_payload(trainer, meta, metrics: dict, running=None) -> dict:
+    """Everything a resume needs; `running`: mid-epoch, the epoch's training metrics over all ranks."""
     import torch
 
     from dlcli.checkpoint import rng_states
@@ -33,7 +34,7 @@ def checkpoint_payload(trainer, meta, metrics: dict) -> dict:
                   "best_epoch": trainer.best_epoch, "skipped_batches": trainer.skipped_batches},
         "position": {"batch_in_epoch": trainer.batch_in_epoch,
                      "epoch_shuffle_state": trainer.epoch_shuffle_state,
-                     "running": trainer.running.state_dict() if trainer.batch_in_epoch else None,
+                     "running": running.state_dict() if running is not None else None,
                      "task": trainer.task.state_dict() if hasattr(trainer.task, "state_dict") else {}},
         "metrics": metrics,
         "rng": {**rng_states(), "shuffle": trainer.generator.get_state()},
@@ -52,26 +53,30 @@ class Session:
         self.artifacts: dict = {}  # files a task writes per epoch (a GAN's sample grids), for the summary
 
     def save(self, metrics: dict, is_best: bool = False) -> None:
-        """Commit a checkpoint (rank 0 only); mid-epoch, first make sure the loss is still finite."""
+        """Commit a checkpoint (rank 0 writes; every rank calls this at the same step); mid-epoch, the
+        running training metrics summed over the ranks go with it, once their loss is known finite."""
         from dlcli.engine import check_finite
 
         t = self.trainer
+        running = t.synced(t.running) if t.batch_in_epoch and t.running is not None else None
         if not self.writer:
             return
-        if t.batch_in_epoch and t.running is not None and t.running.count:
-            check_finite(t.running.compute("train")["train/loss"], t.epoch, t.step)  # never save NaN state
+        if running is not None and running.count:
+            check_finite(running.compute("train")["train/loss"], t.epoch, t.step)  # never save NaN state
         best = is_best and self.trainer.config.output.save_best
-        self.store.save(checkpoint_payload(self.trainer, self.meta, metrics), self.trainer.step, best)
+        self.store.save(checkpoint_payload(self.trainer, self.meta, metrics, running), self.trainer.step, best)
         self.last_save = time.monotonic()
 
     def between_steps(self) -> None:
         """After an optimizer step inside an epoch: stop on a signal, or save when one is due."""
         every = self.trainer.config.train.checkpoint_every
-        due = every is not None and (
-            (every.steps is not None and self.trainer.step % every.steps == 0)
-            or (every.minutes is not None and time.monotonic() - self.last_save >= every.minutes * 60))
-        received = distributed.agreed_signal(self.signals.received)
-        if received or due:
+        by_steps = every is not None and every.steps is not None and self.trainer.step % every.steps == 0
+        by_time = every is not None and every.minutes is not None and \
+            time.monotonic() - self.last_save >= every.minutes * 60
+        # Every rank must save at the same step (the save syncs metrics): clocks and signals are agreed.
+        received, by_time = distributed.agreed_max(self.signals.received or 0, int(by_time))
+        received = received or None
+        if received or by_steps or by_time:
             self.save({})
         if received:  # decided once, before the save: a signal arriving later is handled next step
             self.interrupt(received)

@@ -75,6 +75,30 @@ def test_sigterm_to_the_launcher_leaves_a_resumable_checkpoint(tmp_path, write_c
     assert final["status"] == "finished" and final["epochs"] == summary["epochs"] + 1
 
 
+def test_resuming_a_mid_epoch_checkpoint_under_ddp_reports_the_epoch_as_if_never_stopped(tmp_path, write_config):
+    """The checkpoint holds the epoch's running training metrics summed over both ranks; on resume only
+    rank 0 takes them up, so the epoch's train/loss and train/acc count every sample once."""
+    import shutil
+
+    config = write_config(tiny_digits_config(
+        optimizer={"name": "sgd", "lr": 0.1},
+        train={"epochs": 1, "device": "cpu", "checkpoint_every": {"steps": 10}, "keep_last": 100}))
+    full = dlcli(["train", config, "--output-dir", tmp_path, "--run-version", "full", "-q", "--devices", "2"], tmp_path)
+    assert full.returncode == 0, full.stderr
+    run = tmp_path / "tiny" / "part"
+    shutil.copytree(tmp_path / "tiny" / "full", run)
+    resumed = dlcli(["train", config, "-q", "--devices", "2", "--resume", run / "checkpoints" / "step-000000010.pt"],
+                    tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    epoch = [json.loads(line) for line in (tmp_path / "tiny" / "full" / "metrics.jsonl").read_text().splitlines()
+             if json.loads(line)["event"] == "epoch"]
+    again = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
+             if json.loads(line)["event"] == "epoch"]
+    assert again[0]["train/acc"] == pytest.approx(epoch[0]["train/acc"], abs=1e-12)
+    assert again[0]["train/loss"] == pytest.approx(epoch[0]["train/loss"], rel=1e-5)
+    assert again[0]["val/loss"] == pytest.approx(epoch[0]["val/loss"], rel=1e-5)
+
+
 def test_batch_that_does_not_split_over_the_processes_is_a_config_error(tmp_path, write_config):
     config = write_config(tiny_digits_config(data={"dataset": {"name": "digits"}, "batch_size": 63}))
     result = dlcli(["train", config, "--output-dir", tmp_path, "--devices", "2"], tmp_path)

@@ -114,7 +114,8 @@ class ClassificationMetrics:
         return out
 
     def state_dict(self) -> dict:
-        """Sums and counts (summed over ranks under DDP); unfolded losses travel as per-step terms."""
+        """Sums and counts (a mid-epoch checkpoint holds them summed over the DDP ranks); unfolded
+        losses travel as per-step terms."""
         self._count_hits()
         return {"loss_sum": self.loss_sum, "pending_loss": self._weighted_pending(), "correct": self.correct,
                 "confusion": self.confusion, "top5": self.top5, "count": self.count}
