@@ -54,10 +54,11 @@ def sweep(
 
         from dlcli.progress import Progress
         from dlcli.report import print_sweep
-        from dlcli.sweep import expand, run_sweep
+        from dlcli.sweep import expand, run_sweep, validate_all
 
         combos = expand(axes, random_draws, seeds, sweep_seed)
         if print_commands:
+            validate_all(config, combos)  # a job array of bad points would fail one by one, later
             extra = f" --output-dir {shlex.quote(output_dir)}" if output_dir else ""
             for overrides in combos:
                 typer.echo(f"dlcli train {shlex.quote(config)} {' '.join(map(shlex.quote, overrides))}{extra}")

@@ -8,7 +8,7 @@ import random
 import time
 from pathlib import Path
 
-from dlcli.errors import ConfigError, DlcliError
+from dlcli.errors import ConfigError, DlcliError, Interrupted
 
 
 def split_values(text: str) -> list[str]:
@@ -47,12 +47,9 @@ def expand(axes: list[str], random_draws: int | None, seeds: int | None, sweep_s
     return combos
 
 
-def run_sweep(config_path: str, combos: list[list[str]], metric: str | None, output_dir: str | None,
-              progress_factory) -> tuple[list[dict], Path, str]:
-    """Validate every run first (all errors at once), then train each; returns rows, CSV path, metric."""
+def validate_all(config_path: str, combos: list[list[str]]) -> list:
+    """Every point's config, or one ConfigError listing every point's problems."""
     from dlcli.config import load
-    from dlcli.config.schema import metric_mode
-    from dlcli.training import runs_root, train
 
     configs, problems = [], []
     for overrides in combos:
@@ -62,20 +59,35 @@ def run_sweep(config_path: str, combos: list[list[str]], metric: str | None, out
             problems += [f"[{' '.join(overrides)}] {p}" for p in err.problems]
     if problems:
         raise ConfigError(problems)
+    return configs
+
+
+def run_sweep(config_path: str, combos: list[list[str]], metric: str | None, output_dir: str | None,
+              progress_factory) -> tuple[list[dict], Path, str]:
+    """Validate every run first (all errors at once), then train each; returns rows, CSV path, metric.
+    A stop signal ends the sweep: the CSV is written (points not reached: `not run`), then it re-raises."""
+    from dlcli.config.schema import metric_mode
+    from dlcli.training import runs_root, train
+
+    configs = validate_all(config_path, combos)
     metric = metric or configs[0].train.monitor
-    rows = []
-    for overrides, config in zip(combos, configs):
-        row = {"overrides": " ".join(overrides), "status": "failed", metric: None, "run_dir": None, "error": None}
+    rows = [{"overrides": " ".join(o), "status": "not run", metric: None, "run_dir": None, "error": None}
+            for o in combos]
+    out = Path(runs_root(output_dir, configs[0])) / configs[0].name / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}.csv"
+    sign = 1 if metric_mode(metric) == "min" else -1
+    for row, config in zip(rows, configs):
+        row["status"] = "failed"
         try:
             summary = train(config, output_dir, None, progress_factory(config))
             row.update(status=summary["status"], run_dir=summary["run_dir"],
                        **{metric: _metric_value(summary, metric)})
+        except Interrupted as err:
+            row.update(status="interrupted", error=str(err).splitlines()[0])
+            write_csv(rows, out)
+            raise
         except DlcliError as err:
             row["error"] = str(err).splitlines()[0]
-        rows.append(row)
-    sign = 1 if metric_mode(metric) == "min" else -1
     rows.sort(key=lambda r: (r[metric] is None, sign * (r[metric] or 0)))
-    out = Path(runs_root(output_dir, configs[0])) / configs[0].name / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}.csv"
     write_csv(rows, out)
     return rows, out, metric
 

@@ -63,6 +63,35 @@ def test_print_commands_and_invalid_points(tmp_path):
     assert printed.stdout.splitlines() == [f"dlcli train {cfg} optimizer.lr=0.1", f"dlcli train {cfg} optimizer.lr=0.01"]
     bad = CliRunner().invoke(app, ["sweep", str(cfg), "optimizer.lr=0.1,-1", "--output-dir", str(tmp_path / "r")])
     assert bad.exit_code == 2 and "optimizer.lr" in bad.output and not (tmp_path / "r").exists()
+    bad_printed = CliRunner().invoke(app, ["sweep", str(cfg), "optimizer.lr=0.1,-1", "--print-commands"])
+    assert bad_printed.exit_code == 2 and "optimizer.lr" in bad_printed.stderr and not bad_printed.stdout
+
+
+def test_a_stop_signal_ends_the_sweep_with_its_exit_code_and_keeps_the_csv(tmp_path, monkeypatch):
+    """SIGTERM (a scheduler's pre-emption) during a point stops the whole sweep, not just that run."""
+    import signal
+
+    import dlcli.training
+    from dlcli.errors import Interrupted
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_digits_config(train={"epochs": 1, "device": "cpu"})))
+    calls = []
+
+    def stopped(config, *args, **kwargs):
+        calls.append(config.optimizer["lr"])
+        raise Interrupted("stopped by SIGTERM at epoch 1, batch 3 (step 3); saved last.pt", signal.SIGTERM)
+
+    monkeypatch.setattr(dlcli.training, "train", stopped)
+    result = CliRunner().invoke(app, ["sweep", str(cfg), "optimizer.lr=0.1,0.01", "--output-dir", str(tmp_path / "runs"),
+                                      "-q"])
+    assert result.exit_code == 143, result.output
+    assert calls == [0.1]  # the second point never started
+    assert result.stderr.startswith("error: stopped by SIGTERM")
+    [csv_file] = (tmp_path / "runs" / "tiny").glob("sweep-*.csv")
+    with csv_file.open() as handle:
+        assert [(r["overrides"], r["status"]) for r in csv.DictReader(handle)] == [
+            ("optimizer.lr=0.1", "interrupted"), ("optimizer.lr=0.01", "not run")]
 
 
 def test_sweep_table_shows_rows_in_order(capsys):
