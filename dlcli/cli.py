@@ -99,7 +99,7 @@ def train(
         from dlcli.config import load
         from dlcli.progress import Progress
         from dlcli.report import print_train_summary
-        from dlcli.training import train as run_training
+        from dlcli.training import train as run_training, train_command
 
         extra = [f"train.devices={devices}"] if devices else []
         cfg = load(config, (overrides or []) + extra)  # every config error is reported once, before any launch
@@ -111,7 +111,8 @@ def train(
         main_rank = distributed.rank() == 0
         progress = Progress(cfg.train.epochs, quiet or not main_rank, None if main_rank else open(os.devnull, "w"))
         try:
-            summary = run_training(cfg, output_dir, run_version, progress, resume, config)
+            summary = run_training(cfg, output_dir, run_version, progress, resume,
+                                   train_command(config, overrides or [], devices))
         except Interrupted as err:
             if main_rank:
                 raise

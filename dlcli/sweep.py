@@ -67,7 +67,7 @@ def run_sweep(config_path: str, combos: list[list[str]], metric: str | None, out
     """Validate every run first (all errors at once), then train each; returns rows, CSV path, metric.
     A stop signal ends the sweep: the CSV is written (points not reached: `not run`), then it re-raises."""
     from dlcli.config.schema import metric_mode
-    from dlcli.training import runs_root, train
+    from dlcli.training import runs_root, train, train_command
 
     configs = validate_all(config_path, combos)
     metric = metric or configs[0].train.monitor
@@ -75,10 +75,11 @@ def run_sweep(config_path: str, combos: list[list[str]], metric: str | None, out
             for o in combos]
     out = Path(runs_root(output_dir, configs[0])) / configs[0].name / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}.csv"
     sign = 1 if metric_mode(metric) == "min" else -1
-    for row, config in zip(rows, configs):
+    for row, overrides, config in zip(rows, combos, configs):
         row["status"] = "failed"
         try:
-            summary = train(config, output_dir, None, progress_factory(config))
+            summary = train(config, output_dir, None, progress_factory(config),
+                            command=train_command(config_path, overrides))
             row.update(status=summary["status"], run_dir=summary["run_dir"],
                        **{metric: _metric_value(summary, metric)})
         except Interrupted as err:

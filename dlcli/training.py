@@ -160,13 +160,22 @@ def open_run(config, trainer, output_dir, version, resume):
     return run, payload
 
 
+def train_command(config: str, overrides: list[str], devices: int | None = None) -> str:
+    """The `dlcli train` command line, quoted for a shell (the resume hint builds on it)."""
+    import shlex
+
+    words = [config, *overrides] + (["--devices", str(devices)] if devices else [])
+    return "dlcli train " + " ".join(shlex.quote(word) for word in words)
+
+
 def train(config, output_dir: str | None, version: str | None, progress, resume: str | None = None,
-          config_path: str = "CONFIG") -> dict:
+          command: str = "dlcli train CONFIG") -> dict:
     """Run (or resume) a whole training; returns the summary (also written to summary.json).
+    `command` is how the user started it (config and overrides), for the printed resume command.
     Under torchrun (WORLD_SIZE > 1) this process is one DDP rank."""
     device = distributed.setup(config.train.device) if distributed.world()[1] > 1 else None
     try:
-        return _train(config, output_dir, version, progress, resume, config_path, device)
+        return _train(config, output_dir, version, progress, resume, command, device)
     except RuntimeError as err:
         peer = distributed.lost_peer(err)
         if peer is None:
@@ -176,7 +185,9 @@ def train(config, output_dir: str | None, version: str | None, progress, resume:
         distributed.cleanup()
 
 
-def _train(config, output_dir, version, progress, resume, config_path, device) -> dict:
+def _train(config, output_dir, version, progress, resume, command, device) -> dict:
+    import shlex
+
     from dlcli.build import build_trainer
     from dlcli.resume import restore
 
@@ -196,7 +207,7 @@ def _train(config, output_dir, version, progress, resume, config_path, device) -
     started = time.time()
     status, error, metrics = "failed", None, (payload or {}).get("metrics") or {}
     with StopSignals() as signals:
-        session = Session(trainer, meta, run, progress, signals, f"dlcli train {config_path} --resume {run.path}")
+        session = Session(trainer, meta, run, progress, signals, f"{command} --resume {shlex.quote(str(run.path))}")
         trainer.after_step = session.between_steps
         try:
             metrics = session.run_epochs(resume_at, on_resumed) or metrics

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -296,7 +297,7 @@ def test_one_signal_saves_and_exits_128_plus_signum(tmp_path, monkeypatch, guard
     monkeypatch.setattr(RunDir, "log", log_then_signal)
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump(tiny_digits_config(train={"epochs": 3, "device": "cpu", "log_interval": 1})))
-    result = invoke("train", cfg, "--output-dir", tmp_path / "runs", "-q")
+    result = invoke("train", cfg, "optimizer.lr=0.02", "callbacks=[]", "--output-dir", tmp_path / "runs", "-q")
 
     name = signal.Signals(signum).name
     run = (tmp_path / "runs" / "tiny" / "v1").resolve()
@@ -305,9 +306,13 @@ def test_one_signal_saves_and_exits_128_plus_signum(tmp_path, monkeypatch, guard
     assert signal.getsignal(signum) is guard  # handlers restored after training
     lines = result.stderr.strip().splitlines()
     assert lines[-2] == f"error: stopped by {name} at epoch 2, batch 5 (step 23); saved {run / 'checkpoints' / 'last.pt'}"
-    assert lines[-1] == f"hint: resume with: dlcli train {cfg} --resume {run}"
+    assert lines[-1] == f"hint: resume with: dlcli train {cfg} optimizer.lr=0.02 'callbacks=[]' --resume {run}"
     saved = checkpoint.load(run / "checkpoints" / "last.pt")
     assert saved["state"]["step"] == 23 and saved["position"]["batch_in_epoch"] == 5
+    monkeypatch.setattr(RunDir, "log", real_log)
+    resumed = invoke(*shlex.split(lines[-1].removeprefix("hint: resume with: dlcli ")), "-q")
+    assert resumed.exit_code == 0, resumed.stderr  # the printed command resumes the run as it was started
+    assert "resuming at epoch 2, step 23" in resumed.stderr
 
 
 # ---------------------------------------------------------------- what --resume accepts (in process)
