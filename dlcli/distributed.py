@@ -153,7 +153,7 @@ def launch(argv: list[str], devices: int) -> tuple[int, int | None]:
     """Run `dlcli train ...` as `devices` worker processes under torchrun; returns (exit code, the
     stop signal received or None). SIGINT/SIGTERM/SIGUSR1 go on to torchrun, which passes them to
     every worker; rank 0 saves last.pt before they exit."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={devices}",
+    cmd = [sys.executable, "-m", "dlcli.launcher", "--standalone", f"--nproc-per-node={devices}",
            "--max-restarts=0", "-m", "dlcli", *argv]
     env = {**os.environ, "DLCLI_LAUNCHED": "1"}
     child = subprocess.Popen(cmd, env=env)
@@ -177,5 +177,7 @@ def launcher_error(code: int, received: int | None, devices: int):
     if received is not None:
         return Interrupted(f"distributed run stopped by {signal.Signals(received).name}; rank 0 saved last.pt "
                            f"(torchrun exit code {code})", received, hint="resume with --resume RUN_DIR or auto")
-    return DlcliError(f"distributed run with {devices} processes failed (torchrun exit code {code}); "
-                      f"the failing rank's error is printed above")
+    error = DlcliError(f"distributed run with {devices} processes failed (exit code {code}); "
+                       f"the failing rank's error is printed above")
+    error.exit_code = code if code in (2, 3, 4) else 1  # a worker's config, data or checkpoint error
+    return error

@@ -102,8 +102,22 @@ def test_resuming_a_mid_epoch_checkpoint_under_ddp_reports_the_epoch_as_if_never
 def test_batch_that_does_not_split_over_the_processes_is_a_config_error(tmp_path, write_config):
     config = write_config(tiny_digits_config(data={"dataset": {"name": "digits"}, "batch_size": 63}))
     result = dlcli(["train", config, "--output-dir", tmp_path, "--devices", "2"], tmp_path)
-    assert result.returncode == 1  # the launcher reports the failed ranks
+    assert result.returncode == 2, result.stderr  # found before anything is launched
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
     assert "data.batch_size: the global batch 63 does not split evenly over 2 processes" in result.stderr
+    checked = dlcli(["validate", config, "train.devices=2"], tmp_path)
+    assert checked.returncode == 2 and "data.batch_size: the global batch 63" in checked.stderr
+
+
+def test_a_data_error_found_by_the_workers_keeps_its_exit_code_without_a_traceback(tmp_path, write_config):
+    """Data is read only inside the launched ranks: their exit code 3 is the job's, and torchrun's
+    report (which rank failed first) comes without a Python traceback."""
+    config = write_config(tiny_digits_config(data={"dataset": {"name": "csv", "path": str(tmp_path / "none.csv"),
+                                                               "label": "y"}}))
+    result = dlcli(["train", config, "--output-dir", tmp_path, "--devices", "2"], tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr and "none.csv" in result.stderr
+    assert "Root Cause" in result.stderr and "distributed run with 2 processes failed" in result.stderr
 
 
 @pytest.mark.parametrize("args", [["--devices", "0"], ["train.devices=0"], ["train.devices=-3"]])

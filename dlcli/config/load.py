@@ -177,6 +177,9 @@ def _cross_checks(config: Config) -> list[str]:
     from dlcli.tasks import known_metrics
 
     problems = monitor_problems(config, known_metrics(config.task, config.data.val_split > 0))
+    if config.data.batch_size % config.train.devices:
+        problems.append(f"data.batch_size: the global batch {config.data.batch_size} does not split evenly "
+                        f"over {config.train.devices} processes (train.devices)")
     if normalizers(config.data.train_transforms) != normalizers(config.data.eval_transforms):
         problems.append("data.eval_transforms: normalize differs from data.train_transforms; "
                         "both lists are complete pipelines, so give both the same normalize")
