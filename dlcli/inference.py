@@ -135,16 +135,28 @@ def row_inputs(files: list[Path], meta):
 
 # options that only some checkpoints take: option -> (its CLI flag, the tasks it applies to)
 _OPTION_TASKS = {"prompt": ("--prompt", {"language_model"}), "seed": ("--seed", {"language_model", "gan"}),
+                 "length": ("--length", {"language_model"}), "temperature": ("--temperature", {"language_model"}),
+                 "top_k": ("--top-k", {"classification", "language_model"}),
                  "steps": ("--steps", {"forecasting"}), "texts": ("--text", {"text"}), "label": ("--class", {"gan"}),
-                 "output_dir": ("--output-dir", {"gan"})}
+                 "num": ("--num", {"gan"}), "output_dir": ("--output-dir", {"gan"})}
+# what an option left out means, where it applies
+_OPTION_DEFAULTS = {"length": 200, "temperature": 1.0, "num": 64}  # --top-k: 3 classes; generation: all
 
 
 def check_options(task: str, kind: str, options: dict) -> None:
     """An option given to a checkpoint it does not apply to is a usage error, not silently ignored."""
+    model = f"a {task} model{' over text' if kind == 'text' else ''}"
     for key, (flag, tasks) in _OPTION_TASKS.items():
         if options.get(key) not in (None, [], "") and task not in tasks and kind not in tasks:
-            raise ConfigError(f"{flag}: does not apply to this checkpoint (a {task} model"
-                              f"{' over text' if kind == 'text' else ''})")
+            raise ConfigError(f"{flag}: does not apply to this checkpoint ({model})")
+    output = options.get("output")
+    if output and (task == "gan") != output.endswith(".png"):
+        wanted = "a .png file (the image grid)" if task == "gan" else "a .csv or .jsonl file"
+        raise ConfigError(f"--output: this checkpoint ({model}) writes {wanted} (got {output!r})")
+
+
+def with_defaults(options: dict) -> dict:
+    return {**options, **{key: value for key, value in _OPTION_DEFAULTS.items() if options.get(key) is None}}
 
 
 def infer(path: str, inputs: list[str], device_spec: str, top_k: int | None, options: dict | None = None):
@@ -156,7 +168,8 @@ def infer(path: str, inputs: list[str], device_spec: str, top_k: int | None, opt
     options = options or {}
     payload = checkpoint.load(path)
     config, meta, model, device, precision = from_checkpoint(payload, [], device_spec)
-    check_options(config.task, meta.kind, options)
+    check_options(config.task, meta.kind, {**options, "top_k": top_k})
+    options = with_defaults(options)
     task = build_task(config, meta)
     if config.task == "language_model":
         from dlcli.sequence_inference import generate
@@ -164,14 +177,14 @@ def infer(path: str, inputs: list[str], device_spec: str, top_k: int | None, opt
         if inputs:
             raise ConfigError("a language model takes no input files; give --prompt TEXT")
         return "generation", generate(model, meta, device, precision, options.get("prompt") or "",
-                                      options.get("length", 200), options.get("temperature", 1.0), top_k,
+                                      options["length"], options["temperature"], top_k,
                                       options.get("seed"))
     if config.task == "gan":
         from dlcli.gan_eval import sample_images, write_samples
 
         if inputs:
             raise ConfigError("a GAN takes no input files; use --num, --seed, --class and --output grid.png")
-        images, labels = sample_images(model, options.get("num", 64), options.get("seed"), options.get("label"),
+        images, labels = sample_images(model, options["num"], options.get("seed"), options.get("label"),
                                        meta.class_names, device)
         files = write_samples(images, options.get("output"), options.get("output_dir"))
         return "images", {"images": len(images), "files": files, "seed": options.get("seed"),

@@ -418,6 +418,9 @@ def test_gan_infer_misuse_is_a_usage_error(digits_run, tmp_path):
     assert_one_error(r, 2, "--output", ".png")
     r = cli("infer", ckpt, "--prompt", "hello", "--output", tmp_path / "x.png", "--device", "cpu")
     assert_one_error(r, 2, "--prompt", "does not apply")
+    for flag, value in (("--top-k", 3), ("--length", 5), ("--temperature", 2)):
+        r = cli("infer", ckpt, flag, value, "--output", tmp_path / "x.png", "--device", "cpu")
+        assert_one_error(r, 2, flag, "does not apply")
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "x.csv").exists()
 
 
@@ -427,6 +430,12 @@ def test_gan_only_options_are_usage_errors_on_a_classifier(classifier, tmp_path)
     assert_one_error(r, 2, "--class", "does not apply")
     r = cli("infer", classifier.ckpt, digit, "--output-dir", tmp_path / "out", "--device", "cpu")
     assert_one_error(r, 2, "--output-dir", "does not apply")
+    for flag, value in (("--num", 4), ("--length", 5), ("--temperature", 0.5)):  # never silently ignored
+        r = cli("infer", classifier.ckpt, digit, flag, value, "--device", "cpu")
+        assert_one_error(r, 2, flag, "does not apply")
+    r = cli("infer", classifier.ckpt, digit, "--output", tmp_path / "x.png", "--device", "cpu")
+    assert_one_error(r, 2, "--output", ".csv or .jsonl")
+    assert not (tmp_path / "x.png").exists()
     r = cli("eval", classifier.ckpt, "--features", classifier.ckpt, "--device", "cpu")
     assert_one_error(r, 2, "--features", "only for GAN checkpoints")
 
