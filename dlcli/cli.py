@@ -25,9 +25,12 @@ OVERRIDES_HELP = "key.path=value overrides, values parsed as YAML (e.g. optimize
 
 
 def _fail(err: DlcliError) -> None:
-    """Print a DlcliError as one line per problem (plus a hint) and exit with its code."""
+    """Print a DlcliError as one line per problem (plus a hint) and exit with its code; with --debug,
+    its traceback first (the exit code stays the documented one)."""
     if DEBUG["on"]:
-        raise err
+        import traceback
+
+        traceback.print_exception(err)  # with its cause: an unexpected error's own traceback
     lines = getattr(err, "problems", None) or [str(err)]
     for line in lines:
         typer.echo(f"error: {line}", err=True)
@@ -52,10 +55,10 @@ def _run(action):
     except typer.Exit:
         raise
     except Exception as err:  # a bug or an unforeseen failure: one line, traceback only with --debug
-        if DEBUG["on"]:
-            raise
-        _fail(DlcliError(f"unexpected {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}",
-                         hint="rerun with --debug for the traceback"))
+        unexpected = DlcliError(f"unexpected {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}",
+                                hint=None if DEBUG["on"] else "rerun with --debug for the traceback")
+        unexpected.__cause__ = err
+        _fail(unexpected)
 
 
 def _show_version(value: bool) -> None:

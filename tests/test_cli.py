@@ -348,3 +348,17 @@ def test_train_json_summary_has_the_documented_keys(tmp_path, monkeypatch):
     assert set(summary) == {"status", "error", "name", "run_dir", "epochs", "steps", "skipped_batches", "seconds",
                             "device", "precision", "monitor", "best", "final", "checkpoints"}
     assert summary["status"] == "finished" and set(summary["checkpoints"]) == {"last", "best", "final"}
+
+
+@pytest.mark.parametrize("args, code, error", [
+    (["validate", "cfg.yaml", "optimizer.lr=-1"], 2, "error: optimizer.lr"),
+    (["eval", "junk.pt"], 4, "error: "),
+], ids=["config error", "checkpoint error"])
+def test_debug_adds_the_traceback_and_keeps_the_exit_code(run_cli, write_config, tmp_path, args, code, error):
+    write_config(tiny_digits_config())
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    plain = run_cli(*args)
+    debug = run_cli(*args, "--debug")
+    assert plain.returncode == debug.returncode == code, debug.stderr
+    assert "Traceback" not in plain.stderr and "Traceback (most recent call last)" in debug.stderr
+    assert error in debug.stderr
