@@ -14,8 +14,9 @@ from dlcli import distributed
 from dlcli.signals import StopSignals
 
 
-def checkpoint_payload(trainer, meta, metrics: dict, running=None) -> dict:
-    """Everything a resume needs; `running`: mid-epoch, the epoch's training metrics over all ranks."""
+def checkpoint_payload(trainer, meta, metrics: dict, running=None, seconds: float = 0.0) -> dict:
+    """Everything a resume needs; `running`: mid-epoch, the epoch's training metrics over all ranks;
+    `seconds`: the run's training time so far, over all its sessions."""
     import torch
 
     from dlcli.checkpoint import rng_states
@@ -31,7 +32,8 @@ def checkpoint_payload(trainer, meta, metrics: dict, running=None) -> dict:
         "scaler": trainer.scaler.state_dict(),
         "callbacks": [c.state_dict() for c in trainer.callbacks],
         "state": {"epoch": trainer.epoch, "step": trainer.step, "best": trainer.best,
-                  "best_epoch": trainer.best_epoch, "skipped_batches": trainer.skipped_batches},
+                  "best_epoch": trainer.best_epoch, "skipped_batches": trainer.skipped_batches,
+                  "seconds": round(seconds, 3)},
         "position": {"batch_in_epoch": trainer.batch_in_epoch,
                      "epoch_shuffle_state": trainer.epoch_shuffle_state,
                      "running": running.state_dict() if running is not None else None,
@@ -44,8 +46,10 @@ def checkpoint_payload(trainer, meta, metrics: dict, running=None) -> dict:
 class Session:
     """One training process: the trainer plus where and when it saves."""
 
-    def __init__(self, trainer, meta, run: RunDir, progress, signals: StopSignals, resume_hint: str):
+    def __init__(self, trainer, meta, run: RunDir, progress, signals: StopSignals, resume_hint: str,
+                 seconds_before: float = 0.0):
         self.trainer, self.meta, self.run, self.progress = trainer, meta, run, progress
+        self.started, self.seconds_before = time.time(), seconds_before  # earlier sessions' training time
         self.writer = distributed.rank() == 0  # under DDP only rank 0 writes checkpoints and files
         self.signals, self.resume_hint = signals, resume_hint
         self.store = CheckpointStore(run.checkpoints, trainer.config.train.keep_last)
@@ -64,8 +68,13 @@ class Session:
         if running is not None and running.count:
             check_finite(running.compute("train")["train/loss"], t.epoch, t.step)  # never save NaN state
         best = is_best and self.trainer.config.output.save_best
-        self.store.save(checkpoint_payload(self.trainer, self.meta, metrics, running), self.trainer.step, best)
+        payload = checkpoint_payload(self.trainer, self.meta, metrics, running, self.seconds())
+        self.store.save(payload, self.trainer.step, best)
         self.last_save = time.monotonic()
+
+    def seconds(self) -> float:
+        """Training time of the whole run: earlier sessions (up to their checkpoint) plus this one."""
+        return self.seconds_before + time.time() - self.started
 
     def between_steps(self) -> None:
         """After an optimizer step inside an epoch: stop on a signal, or save when one is due."""
@@ -103,7 +112,8 @@ class Session:
         for note in notes:
             self.progress.message(note)
         if notes and self.writer:
-            checkpoint.save(checkpoint_payload(self.trainer, self.meta, metrics), self.run.checkpoints / "final.pt")
+            checkpoint.save(checkpoint_payload(self.trainer, self.meta, metrics, seconds=self.seconds()),
+                            self.run.checkpoints / "final.pt")
 
     def run_epochs(self, resume_at: int = 0, on_resumed=None) -> dict:
         """The epoch loop; returns the last epoch's metrics."""
@@ -204,10 +214,10 @@ def _train(config, output_dir, version, progress, resume, command, device) -> di
     verb = f"resuming at epoch {trainer.epoch + 1}, step {trainer.step}" if payload else "run directory"
     progress.message(f"{verb}: {run.path}  (device {trainer.device}, precision {trainer.precision}, "
                      f"{config.task}, {_outputs(config, meta)}, input {meta.input_shape})")
-    started = time.time()
     status, error, metrics = "failed", None, (payload or {}).get("metrics") or {}
     with StopSignals() as signals:
-        session = Session(trainer, meta, run, progress, signals, f"{command} --resume {shlex.quote(str(run.path))}")
+        session = Session(trainer, meta, run, progress, signals, f"{command} --resume {shlex.quote(str(run.path))}",
+                          payload["state"].get("seconds", 0.0) if payload else 0.0)
         trainer.after_step = session.between_steps
         try:
             metrics = session.run_epochs(resume_at, on_resumed) or metrics
@@ -221,10 +231,9 @@ def _train(config, output_dir, version, progress, resume, command, device) -> di
             raise
         finally:
             run.close()
-            run.write_summary(_summary(trainer, run, metrics, status, error, time.time() - started)
-                              | session.artifacts)
+            run.write_summary(_summary(trainer, run, metrics, status, error, session.seconds()) | session.artifacts)
             _plot(run)
-    return _summary(trainer, run, metrics, status, error, time.time() - started) | session.artifacts
+    return _summary(trainer, run, metrics, status, error, session.seconds()) | session.artifacts
 
 
 def _outputs(config, meta) -> str:

@@ -214,7 +214,7 @@ def test_sigterm_mid_epoch_and_at_epoch_end_then_resume_is_bitwise_identical(tmp
         for key, value in state.items():
             assert torch.equal(value, b["optimizer"]["state"][i][key]), (i, key)
     assert deep_equal(a["scheduler"], b["scheduler"]) and deep_equal(a["callbacks"], b["callbacks"])
-    assert deep_equal(a["state"], b["state"])
+    assert deep_equal(a["state"] | {"seconds": 0}, b["state"] | {"seconds": 0})  # all but the wall time
     assert strip_seconds(read_records(log)) == strip_seconds(full_records)
     assert summary["best"] == reference["best"] and summary["final"] == reference["final"]
 
@@ -383,6 +383,7 @@ def test_resume_auto_with_a_different_config_starts_a_new_run(finished_run):
 def test_resume_a_finished_run_trains_no_more(finished_run):
     cfg, run = finished_run
     before = weights(run / "checkpoints" / "last.pt")
+    trained_for = json.loads((run / "summary.json").read_text())["seconds"]
     epochs_before = [r for r in read_records(run / "metrics.jsonl") if r["event"] == "epoch"]
     # the keys that may change on resume do not block it
     result = invoke("train", cfg, "train.log_interval=3", "train.keep_last=2", "train.on_nan=skip_batch",
@@ -393,6 +394,8 @@ def test_resume_a_finished_run_trains_no_more(finished_run):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["epochs"] == 2 and summary["steps"] == 2 * TINY_STEPS_PER_EPOCH
     assert sorted(p.name for p in run.parent.iterdir()) == ["v1"]
+    # the run's time over all its sessions (earlier ones up to their last checkpoint), not just the last
+    assert trained_for > 0 and summary["seconds"] == pytest.approx(trained_for, abs=1.0)
 
 
 def test_raising_epochs_on_resume_continues_as_if_never_stopped(finished_run, tmp_path):

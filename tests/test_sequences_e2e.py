@@ -230,7 +230,7 @@ def test_tbptt_resumed_mid_epoch_ends_with_the_uninterrupted_weights(tbptt_run, 
     full = checkpoint.load(tbptt_run.run / "checkpoints" / "last.pt")
     summary = resume_copy(tbptt_run, "resumed", step)
     resumed = checkpoint.load(Path(summary["checkpoints"]["last"]))
-    assert resumed["state"] == full["state"]
+    assert resumed["state"] | {"seconds": 0} == full["state"] | {"seconds": 0}  # all but the wall time
     assert same_tensors(resumed["model"], full["model"]), "weights differ after a mid-epoch TBPTT resume"
     for i, state in full["optimizer"]["state"].items():
         assert same_tensors(state, resumed["optimizer"]["state"][i]), i

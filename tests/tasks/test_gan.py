@@ -314,7 +314,7 @@ def test_resumed_mid_epoch_ends_bitwise_equal_for_both_networks(digits_run, monk
     full = checkpoint.load(digits_run.ckpt)
     summary = resume_copy(digits_run, "resumed", step)
     resumed = checkpoint.load(summary["checkpoints"]["last"])
-    assert resumed["state"] == full["state"]
+    assert resumed["state"] | {"seconds": 0} == full["state"] | {"seconds": 0}  # all but the wall time
     assert {k.split(".")[0] for k in full["model"]} == {"generator", "discriminator", "fixed_noise", "fixed_labels"}
     assert same_tensors(resumed["model"], full["model"]), "weights differ after a mid-epoch resume"
     for net in ("generator", "discriminator"):
