@@ -60,7 +60,17 @@ def config_schema() -> dict:
     for section in ("train_transforms", "eval_transforms"):
         data[section] = {"type": "array", "items": transform_item(regs["transforms"])}
     defs.update(_DEFS)
-    return schema
+    schema["required"] = [key for key in schema["required"] if key != "name"]  # name defaults to the file's
+    return with_extends(schema)
+
+
+def with_extends(schema: dict) -> dict:
+    """A file with `extends:` holds only what it changes, so its sections may be partial: it is
+    checked for known top-level keys only; any other file against the whole schema."""
+    full = {key: value for key, value in schema.items() if key not in ("$schema", "title", "$defs")}
+    partial = {"type": "object", "propertyNames": {"enum": sorted(schema["properties"])}}
+    return {"$schema": schema["$schema"], "title": schema["title"], "$defs": schema["$defs"],
+            "if": {"type": "object", "required": ["extends"]}, "then": partial, "else": full}
 
 
 def per_network(item: dict) -> dict:

@@ -46,3 +46,15 @@ def test_transform_forms(validator):
     bad = tiny_digits_config()
     bad["data"]["train_transforms"] = [{"random_cropp": {"size": 8}}]
     assert list(validator.iter_errors(bad))
+
+
+def test_name_may_be_left_out_as_dlcli_allows(validator):
+    config = tiny_digits_config()
+    del config["name"]  # dlcli names the run after the file
+    assert list(validator.iter_errors(config)) == []
+
+
+def test_a_file_that_extends_another_may_hold_partial_sections(validator):
+    assert list(validator.iter_errors({"extends": "base.yaml", "data": {"batch_size": 32},
+                                       "optimizer": {"lr": 0.01}})) == []
+    assert list(validator.iter_errors({"extends": "base.yaml", "trian": {"epochs": 3}}))  # still no unknown keys
