@@ -156,7 +156,9 @@ class CheckpointStore:
         return target
 
     def _prune(self) -> None:
-        numbered = sorted(self.folder.glob("step-*.pt"))
+        # Oldest written first, not lowest step: after resuming from an earlier checkpoint, the files of
+        # the abandoned later steps are the old ones.
+        numbered = sorted(self.folder.glob("step-*.pt"), key=lambda path: (path.stat().st_mtime_ns, path.name))
         for old in numbered[:-self.keep_last]:
             old.unlink(missing_ok=True)  # last.pt/best.pt are links: their data stays
 

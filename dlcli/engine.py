@@ -75,6 +75,7 @@ class Trainer:
         objective = loss + l1_penalty(self.model, self.config.train.l1) if self.config.train.l1 else loss
         if self.skip_bad_batch(objective):
             self.skipped_batches += 1
+            self.task.reset()  # a language model's carried hidden state may be what went non-finite
         else:
             metrics.update(loss, logits, batch)
             self.backward(objective, self.scaler, share)

@@ -123,6 +123,21 @@ def tiny_payload(i: int) -> dict:
     return {"i": i, "w": torch.full((1000,), float(i))}
 
 
+def test_keep_last_keeps_the_newest_written_after_resuming_from_an_earlier_step(tmp_path):
+    """Resumed from step 10, a run writes steps 11 and 12; keep_last 2 keeps those two, not the
+    abandoned steps 20 and 30 written before the resume."""
+    folder = tmp_path / "checkpoints"
+    store = CheckpointStore(folder, keep_last=2)
+    for step in (10, 20, 30):
+        store.save(tiny_payload(step), step=step, is_best=False)
+    for age, name in enumerate(("step-000000030.pt", "step-000000020.pt"), start=1):
+        os.utime(folder / name, ns=(0, 10**18 - age))  # written long before what follows
+    for step in (11, 12):
+        store.save(tiny_payload(step), step=step, is_best=False)
+    assert sorted(p.name for p in folder.glob("step-*.pt")) == ["step-000000011.pt", "step-000000012.pt"]
+    assert checkpoint.load(folder / "last.pt")["i"] == 12
+
+
 def test_disk_full_while_saving_raises_training_error_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     import torch
 

@@ -302,6 +302,17 @@ def test_a_step_whose_batches_were_all_skipped_changes_no_weights_and_no_schedul
     assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
 
 
+def test_a_skipped_batch_resets_the_tasks_carried_state():
+    """A language model with train.tbptt carries its hidden state to the next batch; after a non-finite
+    batch that state may be non-finite too, so the task starts its streams afresh (reset)."""
+    trainer = make(train={"device": "cpu", "on_nan": "skip_batch"})
+    real_loss, resets = trainer.task.loss, []
+    trainer.task.loss = lambda model, batch: (real_loss(model, batch)[0] * float("nan"), None)
+    trainer.task.reset = lambda: resets.append(1)
+    trainer.train_step(next(iter(trainer.train_batches)), 1.0, True, trainer.task.metrics(trainer.device))
+    assert trainer.skipped_batches == 1 and resets == [1]
+
+
 # ---------------------------------------------------------------- epoch bookkeeping
 
 

@@ -159,8 +159,11 @@ def monitor_problems(config: Config, metrics: list[str]) -> list[str]:
     monitors = [("train.monitor", config.train.monitor)]
     monitors += [(f"callbacks.{i}.monitor", c.get("monitor")) for i, c in enumerate(config.callbacks)
                  if isinstance(c, dict)]
-    if isinstance(config.scheduler, dict) and config.scheduler.get("name") == "reduce_on_plateau":
-        monitors.append(("scheduler.monitor", config.scheduler.get("monitor", "val/loss")))
+    schedules = config.scheduler if isinstance(config.scheduler, dict) else {}
+    parts = {"scheduler": schedules} if "name" in schedules else \
+        {f"scheduler.{net}": part for net, part in schedules.items() if isinstance(part, dict)}  # a GAN's
+    monitors += [(f"{key}.monitor", part.get("monitor", "val/loss")) for key, part in parts.items()
+                 if part.get("name") == "reduce_on_plateau"]
     problems = []
     for key, metric in monitors:
         if not isinstance(metric, str):

@@ -77,9 +77,10 @@ class GANTask:
         model, opt, scaler, sched = trainer.model, trainer.optimizer, trainer.scaler, trainer.schedule
         nets = trainer.forward_model or model  # DDP wrappers and/or compiled networks, or the model
         shared = not is_distributed()  # one process: the generator step reuses the discriminator step's fakes
+        reused = shared and (self.d_steps + 1) % self.adv.n_critic == 0  # a generator step follows this one
         real, labels, z = self._inputs(model, batch)
         with autocast(trainer.device, trainer.precision):
-            with torch.no_grad() if not shared else contextlib.nullcontext():
+            with torch.no_grad() if not reused else contextlib.nullcontext():  # no graph nobody backpropagates
                 fake = (nets if shared else model).generator(z, labels)
             real_s, fake_s = nets.discriminator(real, labels), nets.discriminator(fake.detach(), labels)
             d_loss = self.adv.discriminator(real_s, fake_s)

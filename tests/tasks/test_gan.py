@@ -688,11 +688,13 @@ CLASSIFIER_WITH_GAN_LOSS = {"name": "c", "data": {"dataset": {"name": "digits"}}
     (gan_config(scheduler={"gen": {"name": "cosine"}}), "scheduler.gen", "unknown key"),
     (with_train(accumulate=2), "train.accumulate", "not supported for GANs"),
     (with_train(l1=0.01), "train.l1", "not supported for GANs"),
+    (gan_config(scheduler={"generator": {"name": "reduce_on_plateau", "monitor": "val/acc"},
+                           "discriminator": {"name": "constant"}}), "scheduler.generator.monitor", "unknown metric"),
     (gan_config(model={"name": "mlp"}), "model.name", "task gan needs model"),
     (with_train(monitor="val/acc"), "train.monitor", "unknown metric"),
 ], ids=["no-generator", "no-discriminator", "n_critic-0", "bce-n_critic-0", "gan-loss-on-classifier",
         "classification-loss-on-gan", "normalize", "sine", "digits_rows", "optimizer-extra-net", "optimizer-typo",
-        "optimizer-missing-net", "scheduler-extra-net", "accumulate", "l1", "task-gan-model-mlp", "monitor"])
+        "optimizer-missing-net", "scheduler-extra-net", "accumulate", "l1", "plateau-monitor", "task-gan-model-mlp", "monitor"])
 def test_bad_gan_config_is_a_config_error_naming_the_key(config, key, words):
     with pytest.raises(ConfigError) as err:
         validate(config)
