@@ -40,18 +40,23 @@ def _umask() -> int:
     return current
 
 
+def locate(path: str | Path) -> Path:
+    """The checkpoint file a path names: itself, or a run directory's best (else last) checkpoint."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("checkpoints/best.pt", "checkpoints/last.pt"):
+            if (path / name).is_file():
+                return path / name
+    return path
+
+
 def load(path: str | Path) -> dict:
     """Load and check a dlcli checkpoint; every failure is a one-line CheckpointError."""
     import pickle
 
     import torch
 
-    path = Path(path)
-    if path.is_dir():  # a run directory: take its best (else last) checkpoint
-        for name in ("checkpoints/best.pt", "checkpoints/last.pt"):
-            if (path / name).is_file():
-                path = path / name
-                break
+    path = locate(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:

@@ -50,6 +50,9 @@ def _run(action):
     except BrokenPipeError:  # `dlcli list | head`: the reader left; nothing to report
         sys.stderr.close()
         raise typer.Exit(0)
+    except OSError as err:  # a file or folder the command could not read or write: name it
+        where = f"{err.filename}: " if err.filename else ""
+        _fail(DlcliError(f"{where}{err.strerror or err}"))
     except MemoryError:
         _fail(DlcliError("out of memory", hint="lower data.batch_size or use a smaller model"))
     except typer.Exit:
@@ -194,12 +197,17 @@ def infer(
 
     def action():
         from dlcli.inference import infer as run_infer
+        from dlcli.paths import writable_folder, writable_output
         from dlcli.report import print_forecast, print_generation, print_predictions, write_predictions
 
         options = {"texts": text or [], "prompt": prompt, "length": length, "temperature": temperature,
                    "seed": seed, "steps": steps, "num": num, "label": label, "output": output, "output_dir": output_dir}
         if output and not output.endswith((".csv", ".jsonl", ".png")):
             raise ConfigError(f"--output: expected a .csv or .jsonl file name, or .png for a GAN (got {output!r})")
+        if output:
+            writable_output(output, "--output", reads=[checkpoint, *(inputs or [])])
+        if output_dir:
+            writable_folder(output_dir, "--output-dir")
         kind, result = run_infer(checkpoint, inputs or [], device, top_k, options)
         if kind == "images":
             _emit_json(result) if as_json else typer.echo(f"wrote {result['images']} images: "

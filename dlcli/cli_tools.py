@@ -105,10 +105,12 @@ def plot(
     """Plot one metric of several runs on one figure."""
 
     def action():
+        from dlcli.paths import writable_output
         from dlcli.plots import plot_runs
 
         if not output.endswith((".png", ".pdf", ".svg")):
             raise ConfigError(f"--output: expected a .png, .pdf or .svg file name (got {output!r})")
+        writable_output(output, "--output")
         plot_runs(run_dirs, metric, output)
         typer.echo(f"wrote {output}", err=True)
 

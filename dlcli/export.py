@@ -2,10 +2,11 @@
 the written file back, and check it gives the PyTorch model's outputs on a sample batch."""
 
 import json
+import os
 import warnings
-from pathlib import Path
 
 from dlcli.errors import ConfigError, DataError, DlcliError
+from dlcli.paths import writable_output
 
 FORMATS = ("onnx", "torchscript", "safetensors")
 
@@ -19,6 +20,7 @@ def export(checkpoint_path: str, fmt: str, output: str, tolerance: float) -> dic
     if fmt not in FORMATS:
         raise ConfigError(f"--format: expected one of {', '.join(FORMATS)} (got {fmt!r})")
     payload = checkpoint.load(checkpoint_path)
+    out = writable_output(output, "--output", reads=[checkpoint.locate(checkpoint_path)])
     config, meta, model, _, _ = from_checkpoint(payload, [], "cpu")
     model.eval()
     sample = sample_input(config, meta, model)
@@ -26,11 +28,17 @@ def export(checkpoint_path: str, fmt: str, output: str, tolerance: float) -> dic
         expected = model(sample)
     writer, reader = {"onnx": (_write_onnx, _run_onnx), "torchscript": (_write_torchscript, _run_torchscript),
                       "safetensors": (_write_safetensors, _run_safetensors)}[fmt]
-    out = Path(output)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # exporters' deprecation chatter; the numerical check decides
-        writer(model, sample, out, payload)
-        got = reader(out, sample)
+    # Written beside the target, then renamed over it: a hard-linked file at that name (a run's
+    # best.pt/last.pt/step-*.pt share one) is replaced, never written through.
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # exporters' deprecation chatter; the numerical check decides
+            writer(model, sample, tmp, payload)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    got = reader(out, sample)
     diff = float((got - expected).abs().max())
     result = {"format": fmt, "output": str(out), "max_abs_diff": diff, "tolerance": tolerance,
               "input_shape": ["batch", *sample.shape[1:]], "classes": meta.class_names}

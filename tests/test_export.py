@@ -52,6 +52,29 @@ def test_export_errors(checkpoint, tmp_path):
     assert too_strict.exit_code == 1 and "differs from the PyTorch model" in too_strict.output
 
 
+@pytest.mark.parametrize("fmt", ["onnx", "safetensors"])
+def test_export_never_overwrites_the_checkpoint_it_reads_or_its_links(checkpoint, tmp_path, fmt):
+    """best.pt, last.pt and step-*.pt of a run are hard links to one file: writing any of them would
+    destroy them all."""
+    from pathlib import Path
+
+    from dlcli import checkpoint as checkpoints
+
+    folder = Path(checkpoint).parent
+    for target in sorted(folder.glob("*.pt")):
+        result = CliRunner().invoke(app, ["export", checkpoint, "--format", fmt, "-o", str(target)])
+        assert result.exit_code == 2 and "is the file this command reads" in result.stderr, result.output
+    for target in folder.glob("*.pt"):
+        assert checkpoints.load(target)["model"]  # all still checkpoints
+
+
+def test_export_creates_a_missing_output_folder(checkpoint, tmp_path):
+    out = tmp_path / "new" / "deeper" / "m.onnx"
+    result = CliRunner().invoke(app, ["export", checkpoint, "--format", "onnx", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 1000 and [p.name for p in out.parent.iterdir()] == ["m.onnx"]  # no temp left
+
+
 def _trained(config: dict, folder) -> str:
     summary = train(validate(config), str(folder), None, Progress(1, quiet=True, stream=io.StringIO()))
     return summary["checkpoints"]["last"]

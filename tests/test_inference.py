@@ -81,6 +81,23 @@ def test_infer_rejects_inputs_of_the_wrong_kind(tabular_run, tmp_path):
     missing.write_text("height\n100\n")
     with pytest.raises(DataError, match="weight"):
         infer(summary["checkpoints"]["best"], [str(missing)], "cpu", top_k=1)
+    short = tmp_path / "short_row.csv"
+    short.write_text("weight,height\n5,100\n-5\n")
+    with pytest.raises(DataError, match="short_row.csv:3: expected 2 fields"):
+        infer(summary["checkpoints"]["best"], [str(short)], "cpu", top_k=1)
+
+
+def test_infer_output_never_overwrites_an_input(tabular_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from dlcli.cli import app
+
+    _, summary = tabular_run
+    rows = tmp_path / "new.csv"
+    rows.write_text("weight,height\n5,100\n")
+    result = CliRunner().invoke(app, ["infer", summary["checkpoints"]["best"], str(rows), "--output", str(rows)])
+    assert result.exit_code == 2 and "is the file this command reads" in result.stderr, result.output
+    assert rows.read_text() == "weight,height\n5,100\n"
 
 
 def test_bad_device_and_model_override_are_clear_errors(tabular_run):

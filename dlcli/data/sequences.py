@@ -86,6 +86,8 @@ def _jsonl_rows(path: Path) -> list:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not valid UTF-8 text (byte {err.start}); save the file as UTF-8") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the file: {err.strerror or err}") from None
     for line, raw in enumerate(text.splitlines(), start=1):
         if raw.strip():
             try:

@@ -30,6 +30,8 @@ def open_csv(path: Path):
         return io.StringIO(path.read_bytes().decode("utf-8-sig"), newline="")
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not valid UTF-8 text (byte {err.start}); save the file as UTF-8") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the file: {err.strerror or err}") from None
 
 
 def _label_names(labels: list[str]) -> list[str]:
@@ -56,6 +58,9 @@ def read_csv(file: str, label: str, features: list[str] | None, weight: str | No
     with open_csv(path) as handle:
         reader = csvlib.DictReader(handle)
         header = reader.fieldnames or []
+        repeated = sorted({c for c in header if header.count(c) > 1})
+        if repeated:
+            raise DataError(f"{file}: column name(s) {repeated} appear more than once in the header")
         missing = [c for c in [label, *(features or []), *([weight] if weight else [])] if c not in header]
         if missing:
             raise DataError(f"{file}: missing column(s) {missing}; columns are {header}")
@@ -73,6 +78,8 @@ def read_csv(file: str, label: str, features: list[str] | None, weight: str | No
     if any(w < 0 for w in weights):
         raise DataError(f"{file}: column {weight!r}: sample weights must be >= 0")
     names = _label_names(labels)
+    if len(names) < 2:
+        raise DataError(f"{file}: column {label!r} holds a single class ({names[0]!r}); a classifier needs two or more")
     lookup = {name: i for i, name in enumerate(names)}
     y = torch.tensor([lookup[v] for v in labels], dtype=torch.long)
     return Source(
@@ -95,7 +102,12 @@ def read_features(file: str, feature_names: list[str]):
         missing = [c for c in feature_names if c not in (reader.fieldnames or [])]
         if missing:
             raise DataError(f"{file}: missing feature column(s) {missing} the model was trained on")
-        rows = [[_number(row[c], file, line, c) for c in feature_names] for line, row in enumerate(reader, start=2)]
+        width = len(reader.fieldnames)
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            if None in row or any(value is None for value in row.values()):
+                raise DataError(f"{file}:{line}: expected {width} fields")
+            rows.append([_number(row[c], file, line, c) for c in feature_names])
     if not rows:
         raise DataError(f"{file}: no data rows")
     return torch.tensor(rows, dtype=torch.float32)

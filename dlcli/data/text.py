@@ -44,6 +44,8 @@ def read_text(path: str, encoding: str = "utf-8") -> str:
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not valid {encoding} text (byte {err.start}); "
                         f"set data.dataset.encoding to the file's encoding") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the file: {err.strerror or err}") from None
     if not text.strip():
         raise DataError(f"{path}: the text file is empty")
     return text

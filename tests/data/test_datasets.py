@@ -378,6 +378,8 @@ def test_csv_reads_features_labels_and_weights(tmp_path):
     (["a", "b"], [(1, 0)], {}, ["missing column", "'label'"]),
     (["a", "b", "label"], [(1, 2, 0), (3, 4)], {}, [":3", "expected 3 fields"]),
     (["a", "b", "label", "w"], [(1, 2, 0, -1)], {"weight": "w"}, ["'w'", ">= 0"]),
+    (["a", "a", "label"], [(1, 2, 0), (3, 4, 1)], {}, ["['a']", "more than once"]),
+    (["a", "label"], [(1, "yes"), (2, "yes")], {}, ["single class", "'yes'"]),
 ])
 def test_csv_bad_content_is_a_data_error_naming_file_and_place(tmp_path, header, rows, spec, expected):
     from dlcli.data.datasets import DATASETS
@@ -389,6 +391,22 @@ def test_csv_bad_content_is_a_data_error_naming_file_and_place(tmp_path, header,
     assert "table.csv" in message
     for part in expected:
         assert part in message, message
+    assert info.value.exit_code == 3
+
+
+def test_an_unreadable_csv_is_a_data_error_naming_it(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from dlcli.data.datasets import DATASETS
+
+    path = write_csv(tmp_path / "locked.csv", ["a", "label"], [(1, 0), (2, 1)])
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", denied)  # chmod 000 does not stop root, who runs CI
+    with pytest.raises(DataError, match="locked.csv: cannot read the file: Permission denied") as info:
+        DATASETS.build({"name": "csv", "path": str(path)}, "train")
     assert info.value.exit_code == 3
 
 
