@@ -40,8 +40,10 @@ def cnn(
     conv = dict(kernel_size=kernel_size, stride=stride, padding=padding, batch_norm=batch_norm,
                 activation=activation, convs_per_block=convs_per_block)
     features = _conv_blocks(input_shape[0], channels, conv, pooling, pool_size, dropout, global_pool)
-    with torch.no_grad():  # infer the flattened width from the dataset's input shape
+    with torch.no_grad():  # infer the flattened width from the dataset's input shape; in eval mode, so
+        features.eval()    # batch norm takes a 1x1 map and no running statistic or random draw moves
         width = features(torch.zeros(1, *input_shape)).shape[1]
+        features.train()
     model = nn.Sequential(*features, *_head(width, head, num_classes, activation, head_dropout))
     if init != "default":
         init_weights(model, init, init_mean, init_std, zero_bias)

@@ -88,8 +88,10 @@ def sequential(input_shape, num_classes, *, layers: list[Layer]):
             raise ConfigError(f"model.layers.{i}: {name}: {err}") from None
     model = nn.Sequential(*built)
     try:
-        with torch.no_grad():  # materialise lazy layers from the dataset's input shape
+        with torch.no_grad():  # materialise lazy layers from the dataset's input shape (in eval mode: no
+            model.eval()       # batch-norm statistics or dropout draws from the zeros)
             out = model(torch.zeros(2, *input_shape))
+            model.train()
     except (RuntimeError, TypeError, ValueError) as err:
         first = str(err).splitlines()[0]
         raise ConfigError(f"model.layers: do not fit input shape {list(input_shape)}: {first}") from None

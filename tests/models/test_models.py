@@ -160,6 +160,16 @@ def test_cnn_stride_2_halves_resolution():
     assert model(torch.randn(2, *IMG)).shape == (2, 10)
 
 
+def test_cnn_whose_features_shrink_to_one_pixel_builds_and_leaves_batch_norm_untouched():
+    """Sizing the head runs one image through the blocks: batch norm must not see it as training data
+    (a 1x1 map of one image has no variance to take)."""
+    model = build({"name": "cnn", "channels": [4, 8, 16], "batch_norm": True}, IMG, 10)  # 8 -> 4 -> 2 -> 1
+    assert model.training
+    for norm in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
+        assert norm.num_batches_tracked == 0 and torch.equal(norm.running_var, torch.ones_like(norm.running_var))
+    assert model(torch.randn(4, *IMG)).shape == (4, 10)
+
+
 def test_cnn_rgb_and_non_square_input():
     model = build({"name": "cnn", "channels": [4], "kernel_size": 5}, (3, 12, 6), 4)
     assert model(torch.randn(2, 3, 12, 6)).shape == (2, 4)
