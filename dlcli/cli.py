@@ -185,7 +185,8 @@ def infer(
     temperature: Optional[float] = typer.Option(None, "--temperature", min=0.0, max=100.0,
                                                 help="language models: sampling temperature (0 = always the "
                                                      "likeliest; default 1)"),
-    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="language models: seed for repeatable text"),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, max=2**32 - 1,
+                                       help="language models and GANs: seed for repeatable output"),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, max=100_000,
                                         help="forecasters: future steps to predict (default: the horizon)"),
     num: Optional[int] = typer.Option(None, "--num", min=1, max=100_000,

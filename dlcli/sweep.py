@@ -33,11 +33,14 @@ def split_values(text: str) -> list[str]:
 
 def expand(axes: list[str], random_draws: int | None, seeds: int | None, sweep_seed: int) -> list[list[str]]:
     """Override lists, one per run: the grid's product, or `random_draws` distinct picks from it."""
-    grid = []
+    grid, keys = [], []
     for axis in axes:
         key, sep, text = axis.partition("=")
         if not sep or not key:
             raise ConfigError(f"sweep axis {axis!r}: expected key=v1,v2,...")
+        if key in keys or (key == "seed" and seeds):
+            raise ConfigError(f"sweep axis {axis!r}: {key} is already swept" + (" by --seeds" if key == "seed" else ""))
+        keys.append(key)
         grid.append([f"{key}={value}" for value in split_values(text)])
     combos = [list(c) for c in itertools.product(*grid)]
     if random_draws is not None:
@@ -71,6 +74,7 @@ def run_sweep(config_path: str, combos: list[list[str]], metric: str | None, out
 
     configs = validate_all(config_path, combos)
     metric = metric or configs[0].train.monitor
+    _check_metric(metric, configs[0])
     rows = [{"overrides": " ".join(o), "status": "not run", metric: None, "run_dir": None, "error": None}
             for o in combos]
     out = Path(runs_root(output_dir, configs[0])) / configs[0].name / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}.csv"
@@ -88,9 +92,19 @@ def run_sweep(config_path: str, combos: list[list[str]], metric: str | None, out
             raise
         except DlcliError as err:
             row["error"] = str(err).splitlines()[0]
+        except Exception as err:  # noqa: BLE001  a bug in one point must not cost the others their runs
+            row["error"] = f"unexpected {type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
     rows.sort(key=lambda r: (r[metric] is None, sign * (r[metric] or 0)))
     write_csv(rows, out)
     return rows, out, metric
+
+
+def _check_metric(metric: str, config) -> None:
+    from dlcli.tasks import known_metrics
+
+    known = known_metrics(config.task, config.data.val_split > 0)
+    if metric not in known:
+        raise ConfigError(f"--metric: unknown metric {metric!r}; available: {', '.join(known)}")
 
 
 def _metric_value(summary: dict, metric: str):

@@ -7,6 +7,8 @@ from pydantic import Field
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
+TestFraction = Annotated[float, Field(gt=0, le=0.9)]  # a held-out test share that leaves every class trainable
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # what numpy's and torch's seeding accept
 Probability = Annotated[float, Field(ge=0, le=1)]
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]

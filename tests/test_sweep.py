@@ -29,6 +29,10 @@ def test_expand_grid_random_and_seeds():
     assert seeded[:3] == [["a=1", "seed=0"], ["a=1", "seed=1"], ["a=1", "seed=2"]] and len(seeded) == 6
     with pytest.raises(Exception, match="expected key=v1,v2"):
         expand(["oops"], None, None, 0)
+    with pytest.raises(Exception, match="optimizer.lr is already swept"):
+        expand(["optimizer.lr=0.1,0.01", "optimizer.lr=0.5"], None, None, 0)
+    with pytest.raises(Exception, match="seed is already swept by --seeds"):
+        expand(["seed=5,6"], None, 2, 0)
 
 
 def test_sweep_2x2_with_a_failing_run(tmp_path):
@@ -104,3 +108,33 @@ def test_sweep_table_shows_rows_in_order(capsys):
     text = capsys.readouterr().out
     assert "sorted by val/acc" in text and "0.9100" in text and "loss became nan" in text
     assert text.index("lr=0.1") < text.index("lr=1e30")
+
+
+def test_an_unknown_metric_stops_the_sweep_before_any_run(tmp_path):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_digits_config()))
+    result = CliRunner().invoke(app, ["sweep", str(cfg), "optimizer.lr=0.1,0.01", "--metric", "val/nope",
+                                      "--output-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "--metric: unknown metric 'val/nope'" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_unexpected_failure_in_one_point_does_not_stop_the_others(tmp_path, monkeypatch):
+    import dlcli.training
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_digits_config(train={"epochs": 1, "device": "cpu"})))
+    real_train = dlcli.training.train
+
+    def flaky(config, *args, **kwargs):
+        if config.optimizer["lr"] == 0.1:
+            raise ValueError("a bug")
+        return real_train(config, *args, **kwargs)
+
+    monkeypatch.setattr(dlcli.training, "train", flaky)
+    result = CliRunner().invoke(app, ["sweep", str(cfg), "optimizer.lr=0.1,0.01", "--output-dir",
+                                      str(tmp_path / "runs"), "--json", "-q"])
+    assert result.exit_code == 1, result.output
+    rows = {r["overrides"]: r for r in json.loads(result.stdout)}
+    assert rows["optimizer.lr=0.1"]["error"] == "unexpected ValueError: a bug"
+    assert rows["optimizer.lr=0.01"]["status"] == "finished"

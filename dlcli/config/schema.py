@@ -4,7 +4,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from dlcli.types import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from dlcli.types import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, Seed
 
 Component = dict[str, Any]  # {name: ..., params...}; validated against a registry in load.py
 Device = Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]
@@ -85,7 +85,7 @@ class OutputConfig(Strict):
 
 class Config(Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
-    seed: NonNegativeInt = 0
+    seed: Seed = 0
     task: Literal["classification", "language_model", "forecasting", "gan"] | None = None  # None: from dataset/model
     data: DataConfig
     model: Component

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from dlcli.types import Fraction, PositiveInt
+from dlcli.types import PositiveInt, TestFraction
 
 DATASETS = Registry("dataset")
 
@@ -24,7 +24,7 @@ _LAYOUT = {
 
 
 @DATASETS.register("digits")
-def digits(split, *, test_fraction: Fraction = 0.2):
+def digits(split, *, test_fraction: TestFraction = 0.2):
     """scikit-learn's bundled 8x8 handwritten digits (1,797 images, offline)."""
     import torch
     from sklearn.datasets import load_digits

@@ -14,7 +14,7 @@ from dlcli.data.source import Source
 from dlcli.data.tabular import _canonical, _label_names, _number, open_csv
 from dlcli.data.text import read_text, tokenize
 from dlcli.errors import DataError
-from dlcli.types import Fraction, NonNegativeFloat, PositiveInt
+from dlcli.types import NonNegativeFloat, PositiveInt, TestFraction
 
 Length = Annotated[int, Field(gt=0, le=100_000)]
 
@@ -151,7 +151,7 @@ def sine(split, *, length: Annotated[int, Field(ge=8, le=10_000_000)] = 2000, pe
 
 
 @DATASETS.register("digits_rows")
-def digits_rows(split, *, test_fraction: Fraction = 0.2):
+def digits_rows(split, *, test_fraction: TestFraction = 0.2):
     """The offline 8x8 digits, read row by row: 8 time steps of 8 pixels (sequence classification)."""
     source = digits(split, test_fraction=test_fraction)
     source.x, source.kind = source.x.squeeze(1), "sequence"

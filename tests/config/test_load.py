@@ -595,6 +595,17 @@ def test_nonsensical_numbers_are_config_errors_naming_the_key(tmp_path, text, ke
     assert any(line.startswith(f"{key}:") for line in info.value.problems), info.value.problems
 
 
+@pytest.mark.parametrize("override, key", [
+    ("seed=4294967296", "seed"),  # numpy and torch seed with at most 2**32 - 1
+    ("data.dataset.test_fraction=0", "data.dataset.test_fraction"),
+    ("data.dataset.test_fraction=0.999", "data.dataset.test_fraction"),
+])
+def test_values_that_would_fail_only_at_run_time_are_config_errors(override, key):
+    with pytest.raises(ConfigError) as info:
+        validate(tiny_digits_config(), [override])
+    assert any(line.startswith(f"{key}:") for line in info.value.problems), info.value.problems
+
+
 def test_non_string_monitor_is_a_config_error_not_a_crash():
     config = tiny_digits_config(callbacks=[{"name": "early_stopping", "monitor": []}])
     with pytest.raises(ConfigError, match=r"callbacks\.0\.monitor"):
