@@ -119,8 +119,10 @@ def train(
         try:
             summary = run_training(cfg, output_dir, run_version, progress, resume,
                                    train_command(config, overrides or [], devices))
-        except Interrupted as err:
-            if main_rank:
+        except DlcliError as err:
+            if as_json and main_rank and getattr(err, "summary", None):
+                _emit_json(err.summary)  # scripts get status and error on stdout in exactly these cases
+            if main_rank or not isinstance(err, Interrupted):
                 raise
             raise typer.Exit(err.exit_code)  # rank 0 reports the stop; the other ranks leave quietly
         if main_rank:

@@ -214,7 +214,7 @@ def _train(config, output_dir, version, progress, resume, command, device) -> di
     verb = f"resuming at epoch {trainer.epoch + 1}, step {trainer.step}" if payload else "run directory"
     progress.message(f"{verb}: {run.path}  (device {trainer.device}, precision {trainer.precision}, "
                      f"{config.task}, {_outputs(config, meta)}, input {meta.input_shape})")
-    status, error, metrics = "failed", None, (payload or {}).get("metrics") or {}
+    status, error, failure, metrics = "failed", None, None, (payload or {}).get("metrics") or {}
     with StopSignals() as signals:
         session = Session(trainer, meta, run, progress, signals, f"{command} --resume {shlex.quote(str(run.path))}",
                           payload["state"].get("seconds", 0.0) if payload else 0.0)
@@ -223,17 +223,20 @@ def _train(config, output_dir, version, progress, resume, command, device) -> di
             metrics = session.run_epochs(resume_at, on_resumed) or metrics
             session.finish(metrics)
             status = "finished"
-        except (Interrupted, KeyboardInterrupt):
-            status = "interrupted"
+        except (Interrupted, KeyboardInterrupt) as err:
+            status, failure = "interrupted", err
             raise
         except DlcliError as err:
-            error = str(err)
+            error, failure = str(err), err
             raise
         finally:
             run.close()
-            run.write_summary(_summary(trainer, run, metrics, status, error, session.seconds()) | session.artifacts)
+            summary = _summary(trainer, run, metrics, status, error, session.seconds()) | session.artifacts
+            run.write_summary(summary)
+            if failure is not None:
+                failure.summary = summary  # for `train --json`, which prints it on failure too
             _plot(run)
-    return _summary(trainer, run, metrics, status, error, session.seconds()) | session.artifacts
+    return summary
 
 
 def _outputs(config, meta) -> str:

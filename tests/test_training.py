@@ -77,6 +77,11 @@ def test_huge_learning_rate_stops_with_exit_1_naming_epoch_step_and_causes(tmp_p
     assert summary["status"] == "failed" and summary["error"] == errors[0][len("error: "):]
     assert summary["epochs"] == 1 and 0 < summary["steps"] < STEPS_PER_EPOCH
     assert not (run / "checkpoints" / "best.pt").exists() and not (run / "checkpoints" / "last.pt").exists()
+    as_json = CliRunner().invoke(app, ["train", str(cfg), "--output-dir", str(tmp_path / "runs"), "-q", "--json"])
+    assert as_json.exit_code == 1  # a script reading stdout still gets the summary, with status and error
+    printed = json.loads(as_json.stdout)
+    assert printed["status"] == "failed" and printed["error"].startswith("loss became")
+    assert printed == json.loads((tmp_path / "runs" / "tiny" / "v2" / "summary.json").read_text())
 
 
 @pytest.mark.parametrize("train_cfg", [
