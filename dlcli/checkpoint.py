@@ -81,7 +81,20 @@ def load(path: str | Path) -> dict:
     if version > FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format version {version!r} is newer than this dlcli "
                               f"understands ({FORMAT_VERSION}); upgrade dlcli")
+    _check_sections(payload, path)
     return payload
+
+
+# What every command reading a checkpoint relies on: section -> keys it must hold.
+REQUIRED = {"config": (), "meta": ("class_names", "input_shape", "kind"), "model": (), "state": ("epoch", "step")}
+
+
+def _check_sections(payload: dict, path: Path) -> None:
+    missing = [name for name in REQUIRED if not isinstance(payload.get(name), dict)]
+    missing += [f"{name}.{key}" for name, keys in REQUIRED.items() if isinstance(payload.get(name), dict)
+                for key in keys if key not in payload[name]]
+    if missing:
+        raise CheckpointError(f"{path}: incomplete dlcli checkpoint (missing {', '.join(missing)})")
 
 
 def _unpickler_reason(err: Exception) -> str:

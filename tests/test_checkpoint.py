@@ -60,6 +60,11 @@ def assert_one_error_line(result, code: int = 4, informative: bool = True) -> st
     return lines[0]
 
 
+# the sections every dlcli checkpoint has (checkpoint.load checks them), for hand-made payloads
+SECTIONS = {"config": {}, "meta": {"class_names": [], "input_shape": [], "kind": "image"}, "model": {},
+            "state": {"epoch": 0, "step": 0}}
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A real one-epoch tiny-digits run: (config dict, its run directory)."""
@@ -77,9 +82,11 @@ def test_sigkill_at_random_moments_while_saving_always_leaves_a_loadable_checkpo
 
     path = tmp_path / "model.pt"
     size = 1_000_000  # 4 MB of float32 per payload
-    payloads = [{"i": i, "w": torch.full((size,), float(i)), "meta": {"name": f"p{i}", "values": list(range(i, i + 50))}}
+    payloads = [{**SECTIONS, "i": i, "w": torch.full((size,), float(i)),
+                 "extra": {"name": f"p{i}", "values": list(range(i, i + 50))}}
                 for i in range(1, 4)]  # built before forking: the children only serialize
-    checkpoint.save({"i": 0, "w": torch.zeros(size), "meta": {"name": "p0", "values": list(range(50))}}, path)
+    checkpoint.save({**SECTIONS, "i": 0, "w": torch.zeros(size), "extra": {"name": "p0", "values": list(range(50))}},
+                    path)
     started = time.perf_counter()
     checkpoint.save(payloads[0], path)
     duration = time.perf_counter() - started
@@ -105,7 +112,7 @@ def test_sigkill_at_random_moments_while_saving_always_leaves_a_loadable_checkpo
         i = payload["i"]
         assert payload["format"] == "dlcli-checkpoint" and payload["format_version"] == checkpoint.FORMAT_VERSION
         assert torch.equal(payload["w"], torch.full((size,), float(i)))
-        assert payload["meta"] == {"name": f"p{i}", "values": list(range(i, i + 50))}
+        assert payload["extra"] == {"name": f"p{i}", "values": list(range(i, i + 50))}
         loaded_ids.append(i)
         others = [p for p in tmp_path.iterdir() if p.name != "model.pt"]
         assert all(p.name.startswith(".model.pt.") and p.name.endswith(".tmp") for p in others), others
@@ -120,7 +127,7 @@ def test_sigkill_at_random_moments_while_saving_always_leaves_a_loadable_checkpo
 def tiny_payload(i: int) -> dict:
     import torch
 
-    return {"i": i, "w": torch.full((1000,), float(i))}
+    return {**SECTIONS, "i": i, "w": torch.full((1000,), float(i))}
 
 
 def test_keep_last_keeps_the_newest_written_after_resuming_from_an_earlier_step(tmp_path):
@@ -392,11 +399,15 @@ def broken_files(directory: Path, good: Path) -> dict[str, tuple[Path, str]]:
     path = directory / "future.pt"
     torch.save({**payload, "format_version": 999}, path)
     files["future-version"] = (path, "format version 999")
+    for name, broken in [("no-meta", {k: v for k, v in payload.items() if k != "meta"}),
+                         ("empty-meta", {**payload, "meta": {}}), ("no-config", {**payload, "config": None})]:
+        torch.save(broken, directory / f"{name}.pt")
+        files[name] = (directory / f"{name}.pt", "incomplete dlcli checkpoint")
     return files
 
 
 BROKEN = ["zero-bytes", "truncated-first-byte", "truncated-first-100", "truncated-half", "truncated-all-but-30",
-          "random-bytes", "text", "plain-dict", "list", "future-version"]
+          "random-bytes", "text", "plain-dict", "list", "future-version", "no-meta", "empty-meta", "no-config"]
 
 
 def test_every_broken_file_is_a_one_line_checkpoint_error(tmp_path, trained):
