@@ -17,14 +17,24 @@ def _row(folder: Path) -> dict:
     row = {"name": folder.parent.name, "version": folder.name, "path": str(folder), "status": "incomplete",
            "monitor": None, "best": None, "epochs": 0, "seconds": None, "device": None}
     summary = _read_json(folder / "summary.json")
-    if summary:
-        row.update(status=summary.get("status"), monitor=summary.get("monitor"),
-                   best=(summary.get("best") or {}).get("value"), epochs=summary.get("epochs"),
-                   seconds=summary.get("seconds"), device=summary.get("device"))
+    if isinstance(summary, dict):  # a hand-edited or foreign file shows its fields only where they make sense
+        best = summary.get("best")
+        row.update(status=_text(summary.get("status")) or "incomplete", monitor=_text(summary.get("monitor")),
+                   best=_number(best.get("value")) if isinstance(best, dict) else None,
+                   epochs=_number(summary.get("epochs")) or 0, seconds=_number(summary.get("seconds")),
+                   device=_text(summary.get("device")))
         return row
-    epochs = [r for r in read_records(folder / "metrics.jsonl") if r.get("event") == "epoch"]
+    epochs = [r for r in read_records(folder / "metrics.jsonl") if isinstance(r, dict) and r.get("event") == "epoch"]
     row["epochs"] = epochs[-1]["epoch"] if epochs else 0
     return row
+
+
+def _text(value):
+    return value if isinstance(value, str) else None
+
+
+def _number(value):
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _read_json(path: Path):

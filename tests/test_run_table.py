@@ -36,3 +36,16 @@ def test_finished_and_incomplete_runs(tmp_path):
 def test_missing_runs_folder_is_a_usage_error(tmp_path):
     result = CliRunner().invoke(app, ["runs", str(tmp_path / "nope")])
     assert result.exit_code == 2 and "runs folder not found" in result.output
+
+
+def test_a_malformed_summary_shows_as_one_odd_row_not_a_failure(tmp_path):
+    root = tmp_path / "runs"
+    for version, text in [("v1", "[1, 2]"), ("v2", '{"status": "finished", "best": "x", "seconds": "long"}')]:
+        (root / "tiny" / version).mkdir(parents=True)
+        (root / "tiny" / version / "config.yaml").write_text("name: tiny\n")
+        (root / "tiny" / version / "summary.json").write_text(text)
+    rows = collect_runs(str(root))
+    assert [(r["version"], r["status"], r["best"], r["seconds"]) for r in rows] == [
+        ("v1", "incomplete", None, None), ("v2", "finished", None, None)]
+    table = CliRunner().invoke(app, ["runs", str(root)])
+    assert table.exit_code == 0, table.output
