@@ -11,10 +11,21 @@ def load_image(path: str, channels: int | None = None):
 
     try:
         with Image.open(path) as image:
+            if image.mode == "I" or image.mode.startswith("I;16"):  # 16-bit grayscale: PIL's 8-bit convert clips
+                return _sixteen_bit(image, channels)
             image = image.convert({1: "L", 3: "RGB"}.get(channels, "RGB"))
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise DataError(f"cannot read image {path}: {str(err).splitlines()[0] if str(err) else 'decode failed'}") from None
     return pil_to_tensor(image).to(torch.float32) / 255.0
+
+
+def _sixteen_bit(image, channels: int | None):
+    """A 16-bit grayscale image scaled by its full range (0..65535) to [0, 1], as 1 or 3 channels."""
+    import numpy as np
+    import torch
+
+    gray = torch.from_numpy(np.asarray(image, dtype=np.float32) / 65535.0).clamp(0, 1)[None]
+    return gray if channels == 1 else gray.expand(3, -1, -1).clone()
 
 
 class ImageFiles:

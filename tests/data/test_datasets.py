@@ -248,6 +248,21 @@ def test_image_folder_corrupt_image_names_the_file(tmp_path, write_config):
     assert str(bad) in result.stderr
 
 
+def test_16_bit_grayscale_images_keep_their_brightness(tmp_path):
+    """PIL's convert to 8-bit clips 16-bit values (a nearly black image read as white)."""
+    import torch
+    from PIL import Image
+
+    from dlcli.data.files import load_image
+
+    for value in (1000, 32768, 65535):
+        path = tmp_path / f"g{value}.png"
+        Image.fromarray(np.full((4, 5), value, np.uint16)).save(path)
+        gray, rgb = load_image(str(path), 1), load_image(str(path), 3)
+        assert gray.shape == (1, 4, 5) and rgb.shape == (3, 4, 5)
+        assert torch.allclose(gray, torch.full_like(gray, value / 65535)) and torch.equal(rgb[0], gray[0])
+
+
 def test_load_image_corrupt_file_is_data_error(tmp_path):
     from dlcli.data.files import load_image
 
