@@ -107,6 +107,10 @@ def train(
         from dlcli.report import print_train_summary
         from dlcli.training import train as run_training, train_command
 
+        if resume is not None and not resume.strip():
+            raise ConfigError("--resume: empty value; give RUN_DIR, a checkpoint file, or auto")
+        if resume and run_version:
+            raise ConfigError("--run-version: a resumed run keeps its own folder; leave one of them out")
         extra = [f"train.devices={devices}"] if devices else []
         cfg = load(config, (overrides or []) + extra)  # every config error is reported once, before any launch
         if cfg.train.devices > 1 and "LOCAL_RANK" not in os.environ:

@@ -1,5 +1,6 @@
 """`dlcli eval` and `dlcli infer`: everything comes from the checkpoint alone."""
 
+import os
 from pathlib import Path
 
 from dlcli.errors import ConfigError, DataError
@@ -60,6 +61,8 @@ def collect_inputs(inputs: list[str], text_files: bool = False) -> list[Path]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
+            if not os.access(path, os.R_OK | os.X_OK):
+                raise DataError(f"cannot read folder {path}: permission denied")
             found = sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes)
             if not found:
                 raise DataError(f"no {'text table' if text_files else 'image'} files in folder {path}")
@@ -193,7 +196,7 @@ def infer(path: str, inputs: list[str], device_spec: str, top_k: int | None, opt
         from dlcli.sequence_inference import forecast
 
         if len(inputs) != 1:
-            raise DataError(f"a forecaster takes one CSV series (its last {meta.sequence['window']} rows are "
+            raise ConfigError(f"a forecaster takes one CSV series (its last {meta.sequence['window']} rows are "
                             f"the input window); got {len(inputs)} inputs")
         return "forecast", forecast(model, task, meta, device, precision, inputs[0], options.get("steps"))
     return "classes", classify(model, task, config, meta, device, precision, inputs, top_k or 3, options)
@@ -211,7 +214,7 @@ def classify(model, task, config, meta, device, precision, inputs, top_k, option
         probs = classify_texts(model, task, x, lengths, device, precision)
     else:
         if not files:
-            raise DataError("no inputs given")
+            raise ConfigError("no inputs given: name image files or folders, CSV files, or use --text")
         if meta.kind == "tabular":
             x, names = tabular_inputs(files, meta)
         elif meta.kind == "sequence":

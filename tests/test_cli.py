@@ -362,3 +362,20 @@ def test_debug_adds_the_traceback_and_keeps_the_exit_code(run_cli, write_config,
     assert plain.returncode == debug.returncode == code, debug.stderr
     assert "Traceback" not in plain.stderr and "Traceback (most recent call last)" in debug.stderr
     assert error in debug.stderr
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--resume", ""], "--resume: empty value"),  # an unset $VAR in a job script must not start afresh
+    (["--resume", "auto", "--run-version", "v7"], "--run-version: a resumed run keeps its own folder"),
+    (["data.class_weights=[1, 2]"], "data.class_weights: 2 weights for 10 classes"),
+], ids=["empty-resume", "resume-with-version", "class-weights-count"])
+def test_contradictory_or_empty_train_options_are_usage_errors(tmp_path, monkeypatch, extra, expected):
+    from dlcli.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_digits_config()))
+    result = CliRunner().invoke(app, ["train", str(cfg), *extra, "--output-dir", str(tmp_path / "out")])
+    assert_clean_error(result.stderr, result.exit_code, 2)
+    assert expected in result.stderr.splitlines()[0], result.stderr
+    assert not (tmp_path / "out").exists()

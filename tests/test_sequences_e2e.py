@@ -319,7 +319,7 @@ def test_forecaster_input_misuse_is_a_clean_error(sine_run, tmp_path):
     other = write_series(tmp_path / "other.csv", {"level": [0.0] * 50})
 
     r = cli("infer", sine_run.ckpt, series, series, "--device", "cpu")
-    assert_one_error(r.exit_code, r.stderr, 3, "one CSV series", "got 2 inputs")
+    assert_one_error(r.exit_code, r.stderr, 2, "one CSV series", "got 2 inputs")
     r = cli("infer", sine_run.ckpt, short, "--device", "cpu")
     assert_one_error(r.exit_code, r.stderr, 3, f"{WINDOW - 1} rows", f"last {WINDOW}")
     r = cli("infer", sine_run.ckpt, other, "--device", "cpu")

@@ -11,7 +11,7 @@ from dlcli.data.splits import remap_labels, split_indices, subset
 from dlcli.data.source import Source
 from dlcli.data.transforms import compose
 from dlcli.data.windows import describe_sequences, prepare, split_positional, stream_order
-from dlcli.errors import DataError
+from dlcli.errors import ConfigError, DataError
 
 
 @dataclass
@@ -104,7 +104,7 @@ def sample_weights(source: Source, data_cfg, num_classes: int):
         table = len(source.y) / (num_classes * counts.clamp_min(1))
     else:
         if len(cw) != num_classes:
-            raise DataError(f"data.class_weights: {len(cw)} weights for {num_classes} classes")
+            raise ConfigError(f"data.class_weights: {len(cw)} weights for {num_classes} classes")
         table = torch.tensor(cw, dtype=torch.float32)
     per_sample = table[source.y]
     return per_sample if weights is None else per_sample * weights
