@@ -51,8 +51,9 @@ def _run(action):
         sys.stderr.close()
         raise typer.Exit(0)
     except OSError as err:  # a file or folder the command could not read or write: name it
-        where = f"{err.filename}: " if err.filename else ""
-        _fail(DlcliError(f"{where}{err.strerror or err}"))
+        failed = DlcliError(f"{err.filename}: {err.strerror or err}" if err.filename else f"{err.strerror or err}")
+        failed.__cause__ = err  # its traceback, with --debug
+        _fail(failed)
     except MemoryError:
         _fail(DlcliError("out of memory", hint="lower data.batch_size or use a smaller model"))
     except typer.Exit:
