@@ -124,7 +124,7 @@ def train(
         try:
             summary = run_training(cfg, output_dir, run_version, progress, resume,
                                    train_command(config, overrides or [], devices))
-        except DlcliError as err:
+        except BaseException as err:  # noqa: BLE001  re-raised: _run maps it to its exit code
             if as_json and main_rank and getattr(err, "summary", None):
                 _emit_json(err.summary)  # scripts get status and error on stdout in exactly these cases
             if main_rank or not isinstance(err, Interrupted):

@@ -30,6 +30,7 @@ def export(checkpoint_path: str, fmt: str, output: str, tolerance: float) -> dic
                       "safetensors": (_write_safetensors, _run_safetensors)}[fmt]
     # Written beside the target, then renamed over it: a hard-linked file at that name (a run's
     # best.pt/last.pt/step-*.pt share one) is replaced, never written through.
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         with warnings.catch_warnings():

@@ -13,8 +13,10 @@ def main(argv: list[str]) -> int:
         torchrun(argv)
     except ChildFailedError as err:
         print(err.format_msg(), file=sys.stderr)
-        code = err.get_first_failure()[1].exitcode
-        return code if 0 < code < 128 else 1  # a worker killed by a signal has a negative code
+        # Failures seen in one poll share a timestamp, so "first" may be a rank that only lost contact
+        # (exit 1) with the one that hit a config, data or checkpoint error: that one's code wins.
+        codes = [failure.exitcode for failure in err.failures.values()]
+        return next((code for code in codes if code in (2, 3, 4)), 1)
     return 0
 
 

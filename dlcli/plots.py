@@ -36,5 +36,6 @@ def plot_runs(run_dirs: list[str], metric: str, output: str) -> None:
     ax.set_ylabel(metric)
     ax.legend(fontsize="small")
     fig.tight_layout()
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(output, dpi=100)
     plt.close(fig)

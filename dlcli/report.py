@@ -3,6 +3,7 @@
 import csv
 import json
 import sys
+from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
@@ -108,6 +109,7 @@ def print_forecast(rows: list[dict]) -> None:
 
 
 def write_predictions(rows: list[dict], path: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     if path.endswith(".jsonl"):
         with open(path, "w") as handle:
             for row in rows:

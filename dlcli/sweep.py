@@ -74,7 +74,7 @@ def run_sweep(config_path: str, combos: list[list[str]], metric: str | None, out
 
     configs = validate_all(config_path, combos)
     metric = metric or configs[0].train.monitor
-    _check_metric(metric, configs[0])
+    _check_metric(metric, configs)
     rows = [{"overrides": " ".join(o), "status": "not run", metric: None, "run_dir": None, "error": None}
             for o in combos]
     out = Path(runs_root(output_dir, configs[0])) / configs[0].name / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}.csv"
@@ -99,10 +99,11 @@ def run_sweep(config_path: str, combos: list[list[str]], metric: str | None, out
     return rows, out, metric
 
 
-def _check_metric(metric: str, config) -> None:
+def _check_metric(metric: str, configs: list) -> None:
+    """The sort metric must be one that some point produces (points may differ, e.g. in val_split)."""
     from dlcli.tasks import known_metrics
 
-    known = known_metrics(config.task, config.data.val_split > 0)
+    known = sorted({m for c in configs for m in known_metrics(c.task, c.data.val_split > 0)})
     if metric not in known:
         raise ConfigError(f"--metric: unknown metric {metric!r}; available: {', '.join(known)}")
 

@@ -63,10 +63,11 @@ class Session:
 
         t = self.trainer
         running = t.synced(t.running) if t.batch_in_epoch and t.running is not None else None
+        self.last_save = time.monotonic()  # on every rank: `checkpoint_every.minutes` is agreed by all
+        if running is not None and running.count:  # every rank sees the same sums, so all stop together
+            check_finite(running.compute("train")["train/loss"], t.epoch, t.step)  # never save NaN state
         if not self.writer:
             return
-        if running is not None and running.count:
-            check_finite(running.compute("train")["train/loss"], t.epoch, t.step)  # never save NaN state
         best = is_best and self.trainer.config.output.save_best
         payload = checkpoint_payload(self.trainer, self.meta, metrics, running, self.seconds())
         self.store.save(payload, self.trainer.step, best)
@@ -228,6 +229,9 @@ def _train(config, output_dir, version, progress, resume, command, device) -> di
             raise
         except DlcliError as err:
             error, failure = str(err), err
+            raise
+        except Exception as err:
+            failure = err
             raise
         finally:
             run.close()

@@ -391,3 +391,18 @@ def test_backend_follows_the_device(spec, backend, device, monkeypatch):
         assert ("set_device", device) in calls and ("control", "gloo") in calls
     else:
         assert not any(call[0] == "control" for call in calls)  # on CPU the default group is already gloo
+
+
+def test_the_launcher_passes_on_the_workers_own_error_code(monkeypatch):
+    """Failures in one poll share a timestamp: a rank that merely lost contact (1) must not hide the
+    data error (3) of the rank that failed first."""
+    import torch.distributed.run
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    from dlcli import launcher
+
+    def failed(argv):
+        raise ChildFailedError("dlcli", {0: ProcessFailure(0, 11, 1, "<N/A>"), 1: ProcessFailure(1, 12, 3, "<N/A>")})
+
+    monkeypatch.setattr(torch.distributed.run, "main", failed)
+    assert launcher.main([]) == 3

@@ -108,3 +108,23 @@ def test_bad_device_and_model_override_are_clear_errors(tabular_run):
         evaluate_checkpoint(summary["checkpoints"]["best"], "test", [], "gpu")
     with pytest.raises(CheckpointError, match="do not fit the model"):
         evaluate_checkpoint(summary["checkpoints"]["best"], "test", ["model.hidden=[8]"], "cpu")
+
+
+def test_infer_output_checks_write_nothing_and_refuse_input_folders(tabular_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from dlcli.cli import app
+
+    _, summary = tabular_run
+    rows = tmp_path / "in"
+    rows.mkdir()
+    (rows / "new.csv").write_text("weight,height\n5,100\n")
+    inside = CliRunner().invoke(app, ["infer", summary["checkpoints"]["best"], str(rows), "--output",
+                                      str(rows / "preds.csv")])
+    assert inside.exit_code == 2 and "inside the input folder" in inside.stderr, inside.output
+    wrong_kind = CliRunner().invoke(app, ["infer", summary["checkpoints"]["best"], str(rows / "new.csv"),
+                                          "--output", str(tmp_path / "new" / "preds.png")])
+    assert wrong_kind.exit_code == 2 and not (tmp_path / "new").exists()  # no folder left by a usage error
+    written = CliRunner().invoke(app, ["infer", summary["checkpoints"]["best"], str(rows / "new.csv"),
+                                       "--output", str(tmp_path / "out" / "preds.csv")])
+    assert written.exit_code == 0 and (tmp_path / "out" / "preds.csv").exists()

@@ -11,7 +11,7 @@ def load_image(path: str, channels: int | None = None):
 
     try:
         with Image.open(path) as image:
-            if image.mode == "I" or image.mode.startswith("I;16"):  # 16-bit grayscale: PIL's 8-bit convert clips
+            if image.mode.startswith("I;16"):  # 16-bit grayscale: PIL's 8-bit convert would clip it
                 return _sixteen_bit(image, channels)
             image = image.convert({1: "L", 3: "RGB"}.get(channels, "RGB"))
     except (OSError, ValueError, Image.DecompressionBombError) as err:

@@ -132,6 +132,9 @@ def train_batches(config, device, generator):
 
 def check_labels(train: Source, meta: DataMeta, task: str) -> None:
     k = len(meta.class_names)
+    if task == "classification" and k < 2:
+        raise DataError(f"the training data holds a single class ({', '.join(meta.class_names)}); "
+                        f"a classifier needs two or more")
     if task == "classification" and (int(train.y.max()) >= k or int(train.y.min()) < 0):
         raise DataError(f"labels must lie in [0, {k - 1}]")
 

@@ -78,8 +78,6 @@ def read_csv(file: str, label: str, features: list[str] | None, weight: str | No
     if any(w < 0 for w in weights):
         raise DataError(f"{file}: column {weight!r}: sample weights must be >= 0")
     names = _label_names(labels)
-    if len(names) < 2:
-        raise DataError(f"{file}: column {label!r} holds a single class ({names[0]!r}); a classifier needs two or more")
     lookup = {name: i for i, name in enumerate(names)}
     y = torch.tensor([lookup[v] for v in labels], dtype=torch.long)
     return Source(

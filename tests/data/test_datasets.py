@@ -394,7 +394,6 @@ def test_csv_reads_features_labels_and_weights(tmp_path):
     (["a", "b", "label"], [(1, 2, 0), (3, 4)], {}, [":3", "expected 3 fields"]),
     (["a", "b", "label", "w"], [(1, 2, 0, -1)], {"weight": "w"}, ["'w'", ">= 0"]),
     (["a", "a", "label"], [(1, 2, 0), (3, 4, 1)], {}, ["['a']", "more than once"]),
-    (["a", "label"], [(1, "yes"), (2, "yes")], {}, ["single class", "'yes'"]),
 ])
 def test_csv_bad_content_is_a_data_error_naming_file_and_place(tmp_path, header, rows, spec, expected):
     from dlcli.data.datasets import DATASETS

@@ -145,3 +145,17 @@ def test_each_rank_gets_its_own_worker_seeds_and_no_empty_shard(monkeypatch):
         assert epoch_items(batches) == [v for start in (0, 13, 26) for v in
                                         list(range(start, start + 13))[(0, 7)[rank]:(7, 13)[rank]]]
     assert seeds[0] != seeds[1]  # per-item augmentation in workers differs across ranks
+
+
+def test_training_on_a_single_class_is_a_data_error_but_evaluating_one_is_fine(tmp_path):
+    """A test file may hold one class (its labels map onto the training classes); training data may not."""
+    from dlcli.data.datasets import DATASETS
+    from dlcli.errors import DataError
+
+    only = tmp_path / "only.csv"
+    only.write_text("a,label\n1,yes\n2,yes\n")
+    assert DATASETS.build({"name": "csv", "path": str(only)}, "train").class_names == ["yes"]
+    config = tiny_digits_config(data={"dataset": {"name": "csv", "path": str(only)}, "val_split": 0})
+    config["train"]["monitor"] = "train/loss"
+    with pytest.raises(DataError, match="single class \\(yes\\)"):
+        build_trainer(validate(config))
