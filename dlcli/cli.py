@@ -206,7 +206,6 @@ def infer(
     def action():
         from dlcli.inference import infer as run_infer
         from dlcli.paths import writable_folder, writable_output
-        from dlcli.report import print_forecast, print_generation, print_predictions, write_predictions
 
         options = {"texts": text or [], "prompt": prompt, "length": length, "temperature": temperature,
                    "seed": seed, "steps": steps, "num": num, "label": label, "output": output, "output_dir": output_dir}
@@ -217,21 +216,28 @@ def infer(
         if output_dir:
             writable_folder(output_dir, "--output-dir")
         kind, result = run_infer(checkpoint, inputs or [], device, top_k, options)
-        if kind == "images":
-            _emit_json(result) if as_json else typer.echo(f"wrote {result['images']} images: "
-                                                          f"{', '.join(result['files'][:3])}"
-                                                          f"{' ...' if len(result['files']) > 3 else ''}", err=True)
-            return
-        rows = [result] if kind == "generation" else result
-        if output:
-            write_predictions(rows, output)
-            typer.echo(f"wrote {len(rows)} rows to {output}", err=True)
-        if as_json:
-            _emit_json(result)
-        elif not output:
-            {"generation": print_generation, "forecast": print_forecast}.get(kind, print_predictions)(result)
+        _show_inference(kind, result, output, as_json)
 
     _run(action)
+
+
+def _show_inference(kind: str, result, output: str | None, as_json: bool) -> None:
+    """Generated images are reported; predictions go to --output, JSON on stdout, or a table."""
+    from dlcli.report import print_forecast, print_generation, print_predictions, write_predictions
+
+    if kind == "images":
+        files = result["files"]
+        _emit_json(result) if as_json else typer.echo(
+            f"wrote {result['images']} images: {', '.join(files[:3])}{' ...' if len(files) > 3 else ''}", err=True)
+        return
+    if output:
+        rows = [result] if kind == "generation" else result
+        write_predictions(rows, output)
+        typer.echo(f"wrote {len(rows)} rows to {output}", err=True)
+    if as_json:
+        _emit_json(result)
+    elif not output:
+        {"generation": print_generation, "forecast": print_forecast}.get(kind, print_predictions)(result)
 
 
 @app.command()

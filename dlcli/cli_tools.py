@@ -14,7 +14,7 @@ def export(
     checkpoint: str = typer.Argument(..., help="checkpoint file (or a run directory)"),
     fmt: str = typer.Option(..., "--format", help="onnx, torchscript or safetensors"),
     output: str = typer.Option(..., "--output", "-o", help="file to write"),
-    tolerance: float = typer.Option(1e-4, "--tolerance", help="largest allowed output difference"),
+    tolerance: float = typer.Option(1e-4, "--tolerance", min=0.0, help="largest allowed output difference"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON on stdout"),
 ):
     """Export the model and check the exported file numerically against PyTorch."""

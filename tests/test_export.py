@@ -43,13 +43,19 @@ def test_safetensors_carries_the_config(checkpoint, tmp_path):
     assert json.loads(metadata["dlcli_meta"])["class_names"] == [str(i) for i in range(10)]
 
 
-def test_export_errors(checkpoint, tmp_path):
+def test_export_errors(checkpoint, tmp_path, monkeypatch):
+    import dlcli.export
+
     runner = CliRunner()
     bad_format = runner.invoke(app, ["export", checkpoint, "--format", "tflite", "-o", str(tmp_path / "x")])
     assert bad_format.exit_code == 2 and "--format" in bad_format.output
-    too_strict = runner.invoke(app, ["export", checkpoint, "--format", "onnx", "-o", str(tmp_path / "x.onnx"),
-                                     "--tolerance", "-1"])
-    assert too_strict.exit_code == 1 and "differs from the PyTorch model" in too_strict.output
+    negative = runner.invoke(app, ["export", checkpoint, "--format", "onnx", "-o", str(tmp_path / "x.onnx"),
+                                   "--tolerance", "-1"])
+    assert negative.exit_code == 2 and "--tolerance" in negative.output
+    real_run = dlcli.export._run_onnx
+    monkeypatch.setattr(dlcli.export, "_run_onnx", lambda out, sample: real_run(out, sample) + 1e-3)  # a bad export
+    off = runner.invoke(app, ["export", checkpoint, "--format", "onnx", "-o", str(tmp_path / "x.onnx")])
+    assert off.exit_code == 1 and "differs from the PyTorch model by 0.001" in off.output
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "safetensors"])
