@@ -16,7 +16,7 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 import typer  # noqa: E402
 
-from dlcli.errors import ConfigError, DlcliError, Interrupted
+from dlcli.errors import ConfigError, DlcliError, Interrupted, unexpected
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Train, evaluate and run PyTorch models from YAML experiment files.")
@@ -51,7 +51,7 @@ def _run(action):
         sys.stderr.close()
         raise typer.Exit(0)
     except OSError as err:  # a file or folder the command could not read or write: name it
-        failed = DlcliError(f"{err.filename}: {err.strerror or err}" if err.filename else f"{err.strerror or err}")
+        failed = DlcliError(f"{err.filename + ': ' if err.filename else ''}{err.strerror or err}")
         failed.__cause__ = err  # its traceback, with --debug
         _fail(failed)
     except MemoryError:
@@ -59,10 +59,9 @@ def _run(action):
     except typer.Exit:
         raise
     except Exception as err:  # a bug or an unforeseen failure: one line, traceback only with --debug
-        unexpected = DlcliError(f"unexpected {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}",
-                                hint=None if DEBUG["on"] else "rerun with --debug for the traceback")
-        unexpected.__cause__ = err
-        _fail(unexpected)
+        failed = DlcliError(unexpected(err), hint=None if DEBUG["on"] else "rerun with --debug for the traceback")
+        failed.__cause__ = err
+        _fail(failed)
 
 
 def _show_version(value: bool) -> None:

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 
-from dlcli.errors import ConfigError, DlcliError, Interrupted
+from dlcli.errors import REPORTED_CODES, ConfigError, DlcliError, Interrupted
 
 
 def world() -> tuple[int, int, int]:
@@ -179,5 +179,5 @@ def launcher_error(code: int, received: int | None, devices: int):
                            f"(torchrun exit code {code})", received, hint="resume with --resume RUN_DIR or auto")
     error = DlcliError(f"distributed run with {devices} processes failed (exit code {code}); "
                        f"the failing rank's error is printed above")
-    error.exit_code = code if code in (2, 3, 4) else 1  # a worker's config, data or checkpoint error
+    error.exit_code = code if code in REPORTED_CODES else 1  # a worker's config, data or checkpoint error
     return error

@@ -33,6 +33,16 @@ class CheckpointError(DlcliError):
     exit_code = 4
 
 
+def unexpected(err: Exception) -> str:
+    """A one-line description of an error dlcli did not foresee (a bug, or a library's failure)."""
+    lines = str(err).splitlines()
+    return f"unexpected {type(err).__name__}: {lines[0] if lines else ''}"
+
+
+# The codes of errors dlcli reports itself (config, data, checkpoint); a DDP job passes them on.
+REPORTED_CODES = (2, 3, 4)
+
+
 class TrainingError(DlcliError):
     """Training failed at run time (e.g. a non-finite loss)."""
 

@@ -4,6 +4,8 @@ exit code is the first failed worker's when that is a dlcli exit code (2 config,
 
 import sys
 
+from dlcli.errors import REPORTED_CODES
+
 
 def main(argv: list[str]) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -16,7 +18,7 @@ def main(argv: list[str]) -> int:
         # Failures seen in one poll share a timestamp, so "first" may be a rank that only lost contact
         # (exit 1) with the one that hit a config, data or checkpoint error: that one's code wins.
         codes = [failure.exitcode for failure in err.failures.values()]
-        return next((code for code in codes if code in (2, 3, 4)), 1)
+        return next((code for code in codes if code in REPORTED_CODES), 1)
     return 0
 
 

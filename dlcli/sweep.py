@@ -8,7 +8,7 @@ import random
 import time
 from pathlib import Path
 
-from dlcli.errors import ConfigError, DlcliError, Interrupted
+from dlcli.errors import ConfigError, DlcliError, Interrupted, unexpected
 
 
 def split_values(text: str) -> list[str]:
@@ -93,7 +93,7 @@ def run_sweep(config_path: str, combos: list[list[str]], metric: str | None, out
         except DlcliError as err:
             row["error"] = str(err).splitlines()[0]
         except Exception as err:  # noqa: BLE001  a bug in one point must not cost the others their runs
-            row["error"] = f"unexpected {type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
+            row["error"] = unexpected(err)
     rows.sort(key=lambda r: (r[metric] is None, sign * (r[metric] or 0)))
     write_csv(rows, out)
     return rows, out, metric

@@ -71,7 +71,6 @@ class Session:
         best = is_best and self.trainer.config.output.save_best
         payload = checkpoint_payload(self.trainer, self.meta, metrics, running, self.seconds())
         self.store.save(payload, self.trainer.step, best)
-        self.last_save = time.monotonic()
 
     def seconds(self) -> float:
         """Training time of the whole run: earlier sessions (up to their checkpoint) plus this one."""

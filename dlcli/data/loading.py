@@ -187,14 +187,12 @@ class _PermutationBatches:
         import torch
 
         order = torch.randperm(self.n, generator=self.generator) if self.shuffle else torch.arange(self.n)
-        if not self.item_seeds:
-            for start in range(self.first * self.batch_size, self.rows, self.batch_size):
-                yield shard_rows(order[start:start + self.batch_size], self.rows)
-            return
         # never from the global RNG: evaluation loaders have no generator (and no random transforms)
-        epoch_seed = int(torch.randint(2**62, (), generator=self.generator)) if self.generator is not None else 0
+        seeded = self.item_seeds and self.generator is not None
+        epoch_seed = int(torch.randint(2**62, (), generator=self.generator)) if seeded else 0
         for start in range(self.first * self.batch_size, self.rows, self.batch_size):
-            yield [(int(i), epoch_seed) for i in shard_rows(order[start:start + self.batch_size], self.rows)]
+            rows = shard_rows(order[start:start + self.batch_size], self.rows)
+            yield [(int(i), epoch_seed) for i in rows] if self.item_seeds else rows
 
 
 class _TensorRows:

@@ -12,7 +12,7 @@ from pydantic import Field
 from dlcli.data.datasets import DATASETS, digits, mnist
 from dlcli.data.source import Source
 from dlcli.data.tabular import _canonical, _label_names, _number, open_csv
-from dlcli.data.text import read_text, tokenize
+from dlcli.data.text import decoded_text, read_text, tokenize
 from dlcli.errors import DataError
 from dlcli.types import NonNegativeFloat, PositiveInt, TestFraction
 
@@ -82,12 +82,7 @@ def read_labelled_texts(file: str, text_column: str, label_column: str | None) -
 
 def _jsonl_rows(path: Path) -> list:
     rows = []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not valid UTF-8 text (byte {err.start}); save the file as UTF-8") from None
-    except OSError as err:
-        raise DataError(f"{path}: cannot read the file: {err.strerror or err}") from None
+    text = decoded_text(path)
     for line, raw in enumerate(text.splitlines(), start=1):
         if raw.strip():
             try:

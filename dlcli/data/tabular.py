@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 
 from dlcli.data.source import Source
+from dlcli.data.text import decoded_text
 from dlcli.errors import DataError
 
 
@@ -26,12 +27,7 @@ def open_csv(path: Path):
         raise DataError(f"{path}: expected a CSV file, got a folder")
     if not path.is_file():
         raise DataError(f"CSV file not found: {path.resolve()}")
-    try:
-        return io.StringIO(path.read_bytes().decode("utf-8-sig"), newline="")
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not valid UTF-8 text (byte {err.start}); save the file as UTF-8") from None
-    except OSError as err:
-        raise DataError(f"{path}: cannot read the file: {err.strerror or err}") from None
+    return io.StringIO(decoded_text(path, "utf-8-sig", newline=""), newline="")  # csv reads the line ends
 
 
 def _label_names(labels: list[str]) -> list[str]:

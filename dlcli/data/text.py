@@ -34,18 +34,25 @@ def encode(tokens: list[str], index: dict[str, int]) -> list[int]:
     return [index.get(t, 1) for t in tokens]
 
 
+def decoded_text(path, encoding: str = "utf-8", hint: str = "save the file as UTF-8",
+                 newline: str | None = None) -> str:
+    """A file's whole text; a file that cannot be read or decoded is a DataError naming it."""
+    try:
+        with open(path, encoding=encoding, newline=newline) as handle:
+            return handle.read()
+    except UnicodeDecodeError as err:
+        name = "UTF-8" if encoding.lower().startswith("utf-8") else encoding
+        raise DataError(f"{path}: not valid {name} text (byte {err.start}); {hint}") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the file: {err.strerror or err}") from None
+
+
 def read_text(path: str, encoding: str = "utf-8") -> str:
     """The whole file; clear errors for a missing, unreadable or empty file."""
     file = Path(path)
     if not file.is_file():
         raise DataError(f"text file not found: {file.resolve()}")
-    try:
-        text = file.read_text(encoding=encoding)
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not valid {encoding} text (byte {err.start}); "
-                        f"set data.dataset.encoding to the file's encoding") from None
-    except OSError as err:
-        raise DataError(f"{path}: cannot read the file: {err.strerror or err}") from None
+    text = decoded_text(file, encoding, hint="set data.dataset.encoding to the file's encoding")
     if not text.strip():
         raise DataError(f"{path}: the text file is empty")
     return text

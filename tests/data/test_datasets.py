@@ -409,16 +409,16 @@ def test_csv_bad_content_is_a_data_error_naming_file_and_place(tmp_path, header,
 
 
 def test_an_unreadable_csv_is_a_data_error_naming_it(tmp_path, monkeypatch):
-    from pathlib import Path
-
+    import dlcli.data.text
     from dlcli.data.datasets import DATASETS
 
     path = write_csv(tmp_path / "locked.csv", ["a", "label"], [(1, 0), (2, 1)])
 
-    def denied(self):
-        raise PermissionError(13, "Permission denied", str(self))
+    def denied(file, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(file))
 
-    monkeypatch.setattr(Path, "read_bytes", denied)  # chmod 000 does not stop root, who runs CI
+    # chmod 000 does not stop root, who runs CI: the data readers' open() is denied instead
+    monkeypatch.setattr(dlcli.data.text, "open", denied, raising=False)
     with pytest.raises(DataError, match="locked.csv: cannot read the file: Permission denied") as info:
         DATASETS.build({"name": "csv", "path": str(path)}, "train")
     assert info.value.exit_code == 3
