@@ -59,13 +59,14 @@ def build_model(config, meta, device):
     import torch
 
     from dlcli.models import MODELS
-    from dlcli.tasks import RECURRENT_MODELS
+    from dlcli.tasks import task_class
 
+    task = task_class(config.task)
     extra = ()
-    if config.model["name"] in RECURRENT_MODELS:  # token ids need an embedding; the task picks the head
-        extra = (len(meta.vocab) if meta.vocab else None, "per_step" if config.task == "language_model" else "pooled")
+    if MODELS.has_tag(config.model["name"], "recurrent"):  # token ids need an embedding; the task picks the head
+        extra = (len(meta.vocab) if meta.vocab else None, task.recurrent_head)
     try:
-        model = MODELS.build(config.model, tuple(meta.input_shape), meta.num_outputs(config.task), *extra)
+        model = MODELS.build(config.model, tuple(meta.input_shape), task.num_outputs(meta), *extra)
     except RuntimeError as err:  # e.g. pooling shrank the image to nothing
         raise ConfigError(f"model: does not fit input shape {meta.input_shape}: {str(err).splitlines()[0]}") from None
     model = model.to(device)
@@ -77,23 +78,9 @@ def build_model(config, meta, device):
 def build_task(config, meta):
     """The task object that turns a batch into a loss and metrics."""
     from dlcli.losses import LOSSES
+    from dlcli.tasks import task_class
 
-    loss_fn = LOSSES.build(config.loss)
-    if config.task == "language_model":
-        from dlcli.tasks.language_model import LanguageModelTask
-
-        return LanguageModelTask(loss_fn, len(meta.vocab), config.train.tbptt)
-    if config.task == "forecasting":
-        from dlcli.tasks.forecast import ForecastTask
-
-        return ForecastTask(loss_fn, meta)
-    if config.task == "gan":
-        from dlcli.tasks.gan import GANTask
-
-        return GANTask(loss_fn, config.model["conditional"])
-    from dlcli.tasks.classify import ClassificationTask
-
-    return ClassificationTask(loss_fn, len(meta.class_names))
+    return task_class(config.task).create(config, meta, LOSSES.build(config.loss))
 
 
 def build_trainer(config, device=None):
@@ -103,13 +90,10 @@ def build_trainer(config, device=None):
 
     from dlcli.callbacks import CALLBACKS
     from dlcli.config.load import monitor_problems
-    from dlcli.config.schema import metric_mode
-    from dlcli.tasks import known_metrics
     from dlcli.data.pipeline import train_batches
     from dlcli.distributed import rank_streams
     from dlcli.engine import Trainer
-    from dlcli.optim import OPTIMIZERS
-    from dlcli.schedulers import SCHEDULERS
+    from dlcli.tasks import task_class
 
     _check_devices(config)
     seed_everything(config.seed)  # the same on every rank: identical initial weights
@@ -117,26 +101,19 @@ def build_trainer(config, device=None):
     set_determinism(config.train.deterministic, device)
     precision = resolve_precision(config.train.precision, device)
     generator = torch.Generator().manual_seed(config.seed)
-    train_b, val_b, meta = train_batches(config, device, generator)
-    metrics = known_metrics(config.task, val_b is not None, len(meta.class_names))
-    problems = monitor_problems(config, metrics)
+    train_b, val_b, meta = train_batches(config, device, generator, task_class(config.task))
+    task = build_task(config, meta)
+    problems = monitor_problems(config, task.metric_names(config, val_b is not None, len(meta.class_names)))
     if problems:
         raise ConfigError(problems)
     model = build_model(config, meta, device)
     rank_streams(config.seed, 0)  # under DDP: identical weights, then each rank its own noise and dropout
-    if config.task == "gan":
-        optimizer, schedule, scaler = _gan_optimization(config, model, len(train_b), device, precision)
-    else:
-        optimizer = OPTIMIZERS.build(config.optimizer, model)
-        steps_per_epoch = -(-len(train_b) // config.train.accumulate)
-        schedule = (SCHEDULERS.build(config.scheduler, optimizer, steps_per_epoch, config.train.epochs)
-                    if config.scheduler else None)
-        scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    callbacks = [CALLBACKS.build(spec, config.train.monitor) for spec in config.callbacks]
-    trainer = Trainer(model, build_task(config, meta), optimizer, schedule, scaler,
-                      train_b, val_b, device, precision, config, callbacks, generator,
-                      monitor=config.train.monitor, mode=metric_mode(config.train.monitor, config.train.mode))
-    trainer.forward_model = _compiled(_distributed_model(model, config, device), config, device)
+    optimizer, schedule, scaler = task.build_optimization(config, model, len(train_b), device, precision)
+    callbacks = [CALLBACKS.build(spec, config.train.monitor, task.metric_mode) for spec in config.callbacks]
+    forward = _compiled(_distributed_model(model, task.networks, device), task.networks, config, device)
+    trainer = Trainer(model, task, optimizer, schedule, scaler, train_b, val_b, device, precision, config,
+                      callbacks, generator, forward_model=forward, monitor=config.train.monitor,
+                      mode=task.metric_mode(config.train.monitor, config.train.mode))
     return trainer, meta
 
 
@@ -149,26 +126,29 @@ def _check_devices(config) -> None:
                           f"over {size} processes")
 
 
-def _distributed_model(model, config, device):
+def _per_network(model, networks: tuple, wrap):
+    """`wrap` applied to the model, or to each of its networks (a GAN's generator and discriminator)."""
+    if not networks:
+        return wrap(model)
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**{net: wrap(getattr(model, net)) for net in networks})
+
+
+def _distributed_model(model, networks: tuple, device):
     """Under DDP, what the training step calls: DistributedDataParallel around the model (around
-    each network of a GAN); gradients are averaged across ranks in backward. Else the model itself."""
+    each of its networks); gradients are averaged across ranks in backward. Else the model itself."""
     from dlcli.distributed import is_distributed
 
     if not is_distributed():
         return model
-    from types import SimpleNamespace
-
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     ids = [device.index] if device.type == "cuda" else None
-    if config.task == "gan":
-        return SimpleNamespace(generator=DDP(model.generator, device_ids=ids),
-                               discriminator=DDP(model.discriminator, device_ids=ids),
-                               latent_dim=model.latent_dim, raw=model)
-    return DDP(model, device_ids=ids)
+    return _per_network(model, networks, lambda net: DDP(net, device_ids=ids))
 
 
-def _compiled(forward, config, device):
+def _compiled(forward, networks: tuple, config, device):
     """`train.compile: true`: what the step calls goes through torch.compile (each network of a GAN;
     the DDP wrapper when there is one). The trainer keeps the plain model for evaluation and
     checkpoints, which therefore load without torch.compile."""
@@ -186,33 +166,11 @@ def _compiled(forward, config, device):
     if device.type == "cuda" and not any(shutil.which(c) for c in (os.environ.get("CC", "cc"), "gcc", "clang")):
         raise ConfigError("train.compile: torch.compile needs a C compiler for Triton on CUDA (cc, gcc or $CC; "
                           "none found); install one or set train.compile: false")
-    if config.task != "gan":
+    if not networks:
         return torch.compile(forward)
     from types import SimpleNamespace
 
-    return SimpleNamespace(generator=torch.compile(forward.generator), latent_dim=forward.latent_dim,
-                           discriminator=torch.compile(forward.discriminator))
-
-
-def _gan_optimization(config, model, batches: int, device, precision: str):
-    """One optimizer, schedule and GradScaler per network (the generator steps every n_critic batches)."""
-    import torch
-
-    from dlcli.optim import OPTIMIZERS
-    from dlcli.schedulers import SCHEDULERS
-    from dlcli.tasks.gan import Pair
-
-    n_critic = config.loss.get("n_critic", 1)
-    parts = {}
-    # The generator steps on every n_critic-th batch of the whole run: batches / n_critic per epoch.
-    for net, steps in (("generator", batches / n_critic), ("discriminator", batches)):
-        optimizer = OPTIMIZERS.build(config.optimizer[net], getattr(model, net))
-        spec = (config.scheduler or {}).get(net)
-        schedule = SCHEDULERS.build(spec, optimizer, steps, config.train.epochs) if spec else None
-        parts[net] = (optimizer, schedule, torch.amp.GradScaler(device.type, enabled=precision == "fp16"))
-    g, d = parts["generator"], parts["discriminator"]
-    schedule = Pair(g[1], d[1]) if g[1] or d[1] else None
-    return Pair(g[0], d[0]), schedule, Pair(g[2], d[2])
+    return SimpleNamespace(**{net: torch.compile(getattr(forward, net)) for net in networks})
 
 
 def from_checkpoint(payload: dict, overrides: list[str], device_spec: str):

@@ -55,11 +55,9 @@ class EarlyStopping:
 
 
 @CALLBACKS.register("early_stopping")
-def early_stopping(default_monitor: str, *, monitor: str | None = None,
+def early_stopping(default_monitor: str, mode_of, *, monitor: str | None = None,
                    mode: Literal["auto", "min", "max"] = "auto", patience: NonNegativeInt = 5,
                    min_delta: NonNegativeFloat = 0.0, restore_best: bool = True):
     """Stop training when `monitor` stops improving; optionally restore the best weights."""
-    from dlcli.config.schema import metric_mode
-
     metric = monitor or default_monitor
-    return EarlyStopping(metric, metric_mode(metric, mode), patience, min_delta, restore_best)
+    return EarlyStopping(metric, mode_of(metric, mode), patience, min_delta, restore_best)

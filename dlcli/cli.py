@@ -105,6 +105,7 @@ def train(
         from dlcli.config import load
         from dlcli.progress import Progress
         from dlcli.report import print_train_summary
+        from dlcli.tasks import task_class
         from dlcli.training import train as run_training, train_command
 
         if resume is not None and not resume.strip():
@@ -119,7 +120,8 @@ def train(
                 raise distributed.launcher_error(code, received, cfg.train.devices)
             return
         main_rank = distributed.rank() == 0
-        progress = Progress(cfg.train.epochs, quiet or not main_rank, None if main_rank else open(os.devnull, "w"))
+        progress = Progress(cfg.train.epochs, quiet or not main_rank, None if main_rank else open(os.devnull, "w"),
+                            task_class(cfg.task).progress_metrics())
         try:
             summary = run_training(cfg, output_dir, run_version, progress, resume,
                                    train_command(config, overrides or [], devices))

@@ -55,6 +55,7 @@ def sweep(
         from dlcli.progress import Progress
         from dlcli.report import print_sweep
         from dlcli.sweep import expand, run_sweep, validate_all
+        from dlcli.tasks import task_class
 
         combos = expand(axes, random_draws, seeds, sweep_seed)
         if print_commands:
@@ -64,7 +65,8 @@ def sweep(
                 typer.echo(f"dlcli train {shlex.quote(config)} {' '.join(map(shlex.quote, overrides))}{extra}")
             return
         rows, csv_path, sorted_by = run_sweep(config, combos, metric, output_dir,
-                                              lambda cfg: Progress(cfg.train.epochs, quiet))
+                                              lambda cfg: Progress(cfg.train.epochs, quiet,
+                                                                   shown=task_class(cfg.task).progress_metrics()))
         _emit_json(rows) if as_json else print_sweep(rows, csv_path, sorted_by)
         failed = [r for r in rows if r["status"] != "finished"]
         if failed:

@@ -12,6 +12,7 @@ from typing import Any
 
 from dlcli.callbacks import improved
 from dlcli.errors import TrainingError
+from dlcli.state import TrainState
 
 DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 
@@ -41,20 +42,12 @@ class Trainer:
     callbacks: list = field(default_factory=list)
     generator: Any = None  # drives the training-set shuffle
     step_logger: Any = None  # called with a record at each log interval (metrics.jsonl)
-    forward_model: Any = None  # what the step calls: the model, or its DDP wrapper (set by build_trainer)
+    forward_model: Any = None  # what the step calls: the model, its DDP wrapper, or its compiled form
     after_step: Any = None  # called after each optimizer step inside an epoch (signals, periodic saves)
-    # Position inside the current epoch, saved in checkpoints for an exact mid-epoch resume.
-    epoch_shuffle_state: Any = None  # generator state before this epoch's shuffle was drawn
-    batch_in_epoch: int = 0
-    running: Any = None  # this epoch's running training metrics
-    skipped_batches: int = 0
-    grads_pending: bool = False  # a backward since the last optimizer step (false when all were skipped)
-    epoch: int = 0
-    step: int = 0
-    best: float | None = None
-    best_epoch: int = 0
     monitor: str = "val/loss"
     mode: str = "min"
+    state: TrainState = field(default_factory=TrainState)  # counters and position, saved in checkpoints
+    grads_pending: bool = False  # a backward since the last optimizer step (false when all were skipped)
 
     @property
     def lr(self) -> float:
@@ -67,14 +60,14 @@ class Trainer:
 
         A task with its own step (a GAN: two networks, two optimizers) runs it instead, on the
         same backward/apply_step helpers."""
-        if hasattr(self.task, "train_step"):
+        if self.task.own_step:
             return self.task.train_step(self, batch, metrics)
         with autocast(self.device, self.precision):
             loss, logits = self.task.loss(self.forward_model or self.model, batch)
         # train.l1 regularises what is minimised; reported losses (train, val, eval) stay the data loss
         objective = loss + l1_penalty(self.model, self.config.train.l1) if self.config.train.l1 else loss
         if self.skip_bad_batch(objective):
-            self.skipped_batches += 1
+            self.state.skipped_batches += 1
             self.task.reset()  # a language model's carried hidden state may be what went non-finite
         else:
             metrics.update(loss, logits, batch)
@@ -85,7 +78,7 @@ class Trainer:
         if self.grads_pending:
             self.apply_step(self.optimizer, self.scaler, self.schedule, self.model.parameters())
         self.grads_pending = False
-        self.step += 1
+        self.state.step += 1
         return True
 
     def skip_bad_batch(self, loss) -> bool:
@@ -126,26 +119,26 @@ class Trainer:
         self.model.train()
         if not resume_at:
             self.task.reset()
-            self.running = self.task.metrics(self.device, full=False)
-            self.epoch_shuffle_state = self.generator.get_state() if self.generator is not None else None
+            self.state.running = self.task.metrics(self.device, full=False)
+            self.state.epoch_shuffle_state = self.generator.get_state() if self.generator is not None else None
         accumulate = self.config.train.accumulate
         total = len(self.train_batches)
-        progress.epoch_start(self.epoch, total, resume_at)
+        progress.epoch_start(self.state.epoch, total, resume_at)
         for i, batch in self.train_batches.iterate(resume_at, on_resumed):
             share = self.step_share(i, total, accumulate)
-            stepped = self.train_step(batch, share, (i + 1) % accumulate == 0 or i + 1 == total, self.running)
-            self.batch_in_epoch = i + 1
-            progress.advance(batch.y.shape[0], self.running)
+            stepped = self.train_step(batch, share, (i + 1) % accumulate == 0 or i + 1 == total, self.state.running)
+            self.state.batch_in_epoch = i + 1
+            progress.advance(batch.y.shape[0], self.state.running)
             if not stepped:
                 continue
-            if self.step % self.config.train.log_interval == 0:
+            if self.state.step % self.config.train.log_interval == 0:
                 self._log_running(progress)
             if self.after_step is not None and i + 1 < total:
                 self.after_step()
-        result = self.synced(self.running).compute("train")
+        result = self.synced(self.state.running).compute("train")
         if result:  # empty only when on_nan: skip_batch skipped every batch so far
-            check_finite(result["train/loss"], self.epoch, self.step)
-        self.batch_in_epoch = 0
+            check_finite(result["train/loss"], self.state.epoch, self.state.step)
+        self.state.batch_in_epoch = 0
         return result
 
     def step_share(self, index: int, total: int, accumulate: int) -> float:
@@ -158,13 +151,13 @@ class Trainer:
         return rows(index) / sum(rows(j) for j in range(start, min(start + accumulate, total)))
 
     def _log_running(self, progress) -> None:
-        running = self.synced(self.running).compute("train")  # running averages over the epoch so far
+        running = self.synced(self.state.running).compute("train")  # running averages over the epoch so far
         if not running:
             return
-        check_finite(running["train/loss"], self.epoch, self.step)
-        progress.log(self.step, running, self.lr)
+        check_finite(running["train/loss"], self.state.epoch, self.state.step)
+        progress.log(self.state.step, running, self.lr)
         if self.step_logger is not None:
-            self.step_logger({"event": "step", "epoch": self.epoch, "step": self.step, **running, "lr": self.lr})
+            self.step_logger({"event": "step", "epoch": self.state.epoch, "step": self.state.step, **running, "lr": self.lr})
 
     def synced(self, metrics):
         """Under DDP, the metrics summed over all ranks (every rank calls this at the same step)."""
@@ -183,10 +176,10 @@ class Trainer:
             if callback.monitor not in metrics:
                 raise TrainingError(f"callback monitor {callback.monitor!r} not produced; "
                                     f"available: {', '.join(sorted(metrics))}")
-            callback.on_epoch_end(self.epoch, metrics, self.model)
+            callback.on_epoch_end(self.state.epoch, metrics, self.model)
         value = metrics[self.monitor]
-        if math.isfinite(value) and improved(value, self.best, self.mode):
-            self.best, self.best_epoch = value, self.epoch
+        if math.isfinite(value) and improved(value, self.state.best, self.mode):
+            self.state.best, self.state.best_epoch = value, self.state.epoch
             return True
         return False
 

@@ -49,19 +49,12 @@ def export(checkpoint_path: str, fmt: str, output: str, tolerance: float) -> dic
 
 
 def sample_input(config, meta, model):
-    """A batch of 4 inputs of the kind the model reads: images/features, token ids, or GAN noise."""
+    """A batch of 4 inputs of the kind the model reads (the task knows: images, token ids, GAN noise)."""
     import torch
 
-    gen = torch.Generator().manual_seed(0)
-    if config.task == "gan":  # the generator is what a GAN exports: noise in, images out
-        if model.num_classes:
-            raise ConfigError("export: conditional GAN generators (noise + label inputs) are not supported yet")
-        return torch.randn(4, model.latent_dim, generator=gen)
-    if meta.kind == "text":
-        raise ConfigError("export: text classifiers take variable-length input with lengths; not supported yet")
-    if meta.kind == "tokens":
-        return torch.randint(2, len(meta.vocab), (4, *meta.input_shape), generator=gen)
-    return torch.randn(4, *meta.input_shape, generator=gen)
+    from dlcli.tasks import task_class
+
+    return task_class(config.task).export_input(meta, model, torch.Generator().manual_seed(0))
 
 
 def _write_torchscript(model, sample, out, payload):

@@ -4,8 +4,6 @@ discriminator steps per generator step. Scores are the discriminator's raw outpu
 from dlcli.losses import LOSSES
 from dlcli.types import Fraction, NonNegativeFloat, PositiveInt
 
-GAN_LOSSES = ("gan_bce", "gan_hinge", "wgan_gp")
-
 
 class AdversarialLoss:
     def __init__(self, kind: str, n_critic: int, label_smoothing: float = 0.0, gp_weight: float = 0.0):
@@ -45,19 +43,19 @@ class AdversarialLoss:
         return self.gp_weight * (grad.flatten(1).norm(dim=1) - 1).square().mean()
 
 
-@LOSSES.register("gan_bce")
+@LOSSES.register("gan_bce", tags=("gan",))
 def gan_bce(*, label_smoothing: Fraction = 0.0, n_critic: PositiveInt = 1):
     """GAN: non-saturating binary cross-entropy (the default); one-sided label smoothing for real images."""
     return AdversarialLoss("bce", n_critic, label_smoothing)
 
 
-@LOSSES.register("gan_hinge")
+@LOSSES.register("gan_hinge", tags=("gan",))
 def gan_hinge(*, n_critic: PositiveInt = 1):
     """GAN: hinge loss for the discriminator, -D(G(z)) for the generator."""
     return AdversarialLoss("hinge", n_critic)
 
 
-@LOSSES.register("wgan_gp")
+@LOSSES.register("wgan_gp", tags=("gan",))
 def wgan_gp(*, gp_weight: NonNegativeFloat = 10.0, n_critic: PositiveInt = 5):
     """GAN: Wasserstein critic with gradient penalty (use without batch norm in the discriminator)."""
     return AdversarialLoss("wasserstein", n_critic, gp_weight=gp_weight)

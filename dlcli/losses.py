@@ -26,7 +26,7 @@ def _onehot(logits, target):
     return F.one_hot(target, logits.shape[1]).to(logits.dtype)
 
 
-@LOSSES.register("cross_entropy")
+@LOSSES.register("cross_entropy", tags=("classification", "language_model"))
 def cross_entropy(*, label_smoothing: Fraction = 0.0):
     """Softmax cross-entropy on logits, with optional label smoothing."""
     import torch.nn.functional as F
@@ -40,7 +40,7 @@ def cross_entropy(*, label_smoothing: Fraction = 0.0):
     return loss
 
 
-@LOSSES.register("nll")
+@LOSSES.register("nll", tags=("classification", "language_model"))
 def nll():
     """Negative log-likelihood of log_softmax(logits) (equals cross-entropy without smoothing)."""
     import torch.nn.functional as F
@@ -51,7 +51,7 @@ def nll():
     return loss
 
 
-@LOSSES.register("bce_with_logits")
+@LOSSES.register("bce_with_logits", tags=("classification", "multilabel"))
 def bce_with_logits(*, label_smoothing: Fraction = 0.0):
     """Binary cross-entropy per class on logits against the one-hot target (numerically stable)."""
     import torch.nn.functional as F
@@ -64,7 +64,7 @@ def bce_with_logits(*, label_smoothing: Fraction = 0.0):
     return loss
 
 
-@LOSSES.register("bce")
+@LOSSES.register("bce", tags=("classification", "multilabel"))
 def bce():
     """Binary cross-entropy on sigmoid(logits) against the one-hot target."""
     import torch
@@ -98,25 +98,25 @@ def _regression_on_probs(kind: str, beta: float = 1.0):
     return loss
 
 
-@LOSSES.register("mse")
+@LOSSES.register("mse", tags=("classification", "regression", "forecasting"))
 def mse():
     """Mean squared error: softmax probabilities vs one-hot target, or outputs vs values (forecasting)."""
     return _regression_on_probs("mse")
 
 
-@LOSSES.register("l1")
+@LOSSES.register("l1", tags=("classification", "regression", "forecasting"))
 def l1():
     """Mean absolute error: softmax probabilities vs one-hot target, or outputs vs values."""
     return _regression_on_probs("l1")
 
 
-@LOSSES.register("huber")
+@LOSSES.register("huber", tags=("classification", "regression", "forecasting"))
 def huber(*, delta: PositiveFloat = 1.0):
     """Huber loss: softmax probabilities vs one-hot target, or outputs vs values."""
     return _regression_on_probs("huber", delta)
 
 
-@LOSSES.register("soft_f1")
+@LOSSES.register("soft_f1", tags=("classification",))
 def soft_f1(*, average: Literal["macro"] = "macro", eps: PositiveFloat = 1e-7):
     """1 - differentiable macro-F1 (true/false positives counted with probabilities)."""
 

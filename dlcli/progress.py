@@ -4,18 +4,17 @@ import sys
 import time
 
 
-SHOWN = ("loss", "acc", "perplexity", "mae", "d_loss", "g_loss")  # the rest go to metrics.jsonl and the summary
-
-
-def fmt(metrics: dict) -> str:
+def fmt(metrics: dict, shown=None) -> str:
+    """The metrics whose names (after the split prefix) are in `shown` (all when None), and lr."""
     return "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()
-                     if isinstance(v, float) and (k == "lr" or k.split("/")[-1] in SHOWN))
+                     if isinstance(v, float) and (k == "lr" or shown is None or k.split("/")[-1] in shown))
 
 
 class Progress:
-    def __init__(self, epochs: int, quiet: bool = False, stream=None):
+    def __init__(self, epochs: int, quiet: bool = False, stream=None, shown=None):
+        """`shown`: the metric names epoch lines show (the task's); the rest go to metrics.jsonl."""
         self.stream = stream or sys.stderr
-        self.epochs = epochs
+        self.epochs, self.shown = epochs, shown
         self.bar_mode = not quiet and self.stream.isatty()
         self.bar = None
         self.samples = 0
@@ -61,7 +60,8 @@ class Progress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        print(f"epoch {epoch}/{self.epochs}  {fmt(metrics)}  ({seconds:.1f}s){note}", file=self.stream, flush=True)
+        print(f"epoch {epoch}/{self.epochs}  {fmt(metrics, self.shown)}  ({seconds:.1f}s){note}", file=self.stream,
+              flush=True)
 
     def message(self, text: str) -> None:
         print(text, file=self.stream, flush=True)

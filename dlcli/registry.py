@@ -59,6 +59,7 @@ class Entry:
     name: str
     builder: Callable
     summary: str
+    tags: tuple[str, ...] = ()  # in order: a dataset's first task tag is its default task
     _params: type[BaseModel] | None = None
 
     @property
@@ -76,15 +77,29 @@ class Registry:
         self.kind = kind
         self._entries: dict[str, Entry] = {}
 
-    def register(self, name: str):
+    def register(self, name: str, tags: tuple[str, ...] = ()):
+        """Decorator: `name` builds with the function; `tags` say what it is for (e.g. the tasks a
+        dataset feeds, `recurrent` for a model), so checks ask the registry, not a list of names."""
         def decorate(builder: Callable) -> Callable:
-            self._entries[name] = Entry(name, builder, _summary(builder))
+            self._entries[name] = Entry(name, builder, _summary(builder), tuple(tags))
             return builder
 
         return decorate
 
     def names(self) -> list[str]:
         return sorted(self._entries)
+
+    def tagged(self, tag: str) -> list[str]:
+        """The names registered with `tag`, sorted."""
+        return [name for name in self.names() if tag in self._entries[name].tags]
+
+    def has_tag(self, name, tag: str) -> bool:
+        """True when `name` is registered with `tag` (False for an unknown or non-string name)."""
+        entry = self._entries.get(name) if isinstance(name, str) else None
+        return entry is not None and tag in entry.tags
+
+    def tags(self, name: str) -> tuple[str, ...]:
+        return self._entries[name].tags
 
     def entry(self, name: str, key: str = "name") -> Entry:
         if not isinstance(name, str):

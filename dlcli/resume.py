@@ -87,23 +87,17 @@ def restore(trainer, payload: dict):
     trainer.scaler.load_state_dict(payload["scaler"])
     for callback, state in zip(trainer.callbacks, payload["callbacks"]):
         callback.load_state_dict(state)
-    state = payload["state"]
-    trainer.epoch, trainer.step = state["epoch"], state["step"]
-    trainer.best, trainer.best_epoch = state["best"], state["best_epoch"]
-    trainer.skipped_batches = state.get("skipped_batches", 0)
-    position = payload["position"]
-    rng = payload["rng"]
-    if hasattr(trainer.task, "load_state_dict"):  # a GAN's step count; a language model's carried state
-        trainer.task.load_state_dict(position.get("task") or {})
-    if position["batch_in_epoch"]:  # mid-epoch: redraw this epoch's shuffle, then skip what was done
-        trainer.epoch -= 1  # the epoch loop re-enters the interrupted epoch
-        trainer.generator.set_state(position["epoch_shuffle_state"])
-        trainer.epoch_shuffle_state = position["epoch_shuffle_state"]  # later saves in this epoch need it
-        trainer.running = trainer.task.metrics(trainer.device, full=False)
+    trainer.state.load_state_dict(payload)  # counters and position in the epoch
+    position, rng, state = payload["position"], payload["rng"], trainer.state
+    trainer.task.load_state_dict(position.get("task") or {})  # a GAN's step count; an LM's carried state
+    if state.batch_in_epoch:  # mid-epoch: redraw this epoch's shuffle, then skip what was done
+        state.epoch -= 1  # the epoch loop re-enters the interrupted epoch
+        trainer.generator.set_state(state.epoch_shuffle_state)  # later saves in this epoch keep it too
+        state.running = trainer.task.metrics(trainer.device, full=False)
         # The saved sums cover every rank's share: rank 0 takes them up, the others start from zero
         # (in the same layout, so the ranks' metric all-reduces still match).
-        trainer.running.load_state_dict(position["running"] if rank() == 0 else _zeroed(position["running"]))
-        return position["batch_in_epoch"], lambda: _restore_streams(rng, trainer)
+        state.running.load_state_dict(position["running"] if rank() == 0 else _zeroed(position["running"]))
+        return state.batch_in_epoch, lambda: _restore_streams(rng, trainer)
     trainer.generator.set_state(rng["shuffle"])
     _restore_streams(rng, trainer)
     return 0, None
@@ -127,7 +121,7 @@ def _restore_streams(rng: dict, trainer) -> None:
     from dlcli.distributed import rank_streams
 
     restore_rng(rng)
-    rank_streams(trainer.config.seed, trainer.step)
+    rank_streams(trainer.config.seed, trainer.state.step)
 
 
 def _zeroed(state):

@@ -123,13 +123,14 @@ def reduce_on_plateau(optimizer, steps_per_epoch, epochs, *, monitor: str = "val
                       mode: Literal["auto", "min", "max"] = "auto", factor: Probability = 0.1,
                       patience: NonNegativeInt = 10, threshold: NonNegativeFloat = 1e-4,
                       min_lr: NonNegativeFloat = 0.0, warmup_epochs: NonNegativeFloat = 0):
-    """Divide the LR by 1/factor when `monitor` stops improving for `patience` epochs."""
+    """Divide the LR by 1/factor when `monitor` stops improving for `patience` epochs (mode auto: the
+    task's mode for that metric, filled in before building)."""
     import torch
 
-    from dlcli.config.schema import metric_mode
-
+    if mode == "auto":
+        raise ValueError("reduce_on_plateau: mode 'auto' must be resolved by the task before building")
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode=metric_mode(monitor, mode), factor=factor, patience=patience, threshold=threshold, min_lr=min_lr
+        optimizer, mode=mode, factor=factor, patience=patience, threshold=threshold, min_lr=min_lr
     )
     warmup = round(warmup_epochs * steps_per_epoch)
     warm = _lambda_schedule(optimizer, warmup, lambda s: 1.0).per_step if warmup else None

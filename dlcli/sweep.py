@@ -69,7 +69,7 @@ def run_sweep(config_path: str, combos: list[list[str]], metric: str | None, out
               progress_factory) -> tuple[list[dict], Path, str]:
     """Validate every run first (all errors at once), then train each; returns rows, CSV path, metric.
     A stop signal ends the sweep: the CSV is written (points not reached: `not run`), then it re-raises."""
-    from dlcli.config.schema import metric_mode
+    from dlcli.tasks import task_class
     from dlcli.training import runs_root, train, train_command
 
     configs = validate_all(config_path, combos)
@@ -78,7 +78,7 @@ def run_sweep(config_path: str, combos: list[list[str]], metric: str | None, out
     rows = [{"overrides": " ".join(o), "status": "not run", metric: None, "run_dir": None, "error": None}
             for o in combos]
     out = Path(runs_root(output_dir, configs[0])) / configs[0].name / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}.csv"
-    sign = 1 if metric_mode(metric) == "min" else -1
+    sign = 1 if task_class(configs[0].task).metric_mode(metric) == "min" else -1
     for row, overrides, config in zip(rows, combos, configs):
         row["status"] = "failed"
         try:
@@ -103,7 +103,7 @@ def _check_metric(metric: str, configs: list) -> None:
     """The sort metric must be one that some point produces (points may differ, e.g. in val_split)."""
     from dlcli.tasks import known_metrics
 
-    known = sorted({m for c in configs for m in known_metrics(c.task, c.data.val_split > 0)})
+    known = sorted({m for c in configs for m in known_metrics(c.task, c.data.val_split > 0, config=c)})
     if metric not in known:
         raise ConfigError(f"--metric: unknown metric {metric!r}; available: {', '.join(known)}")
 

@@ -31,25 +31,25 @@ def checkpoint_payload(trainer, meta, metrics: dict, running=None, seconds: floa
         "scheduler": trainer.schedule.state_dict() if trainer.schedule else None,
         "scaler": trainer.scaler.state_dict(),
         "callbacks": [c.state_dict() for c in trainer.callbacks],
-        "state": {"epoch": trainer.epoch, "step": trainer.step, "best": trainer.best,
-                  "best_epoch": trainer.best_epoch, "skipped_batches": trainer.skipped_batches,
-                  "seconds": round(seconds, 3)},
-        "position": {"batch_in_epoch": trainer.batch_in_epoch,
-                     "epoch_shuffle_state": trainer.epoch_shuffle_state,
-                     "running": running.state_dict() if running is not None else None,
-                     "task": trainer.task.state_dict() if hasattr(trainer.task, "state_dict") else {}},
+        **_with_task(trainer.state.state_dict(running.state_dict() if running is not None else None, seconds),
+                     trainer.task.state_dict()),
         "metrics": metrics,
         "rng": {**rng_states(), "shuffle": trainer.generator.get_state()},
     }
 
 
+def _with_task(sections: dict, task_state: dict) -> dict:
+    """The task's own state (a GAN's step count, a carried hidden state) travels with the position."""
+    sections["position"]["task"] = task_state
+    return sections
+
+
 class Session:
     """One training process: the trainer plus where and when it saves."""
 
-    def __init__(self, trainer, meta, run: RunDir, progress, signals: StopSignals, resume_hint: str,
-                 seconds_before: float = 0.0):
+    def __init__(self, trainer, meta, run: RunDir, progress, signals: StopSignals, resume_hint: str):
         self.trainer, self.meta, self.run, self.progress = trainer, meta, run, progress
-        self.started, self.seconds_before = time.time(), seconds_before  # earlier sessions' training time
+        self.started = time.time()
         self.writer = distributed.rank() == 0  # under DDP only rank 0 writes checkpoints and files
         self.signals, self.resume_hint = signals, resume_hint
         self.store = CheckpointStore(run.checkpoints, trainer.config.train.keep_last)
@@ -61,25 +61,25 @@ class Session:
         running training metrics summed over the ranks go with it, once their loss is known finite."""
         from dlcli.engine import check_finite
 
-        t = self.trainer
-        running = t.synced(t.running) if t.batch_in_epoch and t.running is not None else None
+        t, s = self.trainer, self.trainer.state
+        running = t.synced(s.running) if s.batch_in_epoch and s.running is not None else None
         self.last_save = time.monotonic()  # on every rank: `checkpoint_every.minutes` is agreed by all
         if running is not None and running.count:  # every rank sees the same sums, so all stop together
-            check_finite(running.compute("train")["train/loss"], t.epoch, t.step)  # never save NaN state
+            check_finite(running.compute("train")["train/loss"], s.epoch, s.step)  # never save NaN state
         if not self.writer:
             return
         best = is_best and self.trainer.config.output.save_best
         payload = checkpoint_payload(self.trainer, self.meta, metrics, running, self.seconds())
-        self.store.save(payload, self.trainer.step, best)
+        self.store.save(payload, s.step, best)
 
     def seconds(self) -> float:
         """Training time of the whole run: earlier sessions (up to their checkpoint) plus this one."""
-        return self.seconds_before + time.time() - self.started
+        return self.trainer.state.seconds_before + time.time() - self.started
 
     def between_steps(self) -> None:
         """After an optimizer step inside an epoch: stop on a signal, or save when one is due."""
         every = self.trainer.config.train.checkpoint_every
-        by_steps = every is not None and every.steps is not None and self.trainer.step % every.steps == 0
+        by_steps = every is not None and every.steps is not None and self.trainer.state.step % every.steps == 0
         by_time = every is not None and every.minutes is not None and \
             time.monotonic() - self.last_save >= every.minutes * 60
         # Every rank must save at the same step (the save syncs metrics): clocks and signals are agreed.
@@ -98,9 +98,9 @@ class Session:
 
     def interrupt(self, received: int) -> None:
         self.signals.received = received
-        t = self.trainer
-        where = f"epoch {t.epoch}, batch {t.batch_in_epoch}" if t.batch_in_epoch else f"end of epoch {t.epoch}"
-        raise Interrupted(f"stopped by {self.signals.name} at {where} (step {t.step}); "
+        s = self.trainer.state
+        where = f"epoch {s.epoch}, batch {s.batch_in_epoch}" if s.batch_in_epoch else f"end of epoch {s.epoch}"
+        raise Interrupted(f"stopped by {self.signals.name} at {where} (step {s.step}); "
                           f"saved {self.run.checkpoints / 'last.pt'}", self.signals.received,
                           hint=f"resume with: {self.resume_hint}")
 
@@ -120,10 +120,10 @@ class Session:
         from dlcli.engine import evaluate
 
         t, metrics = self.trainer, {}
-        for epoch in range(t.epoch + 1, t.config.train.epochs + 1):
+        for epoch in range(t.state.epoch + 1, t.config.train.epochs + 1):
             if t.should_stop:  # resumed from a run that early stopping had already ended
                 break
-            t.epoch = epoch
+            t.state.epoch = epoch
             started = time.perf_counter()
             metrics = t.train_epoch(self.progress, resume_at, on_resumed)
             resume_at, on_resumed = 0, None
@@ -131,11 +131,12 @@ class Session:
                 val = evaluate(t.model, t.task, t.val_batches, t.device, t.precision)
                 metrics.update(t.synced(val).compute("val"))
             metrics["lr"] = t.lr
-            if hasattr(t.task, "epoch_artifacts") and self.writer:
+            if self.writer:
                 self.artifacts.update(t.task.epoch_artifacts(t.model, self.run.path, epoch, t.train_batches))
             is_best = t.end_epoch(metrics)
             seconds = time.perf_counter() - started
-            self.run.log({"event": "epoch", "epoch": epoch, "step": t.step, **metrics, "seconds": round(seconds, 3)})
+            self.run.log({"event": "epoch", "epoch": epoch, "step": t.state.step, **metrics,
+                          "seconds": round(seconds, 3)})
             self.save(metrics, is_best)
             self.progress.epoch_end(epoch, metrics, seconds, "  *best" if is_best else "")
             self.stop_if_signalled()
@@ -211,13 +212,13 @@ def _train(config, output_dir, version, progress, resume, command, device) -> di
         check_free_space(run, trainer.model)
     resume_at, on_resumed = restore(trainer, payload) if payload else (0, None)
     trainer.step_logger = run.log
-    verb = f"resuming at epoch {trainer.epoch + 1}, step {trainer.step}" if payload else "run directory"
+    state = trainer.state
+    verb = f"resuming at epoch {state.epoch + 1}, step {state.step}" if payload else "run directory"
     progress.message(f"{verb}: {run.path}  (device {trainer.device}, precision {trainer.precision}, "
-                     f"{config.task}, {_outputs(config, meta)}, input {meta.input_shape})")
+                     f"{config.task}, {trainer.task.describe_outputs(meta)}, input {meta.input_shape})")
     status, error, failure, metrics = "failed", None, None, (payload or {}).get("metrics") or {}
     with StopSignals() as signals:
-        session = Session(trainer, meta, run, progress, signals, f"{command} --resume {shlex.quote(str(run.path))}",
-                          payload["state"].get("seconds", 0.0) if payload else 0.0)
+        session = Session(trainer, meta, run, progress, signals, f"{command} --resume {shlex.quote(str(run.path))}")
         trainer.after_step = session.between_steps
         try:
             metrics = session.run_epochs(resume_at, on_resumed) or metrics
@@ -240,14 +241,6 @@ def _train(config, output_dir, version, progress, resume, command, device) -> di
                 failure.summary = summary  # for `train --json`, which prints it on failure too
             _plot(run)
     return summary
-
-
-def _outputs(config, meta) -> str:
-    if config.task == "language_model":
-        return f"vocabulary {len(meta.vocab)}"
-    if config.task == "forecasting":
-        return f"horizon {meta.sequence['horizon']}"
-    return f"{len(meta.class_names)} classes"
 
 
 def _require_tensorboard() -> None:
@@ -274,14 +267,14 @@ def _summary(trainer, run, metrics, status, error, seconds) -> dict:
         "error": error,
         "name": trainer.config.name,
         "run_dir": str(run.path),
-        "epochs": trainer.epoch,
-        "steps": trainer.step,
-        "skipped_batches": trainer.skipped_batches,
+        "epochs": trainer.state.epoch,
+        "steps": trainer.state.step,
+        "skipped_batches": trainer.state.skipped_batches,
         "seconds": round(seconds, 2),
         "device": str(trainer.device),
         "precision": trainer.precision,
         "monitor": trainer.monitor,
-        "best": {"value": trainer.best, "epoch": trainer.best_epoch},
+        "best": {"value": trainer.state.best, "epoch": trainer.state.best_epoch},
         "final": metrics,
         "checkpoints": {name: (str(run.checkpoints / f"{name}.pt") if (run.checkpoints / f"{name}.pt").exists()
                                else None) for name in ("last", "best", "final")},

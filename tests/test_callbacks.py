@@ -5,11 +5,14 @@ import math
 import pytest
 import torch
 
+from dlcli.tasks.classify import ClassificationTask
+
 from dlcli.callbacks import CALLBACKS, EarlyStopping, improved
 
 
 def build(default_monitor="val/loss", **params):
-    return CALLBACKS.build(CALLBACKS.validate({"name": "early_stopping", **params}, "callbacks.0"), default_monitor)
+    return CALLBACKS.build(CALLBACKS.validate({"name": "early_stopping", **params}, "callbacks.0"), default_monitor,
+                           ClassificationTask.metric_mode)
 
 
 def feed(callback, values, model=None, key=None):

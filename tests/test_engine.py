@@ -121,7 +121,7 @@ def test_accumulating_two_batches_of_32_equals_one_batch_of_64(rows):
         assert torch.equal(value, small.model.state_dict()[key])
     big.train_epoch(quiet())
     small.train_epoch(quiet())
-    assert big.step == small.step == math.ceil(rows / 64)
+    assert big.state.step == small.state.step == math.ceil(rows / 64)
     for key, value in big.model.state_dict().items():
         assert torch.allclose(value, small.model.state_dict()[key], atol=1e-5, rtol=1e-4), key
     assert not torch.equal(big.model[1].weight, make().model[1].weight)  # it did train
@@ -131,10 +131,10 @@ def test_accumulation_steps_the_schedule_once_per_optimizer_step():
     trainer = make(["train.accumulate=3", "train.epochs=2"], scheduler={"name": "onecycle"})
     batches = len(trainer.train_batches)
     for epoch in (1, 2):
-        trainer.epoch = epoch
+        trainer.state.epoch = epoch
         trainer.train_epoch(quiet(2))  # onecycle raises if stepped past its total
-    assert trainer.step == 2 * math.ceil(batches / 3)
-    assert trainer.schedule.per_step.last_epoch == trainer.step
+    assert trainer.state.step == 2 * math.ceil(batches / 3)
+    assert trainer.schedule.per_step.last_epoch == trainer.state.step
 
 
 # ---------------------------------------------------------------- early stopping, end to end
@@ -269,7 +269,7 @@ def test_fp16_skipped_steps_do_not_advance_the_schedule():
     trainer = make(train={"device": "cpu", "precision": "fp16"}, scheduler={"name": "cosine"})
     trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 60)  # every step overflows
     trainer.train_epoch(quiet())
-    assert trainer.step == len(trainer.train_batches)
+    assert trainer.state.step == len(trainer.train_batches)
     assert trainer.schedule.per_step.last_epoch == 0
     assert trainer.lr == pytest.approx(0.01)
 
@@ -293,12 +293,12 @@ def test_a_step_whose_batches_were_all_skipped_changes_no_weights_and_no_schedul
     before = weights(trainer.model)
     trainer.train_step(next(batches), 0.5, False, metrics)
     assert trainer.train_step(next(batches), 0.5, True, metrics)  # the step ends, with nothing applied
-    assert trainer.step == 1 and trainer.skipped_batches == 2
+    assert trainer.state.step == 1 and trainer.state.skipped_batches == 2
     assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
     assert trainer.schedule.per_step.last_epoch == 0 and trainer.lr == pytest.approx(0.01)
     trainer.train_step(next(batches), 0.5, False, metrics)
     trainer.train_step(next(batches), 0.5, True, metrics)  # a good step after it trains as usual
-    assert trainer.step == 2 and trainer.schedule.per_step.last_epoch == 1
+    assert trainer.state.step == 2 and trainer.schedule.per_step.last_epoch == 1
     assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
 
 
@@ -310,7 +310,7 @@ def test_a_skipped_batch_resets_the_tasks_carried_state():
     trainer.task.loss = lambda model, batch: (real_loss(model, batch)[0] * float("nan"), None)
     trainer.task.reset = lambda: resets.append(1)
     trainer.train_step(next(iter(trainer.train_batches)), 1.0, True, trainer.task.metrics(trainer.device))
-    assert trainer.skipped_batches == 1 and resets == [1]
+    assert trainer.state.skipped_batches == 1 and resets == [1]
 
 
 # ---------------------------------------------------------------- epoch bookkeeping
@@ -320,7 +320,7 @@ def test_train_epoch_metrics_steps_and_learning():
     trainer = make(["optimizer.lr=0.01"])
     first = trainer.train_epoch(quiet())
     assert set(first) == {"train/loss", "train/acc"}
-    assert trainer.step == len(trainer.train_batches)
+    assert trainer.state.step == len(trainer.train_batches)
     second = trainer.train_epoch(quiet())
     assert second["train/loss"] < first["train/loss"]
     assert second["train/acc"] > first["train/acc"]
@@ -329,13 +329,13 @@ def test_train_epoch_metrics_steps_and_learning():
 def test_end_epoch_tracks_the_best_value():
     trainer = make()
     assert trainer.monitor == "val/loss" and trainer.mode == "min"
-    trainer.epoch = 1
+    trainer.state.epoch = 1
     assert trainer.end_epoch({"val/loss": 1.0})
-    trainer.epoch = 2
+    trainer.state.epoch = 2
     assert not trainer.end_epoch({"val/loss": 1.5})
-    trainer.epoch = 3
+    trainer.state.epoch = 3
     assert not trainer.end_epoch({"val/loss": float("nan")})
-    assert (trainer.best, trainer.best_epoch) == (1.0, 1)
+    assert (trainer.state.best, trainer.state.best_epoch) == (1.0, 1)
 
 
 def test_end_epoch_requires_the_monitored_metric():

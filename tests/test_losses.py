@@ -4,7 +4,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dlcli.gan_losses import GAN_LOSSES
 from dlcli.losses import LOSSES
 
 
@@ -21,7 +20,7 @@ def batch():
 
 
 # The adversarial losses (gan_bce, gan_hinge, wgan_gp) score a discriminator, not classes: tests/models/test_gan.py.
-CLASSIFIER_LOSSES = [name for name in LOSSES.names() if name not in GAN_LOSSES]
+CLASSIFIER_LOSSES = LOSSES.tagged("classification")
 
 
 @pytest.mark.parametrize("name", CLASSIFIER_LOSSES)

@@ -7,6 +7,7 @@ import torch
 
 from dlcli.errors import ConfigError
 from dlcli.schedulers import SCHEDULERS
+from dlcli.tasks.classify import ClassificationTask
 
 LR = 0.1
 SPE = 4  # optimizer steps per epoch
@@ -18,7 +19,7 @@ def make(name: str, epochs: int = 10, steps_per_epoch: int = SPE, optimizer: str
         opt = torch.optim.SGD([param], lr=LR, momentum=0.9)
     else:
         opt = torch.optim.Adam([param], lr=LR)
-    spec = SCHEDULERS.validate({"name": name, **params}, "scheduler")
+    spec = ClassificationTask.resolve_mode(SCHEDULERS.validate({"name": name, **params}, "scheduler"))
     return opt, SCHEDULERS.build(spec, opt, steps_per_epoch, epochs)
 
 

@@ -48,7 +48,11 @@ def config_schema() -> dict:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "dlcli experiment"
     props, defs = schema["properties"], schema["$defs"]
+    from dlcli.tasks import TASKS
+
     props["extends"] = {"type": "string", "description": "a base config file to inherit from"}
+    props["task"] = {"anyOf": [{"enum": list(TASKS)}, {"type": "null"}],
+                     "description": "; ".join(f"{name}: {cls.summary}" for name, cls in TASKS.items())}
     props["model"] = component(regs["models"])
     props["loss"] = component(regs["losses"])
     props["optimizer"] = {"anyOf": [component(regs["optimizers"]), per_network(component(regs["optimizers"]))]}

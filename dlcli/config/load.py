@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from dlcli.config.schema import Config
 from dlcli.config.yamlio import parse_yaml
 from dlcli.errors import ConfigError
-from dlcli.config.task_checks import (gan_section_problems, normalizers, resolve_task, resolved_section,
+from dlcli.config.task_checks import (network_section_problems, normalizers, resolve_task, resolved_section,
                                       task_problems)
 from dlcli.registry import pydantic_problems
 
@@ -52,15 +52,28 @@ def validate(data: Any, overrides: list[str] = (), lines: dict | None = None, so
     except ValidationError as err:
         problems += pydantic_problems(err, "", lambda loc: _fields_at(Config, loc))
         config = None
-    problems += _validate_components(data) + gan_section_problems(data)
+    problems += _validate_components(data) + network_section_problems(data)
+    if config is not None and _task_problem(config):
+        problems.append(_task_problem(config))
+        config = None
     if config is not None:
-        resolve_task(config)
+        resolve_task(config, data)
         problems += _cross_checks(config) + task_problems(config)
     if problems:
         overridden = [item.partition("=")[0] for item in overrides]
         raise ConfigError([_with_line(p, lines or {}, source, overridden) for p in _one_per_key(problems)])
     _resolve_components(config)
     return config
+
+
+def _task_problem(config: Config) -> str | None:
+    from dlcli.tasks import task_class
+
+    try:
+        task_class(config.task) if config.task is not None else None
+    except ConfigError as err:
+        return err.problems[0]
+    return None
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
@@ -96,7 +109,7 @@ def _set_path(node: Any, parts: list[str], value: Any, key: str) -> None:
 
 def _components(data: dict):
     """(dotted key, registry kind, spec) for every component section present."""
-    from dlcli.tasks import GAN_NETS, task_of
+    from dlcli.tasks import TASKS, task_of
 
     data_section = data.get("data") if isinstance(data.get("data"), dict) else {}
     if "dataset" in data_section:
@@ -106,8 +119,9 @@ def _components(data: dict):
             yield key, kind, data[key]
     for key, kind in [("optimizer", "optimizers"), ("scheduler", "schedulers")]:
         spec = data.get(key)
-        if task_of(data) == "gan" and isinstance(spec, dict) and "name" not in spec:
-            for net in GAN_NETS:  # one per network; _gan_section_problems reports missing or unknown keys
+        task = TASKS.get(task_of(data))
+        if task is not None and task.networks and isinstance(spec, dict) and "name" not in spec:
+            for net in task.networks:  # one per network; network_section_problems reports missing or unknown keys
                 if spec.get(net) is not None:
                     yield f"{key}.{net}", kind, spec[net]
         elif spec is not None:
@@ -161,7 +175,7 @@ def monitor_problems(config: Config, metrics: list[str]) -> list[str]:
                  if isinstance(c, dict)]
     schedules = config.scheduler if isinstance(config.scheduler, dict) else {}
     parts = {"scheduler": schedules} if "name" in schedules else \
-        {f"scheduler.{net}": part for net, part in schedules.items() if isinstance(part, dict)}  # a GAN's
+        {f"scheduler.{net}": part for net, part in schedules.items() if isinstance(part, dict)}  # per network
     monitors += [(f"{key}.monitor", part.get("monitor", "val/loss")) for key, part in parts.items()
                  if part.get("name") == "reduce_on_plateau"]
     problems = []
@@ -179,7 +193,7 @@ def _cross_checks(config: Config) -> list[str]:
     """Checks that span sections: monitored metric names exist, and so on."""
     from dlcli.tasks import known_metrics
 
-    problems = monitor_problems(config, known_metrics(config.task, config.data.val_split > 0))
+    problems = monitor_problems(config, known_metrics(config.task, config.data.val_split > 0, config=config))
     if config.data.batch_size % config.train.devices:
         problems.append(f"data.batch_size: the global batch {config.data.batch_size} does not split evenly "
                         f"over {config.train.devices} processes (train.devices)")

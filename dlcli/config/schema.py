@@ -86,7 +86,7 @@ class OutputConfig(Strict):
 class Config(Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
     seed: Seed = 0
-    task: Literal["classification", "language_model", "forecasting", "gan"] | None = None  # None: from dataset/model
+    task: str | None = None  # a registered task (checked in load.py); None: claimed by the model or the dataset
     data: DataConfig
     model: Component
     loss: Component | None = None  # None: the task's default (cross_entropy; mse for forecasting)
@@ -96,13 +96,6 @@ class Config(Strict):
     callbacks: list[Component] = []
     output: OutputConfig = OutputConfig()
     logging: LoggingConfig = LoggingConfig()
-
-
-def metric_mode(metric: str, mode: str = "auto") -> str:
-    """'min' for losses, 'max' for accuracy-like metrics, unless given."""
-    if mode != "auto":
-        return mode
-    return "min" if metric.split("/")[-1] in {"loss", "mae", "rmse", "naive_mae", "perplexity", "d_loss", "g_loss"} else "max"
 
 
 __all__ = ["Config", "DataConfig", "TrainConfig", "GradClip", "OutputConfig", "NonNegativeFloat"]

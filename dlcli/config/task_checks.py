@@ -1,24 +1,30 @@
 """Checks that the task, dataset, model, loss and optimizer sections fit together, and the
-task-dependent defaults (task from the dataset or model, default loss and optimizer)."""
+task-dependent defaults (the task itself, its default loss and optimizer). Everything here asks
+the task class and the registries' tags; no name lists."""
 
 from dlcli.config.schema import Config
 from dlcli.errors import ConfigError
-from dlcli.registry import did_you_mean
+
+
+def _task(config: Config):
+    from dlcli.tasks import task_class
+
+    return task_class(config.task)
 
 
 def resolved_section(config: Config, key: str, registry):
-    """A validated optimizer/scheduler spec; for a GAN always split per network (None: no scheduler)."""
-    from dlcli.tasks import GAN_NETS
-
+    """A validated optimizer/scheduler spec; for a task with several networks (a GAN) always split
+    per network (None: no scheduler)."""
+    networks = _task(config).networks
     spec = getattr(config, key)
-    if config.task != "gan":
+    if not networks:
         return registry.validate(spec, key) if spec is not None else None
     if spec is None:
         return None
     if "name" in spec:
-        spec = {net: spec for net in GAN_NETS}
+        spec = {net: spec for net in networks}
     return {net: registry.validate(spec[net], f"{key}.{net}") if spec.get(net) is not None else None
-            for net in GAN_NETS}
+            for net in networks}
 
 
 def _name(spec) -> str | None:
@@ -27,92 +33,83 @@ def _name(spec) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def resolve_task(config: Config) -> None:
-    """task: from the dataset when not given; loss: the task's default when not given."""
-    from dlcli.tasks import DEFAULT_LOSS, task_for_dataset
-
-    from dlcli.tasks import GAN_OPTIMIZER
+def resolve_task(config: Config, data: dict) -> None:
+    """task: claimed by a task or the dataset's when not given; loss and optimizer: the task's defaults."""
+    from dlcli.tasks import task_of
 
     if config.task is None:
-        config.task = "gan" if _name(config.model) == "gan" else task_for_dataset(_name(config.data.dataset))
+        config.task = task_of(data)
+    task = _task(config)
     if config.loss is None:
-        config.loss = {"name": DEFAULT_LOSS[config.task]}
+        config.loss = {"name": task.default_loss}
     if config.optimizer is None:
-        config.optimizer = ({"generator": GAN_OPTIMIZER, "discriminator": GAN_OPTIMIZER} if config.task == "gan"
-                            else {"name": "adam"})
+        config.optimizer = task.default_optimizer()
 
 
 def task_problems(config: Config) -> list[str]:
-    """The task, dataset, model and loss must fit together."""
-    from dlcli.tasks import ALLOWED_LOSSES, RECURRENT_MODELS, TOKEN_DATASETS, task_for_dataset
+    """The task, dataset, model and loss must fit together (asked of the registries' tags)."""
+    from dlcli.data.datasets import DATASETS
+    from dlcli.losses import LOSSES
+    from dlcli.models import MODELS
 
+    task = _task(config)
     problems = []
-    dataset, model = _name(config.data.dataset), _name(config.model)
-    fits = task_for_dataset(dataset)
-    if config.task == "gan" or model == "gan":
-        return problems + _gan_problems(config, dataset, model)
-    if isinstance(dataset, str) and config.task != fits:
-        problems.append(f"task: {config.task!r} does not fit dataset {dataset!r}, which is for {fits}; "
-                        f"set task: {fits} (or leave task out)")
-    if dataset in TOKEN_DATASETS and isinstance(model, str) and model not in RECURRENT_MODELS:
-        problems.append(f"model.name: {model!r} cannot read token ids (dataset {dataset!r}); "
-                        f"use one of {', '.join(sorted(RECURRENT_MODELS))}")
-    allowed = ALLOWED_LOSSES.get(config.task) or {None}
-    loss = _name(config.loss)
-    if loss in ALLOWED_LOSSES["gan"]:
-        problems.append(f"loss.name: {loss!r} is an adversarial loss, for task gan only")
-        allowed = None
-    if allowed and None not in allowed and isinstance(loss, str) and loss not in allowed:
-        problems.append(f"loss.name: {loss!r} does not fit task {config.task}; use {' or '.join(sorted(allowed))}")
-    problems += _recurrent_problems(config)
-    if config.train.tbptt and config.task != "language_model":
-        problems.append("train.tbptt: carrying hidden state across windows needs task: language_model")
-    if config.train.tbptt and isinstance(model, str) and model not in RECURRENT_MODELS:
-        problems.append(f"train.tbptt: needs a recurrent model ({', '.join(sorted(RECURRENT_MODELS))})")
-    return problems
-
-
-def _gan_problems(config: Config, dataset, model) -> list[str]:
-    from dlcli.tasks import GAN_LOSSES, IMAGE_DATASETS
-
-    problems = []
-    if config.task != "gan":
-        problems.append("task: model 'gan' trains with task: gan (or leave task out)")
-    elif isinstance(model, str) and model != "gan":
-        problems.append(f"model.name: task gan needs model: {{name: gan, generator: {{...}}, discriminator: {{...}}}} "
+    dataset, model, loss = _name(config.data.dataset), _name(config.model), _name(config.loss)
+    if dataset in DATASETS.names() and not DATASETS.has_tag(dataset, task.name):
+        fits = [tag for tag in DATASETS.tags(dataset) if tag in _task_names()]
+        problems.append(task.dataset_mismatch(dataset) or
+                        f"task: {task.name!r} does not fit dataset {dataset!r}, which is for {' or '.join(fits)}; "
+                        f"set task: {fits[0]} (or leave task out)")
+    needs_model = task.name if MODELS.tagged(task.name) else None  # a task with models of its own (gan)
+    if needs_model and model in MODELS.names() and not MODELS.has_tag(model, needs_model):
+        problems.append(f"model.name: task {task.name} needs model: {{name: {MODELS.tagged(needs_model)[0]}, ...}} "
                         f"(got {model!r})")
-    if isinstance(dataset, str) and dataset not in IMAGE_DATASETS:
-        problems.append(f"data.dataset.name: a GAN generates images; {dataset!r} is not an image dataset "
-                        f"(use one of {', '.join(sorted(IMAGE_DATASETS))})")
-    loss = _name(config.loss)
-    if isinstance(loss, str) and loss not in GAN_LOSSES:
-        problems.append(f"loss.name: {loss!r} does not fit task gan; use {' or '.join(sorted(GAN_LOSSES))}")
-    if config.train.accumulate != 1:
-        problems.append("train.accumulate: gradient accumulation is not supported for GANs; set 1")
-    if config.train.l1:
-        problems.append("train.l1: the L1 penalty is not supported for GANs; set 0")
-    for section in ("train_transforms", "eval_transforms"):
-        if any(spec["name"] == "normalize" for spec in normalizers(getattr(config.data, section))):
-            problems.append(f"data.{section}: a GAN sees images in [-1, 1] (dlcli maps [0, 1] there itself); "
-                            f"remove normalize")
-    return problems
+    for other in _task_names():
+        if other != task.name and MODELS.has_tag(model, other) and MODELS.tagged(other):
+            problems.append(f"task: model {model!r} trains with task: {other} (or leave task out)")
+    if DATASETS.has_tag(dataset, "reads_tokens") and model in MODELS.names() and not MODELS.has_tag(model, "reads_tokens"):
+        problems.append(f"model.name: {model!r} cannot read token ids (dataset {dataset!r}); "
+                        f"use one of {', '.join(MODELS.tagged('reads_tokens'))}")
+    if loss in LOSSES.names() and not LOSSES.has_tag(loss, task.name):
+        kind = next((t for t in LOSSES.tags(loss) if t in _task_names()), None)
+        if kind and MODELS.tagged(kind):  # e.g. an adversarial loss outside a GAN
+            problems.append(f"loss.name: {loss!r} is an {'adversarial' if kind == 'gan' else kind} loss, for task "
+                            f"{kind} only")
+        else:
+            problems.append(f"loss.name: {loss!r} does not fit task {task.name}; use "
+                            f"{' or '.join(LOSSES.tagged(task.name))}")
+    if config.data.class_weights is not None and not task.class_weights:
+        problems.append(f"data.class_weights: only for classification (task {task.name} has no classes to weigh)")
+    return problems + _recurrent_problems(config, task) + task.problems(config)
 
 
-def _recurrent_problems(config: Config) -> list[str]:
-    from dlcli.tasks import RECURRENT_MODELS
+def _task_names() -> list[str]:
+    from dlcli.tasks import TASKS
 
-    if _name(config.model) not in RECURRENT_MODELS:
-        return []
-    try:  # check the model's validated values ("false" is False), not the raw YAML
-        model = _models().validate(config.model, "model")
-    except ConfigError:
-        return []  # the model's own check reports it
+    return list(TASKS)
+
+
+def _recurrent_problems(config: Config, task) -> list[str]:
+    from dlcli.models import MODELS
+
+    model_name = _name(config.model)
     problems = []
-    if model.get("bidirectional") and config.task == "language_model":
+    if config.train.tbptt and task.recurrent_head != "per_step":
+        problems.append("train.tbptt: carrying hidden state across windows needs task: language_model")
+    if config.train.tbptt and model_name in MODELS.names() and not MODELS.has_tag(model_name, "recurrent"):
+        problems.append(f"train.tbptt: needs a recurrent model ({', '.join(MODELS.tagged('recurrent'))})")
+    if not MODELS.has_tag(model_name, "recurrent"):
+        return problems
+    try:  # check the model's validated values ("false" is False), not the raw YAML
+        model = MODELS.validate(config.model, "model")
+    except ConfigError:
+        return problems  # the model's own check reports it
+    per_step = task.recurrent_head == "per_step"
+    if model.get("bidirectional") and per_step:
         problems.append("model.bidirectional: a language model must not see the tokens it predicts; set false")
     if model.get("tie_weights"):
         width = model["hidden_size"] * (2 if model["bidirectional"] else 1)
-        if config.task != "language_model":
+        if not per_step:
             problems.append("model.tie_weights: only for language models (task: language_model)")
         elif model["embedding_dim"] != width:
             problems.append(f"model.tie_weights: needs embedding_dim == hidden_size "
@@ -123,29 +120,19 @@ def _recurrent_problems(config: Config) -> list[str]:
     return problems
 
 
-def gan_section_problems(data: dict) -> list[str]:
-    """A GAN's optimizer (and scheduler) is one spec for both networks, or one per network."""
-    from dlcli.tasks import GAN_NETS, task_of
+def network_section_problems(data: dict) -> list[str]:
+    """A task with several networks takes one optimizer (and scheduler) for all, or one per network."""
+    from dlcli.tasks import TASKS, task_of
 
-    if task_of(data) != "gan":
+    task = TASKS.get(task_of(data))
+    if task is None or not task.networks:
         return []
     problems = []
     for key in ("optimizer", "scheduler"):
         spec = data.get(key)
-        if not isinstance(spec, dict) or "name" in spec:
-            continue
-        for extra in sorted(set(spec) - set(GAN_NETS)):
-            problems.append(f"{key}.{extra}: unknown key{did_you_mean(extra, GAN_NETS)}; a GAN takes "
-                            f"{key}.generator and {key}.discriminator, or one {key} for both")
-        if key == "optimizer":
-            problems += [f"optimizer.{net}: required key is missing" for net in GAN_NETS if spec.get(net) is None]
+        if isinstance(spec, dict) and "name" not in spec:
+            problems += task.section_problems(key, spec)
     return problems
-
-
-def _models():
-    from dlcli.models import MODELS
-
-    return MODELS
 
 
 def normalizers(entries: list) -> list[dict]:

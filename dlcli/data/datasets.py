@@ -13,6 +13,8 @@ from pydantic import Field
 from dlcli.types import PositiveInt, TestFraction
 
 DATASETS = Registry("dataset")
+# Tags: the tasks a dataset feeds (the first is its default task), then what its samples are.
+IMAGE_TASKS = ("classification", "gan", "image")
 
 # Where torchvision expects the files, for the "place them by hand" hint.
 _LAYOUT = {
@@ -23,7 +25,7 @@ _LAYOUT = {
 }
 
 
-@DATASETS.register("digits")
+@DATASETS.register("digits", tags=IMAGE_TASKS)
 def digits(split, *, test_fraction: TestFraction = 0.2):
     """scikit-learn's bundled 8x8 handwritten digits (1,797 images, offline)."""
     import torch
@@ -67,31 +69,31 @@ def _first_line(err: Exception) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-@DATASETS.register("mnist")
+@DATASETS.register("mnist", tags=IMAGE_TASKS)
 def mnist(split, *, root: str = "data/", download: bool = True):
     """MNIST handwritten digits, 28x28 grayscale (torchvision)."""
     return _torchvision("mnist", "MNIST", split, root, download)
 
 
-@DATASETS.register("fashion_mnist")
+@DATASETS.register("fashion_mnist", tags=IMAGE_TASKS)
 def fashion_mnist(split, *, root: str = "data/", download: bool = True):
     """Fashion-MNIST clothing images, 28x28 grayscale (torchvision)."""
     return _torchvision("fashion_mnist", "FashionMNIST", split, root, download)
 
 
-@DATASETS.register("cifar10")
+@DATASETS.register("cifar10", tags=IMAGE_TASKS)
 def cifar10(split, *, root: str = "data/", download: bool = True):
     """CIFAR-10, 32x32 colour images in 10 classes (torchvision)."""
     return _torchvision("cifar10", "CIFAR10", split, root, download)
 
 
-@DATASETS.register("cifar100")
+@DATASETS.register("cifar100", tags=IMAGE_TASKS)
 def cifar100(split, *, root: str = "data/", download: bool = True):
     """CIFAR-100, 32x32 colour images in 100 classes (torchvision)."""
     return _torchvision("cifar100", "CIFAR100", split, root, download)
 
 
-@DATASETS.register("image_folder")
+@DATASETS.register("image_folder", tags=(*IMAGE_TASKS, "multilabel"))
 def image_folder(split, *, root: str, test_root: str | None = None, channels: Literal[1, 3] = 3):
     """ImageNet-style class folders (root/<class>/<image>), read from disk per batch."""
     import torch
@@ -114,7 +116,7 @@ def image_folder(split, *, root: str, test_root: str | None = None, channels: Li
                   class_names=list(folder.classes), kind="image")
 
 
-@DATASETS.register("csv")
+@DATASETS.register("csv", tags=("classification", "regression", "multilabel", "tabular"))
 def csv(split, *, path: str, label: str = "label", features: list[str] | None = None,
         weight: str | None = None, test_path: str | None = None):
     """A CSV table: numeric feature columns, a label column, optional per-sample weight column."""
@@ -126,7 +128,7 @@ def csv(split, *, path: str, label: str = "label", features: list[str] | None = 
     return read_csv(file, label, features, weight)
 
 
-@DATASETS.register("synthetic")
+@DATASETS.register("synthetic", tags=IMAGE_TASKS)
 def synthetic(split, *, samples: Annotated[int, Field(gt=0, le=10_000_000)] = 4096,
               shape: list[PositiveInt] = [1, 28, 28], classes: Annotated[int, Field(ge=2)] = 10, seed: int = 0):
     """Random uint8 images with random labels: for benchmarks and smoke tests, not for learning."""

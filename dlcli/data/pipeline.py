@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from dlcli.data.datasets import DATASETS
 from dlcli.data.loading import make_batches
-from dlcli.data.splits import remap_labels, split_indices, subset
+from dlcli.data.splits import split_indices, subset
 from dlcli.data.source import Source
 from dlcli.data.transforms import compose
 from dlcli.data.windows import describe_sequences, prepare, split_positional, stream_order
@@ -27,14 +27,6 @@ class DataMeta:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-    def num_outputs(self, task: str) -> int:
-        """Size of the model's output: classes, vocabulary, or horizon x target columns."""
-        if task == "language_model":
-            return len(self.vocab)
-        if task == "forecasting":
-            return self.sequence["horizon"] * len(self.sequence["target_index"])
-        return len(self.class_names)
 
 
 def train_val_sources(data_cfg, seed: int) -> tuple[Source, Source | None]:
@@ -110,17 +102,18 @@ def sample_weights(source: Source, data_cfg, num_classes: int):
     return per_sample if weights is None else per_sample * weights
 
 
-def train_batches(config, device, generator):
-    """(train batches, val batches or None, DataMeta) for `dlcli train`."""
+def train_batches(config, device, generator, task):
+    """(train batches, val batches or None, DataMeta) for `dlcli train`; `task` (its class) checks
+    the training data and says whether class weights apply."""
     data_cfg = config.data
     train, val = train_val_sources(data_cfg, config.seed)
     meta = describe(train, data_cfg)
     train, val = prepare(train, meta), prepare(val, meta, "validation")
     standardize(train, meta)
     standardize(val, meta)
-    check_labels(train, meta, config.task)
+    task.check_data(train, meta)
     transform = compose(data_cfg.train_transforms) if train.kind == "image" else None
-    weights = sample_weights(train, data_cfg, len(meta.class_names)) if config.task == "classification" else None
+    weights = sample_weights(train, data_cfg, len(meta.class_names)) if task.class_weights else train.weights
     shuffle = data_cfg.shuffle
     if config.train.tbptt:  # consecutive batches continue each other's windows: a fixed stream order
         train, shuffle = subset(train, stream_order(len(train), data_cfg.batch_size).tolist()), False
@@ -128,15 +121,6 @@ def train_batches(config, device, generator):
                            data_cfg.num_workers, data_cfg.loader, data_cfg.memory_budget_gb)
     val_b = eval_batches(val, config, device) if val is not None else None
     return train_b, val_b, meta
-
-
-def check_labels(train: Source, meta: DataMeta, task: str) -> None:
-    k = len(meta.class_names)
-    if task == "classification" and k < 2:
-        raise DataError(f"the training data holds a single class ({', '.join(meta.class_names)}); "
-                        f"a classifier needs two or more")
-    if task == "classification" and (int(train.y.max()) >= k or int(train.y.min()) < 0):
-        raise DataError(f"labels must lie in [0, {k - 1}]")
 
 
 def eval_batches(source: Source, config, device):
@@ -150,8 +134,9 @@ def eval_batches(source: Source, config, device):
                         data_cfg.loader, data_cfg.memory_budget_gb)
 
 
-def split_for_eval(config, meta: DataMeta, split: str, device):
-    """Batches of the test or val split, preprocessed as the checkpoint's training was."""
+def split_for_eval(config, meta: DataMeta, split: str, device, task):
+    """Batches of the test or val split, preprocessed as the checkpoint's training was (`task`, its
+    class, matches the split to training, e.g. the class order)."""
     if split == "val":
         if config.data.val_split == 0:
             raise DataError("this run had no validation split (data.val_split: 0); use --split test")
@@ -160,8 +145,6 @@ def split_for_eval(config, meta: DataMeta, split: str, device):
         source = DATASETS.build(config.data.dataset, "test")
         if source.stream is not None:
             source, _ = split_positional(source, 0.0)
-    source = prepare(source, meta, f"{split} split's")
-    if config.task == "classification":
-        source = remap_labels(source, meta.class_names)
+    source = task.prepare_eval(prepare(source, meta, f"{split} split's"), meta)
     standardize(source, meta)
     return eval_batches(source, config, device)

@@ -27,7 +27,7 @@ def _split_file(name: str, split: str, path: str, test_path: str | None) -> str:
     return test_path
 
 
-@DATASETS.register("text")
+@DATASETS.register("text", tags=("language_model", "reads_tokens"))
 def text(split, *, path: str, test_path: str | None = None, level: Literal["char", "word"] = "char",
          lowercase: bool = False, seq_len: Length = 128, stride: Length | None = None,
          min_freq: PositiveInt = 1, max_vocab: PositiveInt | None = None, encoding: str = "utf-8"):
@@ -39,7 +39,7 @@ def text(split, *, path: str, test_path: str | None = None, level: Literal["char
     return Source(y=None, class_names=[], kind="tokens", stream=tokens, options=options)
 
 
-@DATASETS.register("text_classification")
+@DATASETS.register("text_classification", tags=("classification", "reads_tokens"))
 def text_classification(split, *, path: str, test_path: str | None = None, text_column: str = "text",
                         label_column: str = "label", level: Literal["char", "word"] = "word",
                         lowercase: bool = True, max_len: Length = 256, min_freq: PositiveInt = 1,
@@ -92,7 +92,7 @@ def _jsonl_rows(path: Path) -> list:
     return rows
 
 
-@DATASETS.register("timeseries")
+@DATASETS.register("timeseries", tags=("forecasting", "series"))
 def timeseries(split, *, path: str, test_path: str | None = None, columns: list[str] | None = None,
                targets: list[str] | None = None, window: Length = 32, horizon: Length = 1,
                stride: PositiveInt = 1):
@@ -129,7 +129,7 @@ def read_series(file: str, columns: list[str] | None) -> tuple[list[str], list[l
     return names, rows
 
 
-@DATASETS.register("sine")
+@DATASETS.register("sine", tags=("forecasting", "series"))
 def sine(split, *, length: Annotated[int, Field(ge=8, le=10_000_000)] = 2000, period: float = 40.0,
          noise: NonNegativeFloat = 0.1, window: Length = 32, horizon: Length = 1, stride: PositiveInt = 1,
          seed: int = 0):
@@ -145,7 +145,7 @@ def sine(split, *, length: Annotated[int, Field(ge=8, le=10_000_000)] = 2000, pe
                   options=options)
 
 
-@DATASETS.register("digits_rows")
+@DATASETS.register("digits_rows", tags=("classification", "sequence"))
 def digits_rows(split, *, test_fraction: TestFraction = 0.2):
     """The offline 8x8 digits, read row by row: 8 time steps of 8 pixels (sequence classification)."""
     source = digits(split, test_fraction=test_fraction)
@@ -153,7 +153,7 @@ def digits_rows(split, *, test_fraction: TestFraction = 0.2):
     return source
 
 
-@DATASETS.register("mnist_rows")
+@DATASETS.register("mnist_rows", tags=("classification", "sequence"))
 def mnist_rows(split, *, root: str = "data/", download: bool = True):
     """MNIST read row by row: 28 time steps of 28 pixels (torchvision files)."""
     source = mnist(split, root=root, download=download)

@@ -24,7 +24,7 @@ class NetSpec(BaseModel):
     dropout: Fraction = 0.0
 
 
-@MODELS.register("gan")
+@MODELS.register("gan", tags=("gan",))
 def gan(input_shape, num_classes, *, generator: NetSpec, discriminator: NetSpec,
         latent_dim: PositiveInt = 64, conditional: bool = False, embedding_dim: PositiveInt = 16,
         samples: PositiveInt = 64):

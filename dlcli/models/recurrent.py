@@ -70,7 +70,7 @@ def _register(cell: str, summary: str) -> None:
 
     build.__doc__ = summary
     build.__name__ = cell
-    MODELS.register(cell)(build)
+    MODELS.register(cell, tags=("recurrent", "reads_tokens"))(build)
 
 
 _register("lstm", "LSTM over token ids (embedding) or feature vectors (projection); head follows the task.")

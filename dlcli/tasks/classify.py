@@ -4,33 +4,24 @@ Metric sums stay on the device as tensors; nothing syncs with the host until `co
 which the engine calls only at log intervals and epoch ends.
 """
 
-
-class ClassificationTask:
-    def __init__(self, loss_fn, num_classes: int):
-        self.loss_fn, self.num_classes = loss_fn, num_classes
-
-    def reset(self) -> None:
-        pass
-
-    def loss(self, model, batch):
-        """(loss, logits) for one batch."""
-        logits = model(batch.x) if batch.lengths is None else model(batch.x, batch.lengths)
-        return self.loss_fn(logits, batch.y, batch.weights), logits
-
-    def metrics(self, device, full: bool = True):
-        """Evaluation tracks everything; training only loss and accuracy (cheaper per step)."""
-        return ClassificationMetrics(self.num_classes, device, full)
-
-    @staticmethod
-    def predict(logits):
-        return logits.float().softmax(1)
-
+from dlcli.errors import ConfigError, DataError
+from dlcli.tasks import register_task
+from dlcli.tasks.base import Task
 
 FOLD_EVERY = 16  # training steps whose outputs are kept before their metrics are reduced
 
 
 class ClassificationMetrics:
     """Running sums on the device: loss x n, correct predictions, and (full) confusion matrix, top-5."""
+
+    MIN = frozenset({"loss"})
+    SHOWN = ("loss", "acc")
+
+    @staticmethod
+    def names(split: str, config=None, num_classes: int | None = None) -> list[str]:
+        if split == "train":
+            return ["loss", "acc"]
+        return ["loss", "acc", "f1"] + (["top5"] if num_classes is None or num_classes > 5 else [])
 
     def __init__(self, num_classes: int, device, full: bool = True):
         import torch
@@ -133,3 +124,87 @@ class ClassificationMetrics:
 
     def confusion_matrix(self):
         return self.confusion.view(self.k, self.k).cpu()
+
+
+@register_task
+class ClassificationTask(Task):
+    name = "classification"
+    summary = "one class per sample: images, CSV rows, texts, image rows"
+    default_loss = "cross_entropy"
+    metrics_class = ClassificationMetrics
+    class_weights = True
+
+    def __init__(self, loss_fn, num_classes: int):
+        self.loss_fn, self.num_classes = loss_fn, num_classes
+
+    @classmethod
+    def create(cls, config, meta, loss_fn):
+        return cls(loss_fn, len(meta.class_names))
+
+    def loss(self, model, batch):
+        """(loss, logits) for one batch."""
+        logits = model(batch.x) if batch.lengths is None else model(batch.x, batch.lengths)
+        return self.loss_fn(logits, batch.y, batch.weights), logits
+
+    def metrics(self, device, full: bool = True):
+        """Evaluation tracks everything; training only loss and accuracy (cheaper per step)."""
+        return ClassificationMetrics(self.num_classes, device, full)
+
+    @staticmethod
+    def predict(logits):
+        return logits.float().softmax(1)
+
+    @staticmethod
+    def check_data(train, meta) -> None:
+        k = len(meta.class_names)
+        if k < 2:
+            raise DataError(f"the training data holds a single class ({', '.join(meta.class_names)}); "
+                            f"a classifier needs two or more")
+        if int(train.y.max()) >= k or int(train.y.min()) < 0:
+            raise DataError(f"labels must lie in [0, {k - 1}]")
+
+    @staticmethod
+    def prepare_eval(source, meta):
+        from dlcli.data.splits import remap_labels
+
+        return remap_labels(source, meta.class_names)
+
+    def eval_report(self, metrics, meta, context: dict) -> dict:
+        return {"class_names": meta.class_names, "confusion": metrics.confusion_matrix().tolist()}
+
+    @staticmethod
+    def infer_options(meta) -> set[str]:
+        return {"top_k", "texts"} if meta.kind == "text" else {"top_k"}
+
+    def infer(self, model, config, meta, inputs, options, device, precision):
+        """One row per input: predicted class, its probability and the top-k classes."""
+        probs, names = class_probabilities(self, model, config, meta, inputs, options, device, precision)
+        k = min(options.get("top_k") or 3, probs.shape[1])
+        top_p, top_i = probs.topk(k, dim=1)
+        rows = []
+        for name, p, i in zip(names, top_p.tolist(), top_i.tolist()):
+            rows.append({"input": name, "class": meta.class_names[i[0]], "probability": round(p[0], 6),
+                         "top_k": [{"class": meta.class_names[c], "probability": round(q, 6)} for c, q in zip(i, p)]})
+        return "classes", rows
+
+
+def class_probabilities(task, model, config, meta, inputs, options, device, precision):
+    """(per-class probabilities [N, K], input names) for image, CSV, image-row or text inputs."""
+    from dlcli.data.inputs import collect_inputs, image_inputs, row_inputs, tabular_inputs
+    from dlcli.engine import predict
+
+    files = collect_inputs(inputs, text_files=meta.kind == "text")
+    if meta.kind == "text":
+        from dlcli.sequence_inference import classify_texts, text_inputs
+
+        x, lengths, names = text_inputs(files, options.get("texts") or [], meta)
+        return classify_texts(model, task, x, lengths, device, precision), names
+    if not files:
+        raise ConfigError("no inputs given: name image files or folders, CSV files, or use --text")
+    if meta.kind == "tabular":
+        x, names = tabular_inputs(files, meta)
+    elif meta.kind == "sequence":
+        x, names = row_inputs(files, meta), [str(f) for f in files]
+    else:
+        x, names = image_inputs(files, config, meta), [str(f) for f in files]
+    return predict(model, task, x, device, precision), names

@@ -2,30 +2,19 @@
 The loss works on normalised values; MAE and RMSE are reported in the data's own units, next to
 the naive forecast (repeat the window's last value) that a useful model must beat."""
 
-class ForecastTask:
-    def __init__(self, loss_fn, meta):
-        self.loss_fn = loss_fn
-        self.target_index = meta.sequence["target_index"]
-        self.mean = [meta.feature_mean[i] for i in self.target_index]
-        self.std = [meta.feature_std[i] for i in self.target_index]
-
-    def reset(self) -> None:
-        pass
-
-    def loss(self, model, batch):
-        out = model(batch.x).view(batch.y.shape)  # [B, horizon, targets]
-        return self.loss_fn(out, batch.y, batch.weights), out
-
-    def metrics(self, device, full: bool = True):
-        return ForecastMetrics(self.std, self.target_index, device)
-
-    def denormalize(self, values):
-        import torch
-
-        return values * torch.tensor(self.std, device=values.device) + torch.tensor(self.mean, device=values.device)
+from dlcli.errors import ConfigError
+from dlcli.tasks import register_task
+from dlcli.tasks.base import Task
 
 
 class ForecastMetrics:
+    MIN = frozenset({"loss", "mae", "rmse", "naive_mae"})
+    SHOWN = ("loss", "mae")
+
+    @staticmethod
+    def names(split: str, config=None, num_classes: int | None = None) -> list[str]:
+        return ["loss"] if split == "train" else ["loss", "mae", "rmse", "naive_mae"]
+
     def __init__(self, std: list[float], target_index: list[int], device):
         import torch
 
@@ -66,3 +55,55 @@ class ForecastMetrics:
         for key in ("loss_sum", "abs_sum", "sq_sum", "naive_abs_sum"):
             getattr(self, key).copy_(state[key])
         self.count, self.values = state["count"], state["values"]
+
+
+@register_task
+class ForecastTask(Task):
+    name = "forecasting"
+    summary = "the next `horizon` values of a series (datasets timeseries, sine)"
+    default_loss = "mse"
+    metrics_class = ForecastMetrics
+    eval_unit = "windows"
+
+    def __init__(self, loss_fn, meta):
+        self.loss_fn = loss_fn
+        self.target_index = meta.sequence["target_index"]
+        self.mean = [meta.feature_mean[i] for i in self.target_index]
+        self.std = [meta.feature_std[i] for i in self.target_index]
+
+    @classmethod
+    def create(cls, config, meta, loss_fn):
+        return cls(loss_fn, meta)
+
+    @staticmethod
+    def num_outputs(meta) -> int:
+        return meta.sequence["horizon"] * len(meta.sequence["target_index"])
+
+    @staticmethod
+    def describe_outputs(meta) -> str:
+        return f"horizon {meta.sequence['horizon']}"
+
+    @staticmethod
+    def infer_options(meta) -> set[str]:
+        return {"steps"}
+
+    def infer(self, model, config, meta, inputs, options, device, precision):
+        from dlcli.sequence_inference import forecast
+
+        if len(inputs) != 1:
+            raise ConfigError(f"a forecaster takes one CSV series (its last {meta.sequence['window']} rows are "
+                              f"the input window); got {len(inputs)} inputs")
+        return "forecast", forecast(model, self, meta, device, precision, inputs[0], options.get("steps"))
+
+    def loss(self, model, batch):
+        out = model(batch.x).view(batch.y.shape)  # [B, horizon, targets]
+        return self.loss_fn(out, batch.y, batch.weights), out
+
+    def metrics(self, device, full: bool = True):
+        return ForecastMetrics(self.std, self.target_index, device)
+
+    def denormalize(self, values):
+        import torch
+
+        return values * torch.tensor(self.std, device=values.device) + torch.tensor(self.mean, device=values.device)
+

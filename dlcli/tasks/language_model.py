@@ -2,36 +2,20 @@
 per token (loss, accuracy, perplexity = exp(loss)). With train.tbptt the hidden state is carried
 (detached) from one batch of windows to the next, which continue each other in the text."""
 
-class LanguageModelTask:
-    def __init__(self, loss_fn, vocab_size: int, tbptt: bool = False):
-        self.loss_fn, self.vocab_size, self.tbptt = loss_fn, vocab_size, tbptt
-        self.state = None  # hidden state carried across batches (tbptt only)
-
-    def reset(self) -> None:
-        """Start of an epoch or an evaluation: the streams start again from their beginnings."""
-        self.state = None
-
-    def loss(self, model, batch):
-        if self.tbptt:
-            logits, state = model(batch.x, state=self.state, keep_state=True)
-            self.state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
-        else:
-            logits = model(batch.x)
-        return self.loss_fn(logits.flatten(0, 1), batch.y.flatten(), None), logits
-
-    def metrics(self, device, full: bool = True):
-        return TokenMetrics(device)
-
-    def state_dict(self) -> dict:
-        """The carried hidden state, so a mid-epoch resume continues the streams exactly."""
-        return {"state": self.state}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.state = state.get("state")
+from dlcli.errors import ConfigError
+from dlcli.tasks import register_task
+from dlcli.tasks.base import Task
 
 
 class TokenMetrics:
     """Running per-token sums on the device; synced only in compute()."""
+
+    MIN = frozenset({"loss", "perplexity"})
+    SHOWN = ("loss", "acc", "perplexity")
+
+    @staticmethod
+    def names(split: str, config=None, num_classes: int | None = None) -> list[str]:
+        return ["loss", "acc", "perplexity"]
 
     def __init__(self, device):
         import torch
@@ -62,3 +46,68 @@ class TokenMetrics:
         self.loss_sum.copy_(state["loss_sum"])
         self.correct.copy_(state["correct"])
         self.count = state["count"]
+
+
+@register_task
+class LanguageModelTask(Task):
+    name = "language_model"
+    summary = "next-token prediction over a text (dataset text)"
+    default_loss = "cross_entropy"
+    metrics_class = TokenMetrics
+    recurrent_head = "per_step"
+    eval_unit = "tokens"
+
+    def __init__(self, loss_fn, vocab_size: int, tbptt: bool = False):
+        self.loss_fn, self.vocab_size, self.tbptt = loss_fn, vocab_size, tbptt
+        self.state = None  # hidden state carried across batches (tbptt only)
+
+    @classmethod
+    def create(cls, config, meta, loss_fn):
+        return cls(loss_fn, len(meta.vocab), config.train.tbptt)
+
+    @staticmethod
+    def num_outputs(meta) -> int:
+        return len(meta.vocab)
+
+    @staticmethod
+    def describe_outputs(meta) -> str:
+        return f"vocabulary {len(meta.vocab)}"
+
+    @staticmethod
+    def infer_options(meta) -> set[str]:
+        return {"prompt", "seed", "length", "temperature", "top_k"}
+
+    def infer(self, model, config, meta, inputs, options, device, precision):
+        from dlcli.sequence_inference import generate
+
+        if inputs:
+            raise ConfigError("a language model takes no input files; give --prompt TEXT")
+        return "generation", generate(model, meta, device, precision, options.get("prompt") or "",
+                                      options.get("length") or 200, _or(options.get("temperature"), 1.0),
+                                      options.get("top_k"), options.get("seed"))
+
+    def reset(self) -> None:
+        """Start of an epoch or an evaluation: the streams start again from their beginnings."""
+        self.state = None
+
+    def loss(self, model, batch):
+        if self.tbptt:
+            logits, state = model(batch.x, state=self.state, keep_state=True)
+            self.state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+        else:
+            logits = model(batch.x)
+        return self.loss_fn(logits.flatten(0, 1), batch.y.flatten(), None), logits
+
+    def metrics(self, device, full: bool = True):
+        return TokenMetrics(device)
+
+    def state_dict(self) -> dict:
+        """The carried hidden state, so a mid-epoch resume continues the streams exactly."""
+        return {"state": self.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.state = state.get("state")
+
+
+def _or(value, default):
+    return default if value is None else value

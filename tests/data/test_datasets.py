@@ -330,7 +330,7 @@ def one_full_batch_epoch(path):
     assert meta.feature_names == ["a", "b"]  # the weight column is not a feature
     assert len(trainer.train_batches) == 1
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    trainer.epoch = 1
+    trainer.state.epoch = 1
     metrics = trainer.train_epoch(Progress(1, quiet=True))
     return before, trainer.model.state_dict(), metrics
 

@@ -16,6 +16,7 @@ from dlcli.config import validate
 from dlcli.data.datasets import DATASETS
 from dlcli.data.loading import Batch, TensorBatches, trimmed
 from dlcli.data.pipeline import split_for_eval, train_batches
+from dlcli.tasks import task_class
 from dlcli.data.text import PAD, UNK, build_vocab, encode, read_text, tokenize
 from dlcli.data.windows import lm_windows, pad_texts, series_windows, split_positional, stream_order
 from dlcli.errors import ConfigError, DataError
@@ -42,7 +43,7 @@ def seq_config(dataset: dict, val_split: float = 0.0, batch_size: int = 4, model
 def batches_for(dataset: dict, **kwargs):
     """(config, train batches, val batches or None, meta) through the training pipeline."""
     config = validate(seq_config(dataset, **kwargs))
-    train_b, val_b, meta = train_batches(config, CPU, torch.Generator().manual_seed(0))
+    train_b, val_b, meta = train_batches(config, CPU, torch.Generator().manual_seed(0), task_class(config.task))
     return config, train_b, val_b, meta
 
 
@@ -218,7 +219,7 @@ def test_text_test_file_is_encoded_with_the_training_vocabulary(tmp_path):
     train_path = write_text(tmp_path, "abcabcabcabc", "train.txt")
     test_path = write_text(tmp_path, "abXYabca", "test.txt")
     config, _, _, meta = batches_for({"name": "text", "path": train_path, "test_path": test_path, "seq_len": 3})
-    test_b = split_for_eval(config, meta, "test", CPU)
+    test_b = split_for_eval(config, meta, "test", CPU, task_class(config.task))
     x = torch.cat([b.x for b in test_b])
     y = torch.cat([b.y for b in test_b])
     assert meta.vocab == ["<pad>", "<unk>", "a", "b", "c"]
@@ -231,7 +232,7 @@ def test_seq_len_longer_than_the_test_text_does_not_suggest_val_split(tmp_path):
     test_path = write_text(tmp_path, "abc", "test.txt")
     config, _, _, meta = batches_for({"name": "text", "path": train_path, "test_path": test_path, "seq_len": 4})
     with pytest.raises(DataError) as info:
-        split_for_eval(config, meta, "test", CPU)
+        split_for_eval(config, meta, "test", CPU, task_class(config.task))
     message = str(info.value)
     assert "test split" in message and "3 tokens" in message
     assert "val_split" not in message
@@ -271,7 +272,7 @@ def test_timeseries_window_and_target_shapes(tmp_path):
                                        "targets": ["c", "a"]}, batch_size=64)
     assert meta.input_shape == [5, 3]
     assert meta.sequence["target_index"] == [2, 0]
-    assert meta.num_outputs("forecasting") == 2 * 2
+    assert task_class("forecasting").num_outputs(meta) == 2 * 2
     # 20 rows, window 5 + horizon 2, stride 1: 14 windows
     assert train_b.x.shape == (14, 5, 3) and train_b.y.shape == (14, 2, 2)
     values = (torch.tensor(rows, dtype=torch.float32) - torch.tensor(meta.feature_mean)) / torch.tensor(meta.feature_std)
@@ -398,7 +399,7 @@ def test_text_classification_batches_are_trimmed_to_their_longest_sequence(tmp_p
 def test_text_classification_dataloader_path_trims_as_well(tmp_path):
     config = seq_config(text_cls_dataset(tmp_path, "jsonl", max_len=20), batch_size=2)
     config["data"]["loader"] = "dataloader"
-    train_b, _, _ = train_batches(validate(config), CPU, torch.Generator().manual_seed(0))
+    train_b, _, _ = train_batches(validate(config), CPU, torch.Generator().manual_seed(0), task_class("classification"))
     shapes = [(b.x.shape[1], int(b.lengths.max())) for b in train_b]
     assert shapes == [(10, 10), (1, 1), (6, 6)]
 
@@ -423,7 +424,7 @@ def test_text_classification_test_file_uses_training_vocab_and_classes(tmp_path)
     test = write_csv(tmp_path / "test.csv", ["text", "label"], [("terrible film", "neg")])
     config, _, _, meta = batches_for({"name": "text_classification", "path": train, "test_path": test},
                                      batch_size=64)
-    batch = next(iter(split_for_eval(config, meta, "test", CPU)))
+    batch = next(iter(split_for_eval(config, meta, "test", CPU, task_class(config.task))))
     assert batch.x.tolist() == [[1, meta.vocab.index("film")]]  # 'terrible' was never seen in training
     assert batch.y.tolist() == [meta.class_names.index("neg")]
 

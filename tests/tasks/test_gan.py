@@ -32,6 +32,7 @@ from dlcli.config import load, validate
 from dlcli.errors import ConfigError, DataError
 from dlcli.gan_eval import coverage, frechet_distance, inception_score, penultimate_features, sample_images
 from dlcli.inference import evaluate_checkpoint, infer
+from dlcli.tasks import task_class
 from dlcli.progress import Progress
 from dlcli.training import train
 from tests.conftest import REPO
@@ -118,7 +119,7 @@ def digits_split(split: str) -> torch.Tensor:
     meta = DataMeta(class_names=[str(c) for c in range(10)], input_shape=[1, 8, 8], kind="image")
     config = gan_digits() if split == "test" else load(QUICKSTART, ["data.train_transforms=[]",
                                                                     "data.eval_transforms=[]"])
-    return torch.cat([b.x for b in split_for_eval(config, meta, split, CPU)])
+    return torch.cat([b.x for b in split_for_eval(config, meta, split, CPU, task_class("gan"))])
 
 
 # ---------------------------------------------------------------- the adversarial step moves the generator
@@ -128,7 +129,7 @@ def engine_trainer(x: torch.Tensor, batch_size: int, shuffle: bool = True, **sec
     """A Trainer with the GAN task over images x in [0, 1], assembled as build_trainer assembles it
     (per-network optimizers, schedules and scalers), without a dataset: dlcli GANs are image-only,
     so other targets (a 1-D distribution) are fed as tiny images."""
-    from dlcli.build import _gan_optimization, build_task
+    from dlcli.build import build_task
     from dlcli.data.loading import TensorBatches
     from dlcli.data.source import Source
     from dlcli.engine import Trainer
@@ -144,9 +145,9 @@ def engine_trainer(x: torch.Tensor, batch_size: int, shuffle: bool = True, **sec
     order = torch.Generator().manual_seed(0)
     batches = TensorBatches(source, batch_size, CPU, None, shuffle, order)
     model = MODELS.build(config.model, tuple(x.shape[1:]), 1)
-    optimizer, schedule, scaler = _gan_optimization(config, model, len(batches), CPU, "fp32")
-    return Trainer(model, build_task(config, None), optimizer, schedule, scaler, batches, None, CPU, "fp32", config,
-                   [], order)
+    task = build_task(config, None)
+    optimizer, schedule, scaler = task.build_optimization(config, model, len(batches), CPU, "fp32")
+    return Trainer(model, task, optimizer, schedule, scaler, batches, None, CPU, "fp32", config, [], order)
 
 
 def test_gan_moves_generated_mean_and_std_to_a_1d_gaussian_target():
@@ -174,10 +175,10 @@ def test_gan_moves_generated_mean_and_std_to_a_1d_gaussian_target():
     before = generated()
     progress = Progress(epochs, quiet=True, stream=io.StringIO())
     for epoch in range(1, epochs + 1):
-        trainer.epoch = epoch
+        trainer.state.epoch = epoch
         metrics = trainer.train_epoch(progress)
     after = generated()
-    assert trainer.step == epochs * 16  # 2,048 samples in batches of 128, one D step per batch
+    assert trainer.state.step == epochs * 16  # 2,048 samples in batches of 128, one D step per batch
     assert set(metrics) == {"train/d_loss", "train/g_loss", "train/d_real", "train/d_fake", "train/loss"}
     assert 0.3 < metrics["train/d_real"] < 0.7 and 0.3 < metrics["train/d_fake"] < 0.7  # D cannot tell them apart
 
@@ -197,10 +198,10 @@ def test_a_nan_batch_is_skipped_for_both_networks_with_on_nan_skip_batch():
     x[8:16] = float("nan")  # the second of four batches
     train = {"epochs": 1, "device": "cpu", "log_interval": 10_000, "monitor": "train/g_loss"}
     trainer = engine_trainer(x, 8, shuffle=False, train={**train, "on_nan": "skip_batch"})
-    trainer.epoch = 1
+    trainer.state.epoch = 1
     metrics = trainer.train_epoch(Progress(1, quiet=True, stream=io.StringIO()))
-    assert trainer.skipped_batches == 1 and trainer.step == 3
-    assert trainer.running.count == 24 and trainer.running.g_count == 24  # the skipped batch is not counted
+    assert trainer.state.skipped_batches == 1 and trainer.state.step == 3
+    assert trainer.state.running.count == 24 and trainer.state.running.g_count == 24  # the skipped batch is not counted
     assert all(math.isfinite(v) for v in metrics.values()), metrics
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
     steps = {net: {int(s["step"]) for s in trainer.optimizer.state_dict()[net]["state"].values()}

@@ -1,0 +1,91 @@
+"""Inputs for `dlcli infer`: files and folders expanded, decoded and preprocessed as the checkpoint's
+training data was (images, CSV feature rows, images read row by row)."""
+
+import os
+from pathlib import Path
+
+from dlcli.errors import DataError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+def collect_inputs(inputs: list[str], text_files: bool = False) -> list[Path]:
+    """Expand folders into their image (or text-table) files, sorted; keep files as given."""
+    suffixes = {".csv", ".jsonl", ".ndjson"} if text_files else IMAGE_SUFFIXES
+    files = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            if not os.access(path, os.R_OK | os.X_OK):
+                raise DataError(f"cannot read folder {path}: permission denied")
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes)
+            if not found:
+                raise DataError(f"no {'text table' if text_files else 'image'} files in folder {path}")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise DataError(f"input not found: {path}")
+    return files
+
+
+def image_inputs(files: list[Path], config, meta):
+    """Decode, resize to the model's input size if needed, and apply the eval transforms."""
+    import torch
+    import torch.nn.functional as F
+
+    from dlcli.data.files import load_image
+    from dlcli.data.transforms import compose
+
+    transform = compose(config.data.eval_transforms)
+    channels, height, width = meta.input_shape
+    resizes = any(t["name"] in ("resize", "center_crop") for t in config.data.eval_transforms)
+    images = []
+    for file in files:
+        if file.suffix.lower() not in IMAGE_SUFFIXES:
+            raise DataError(f"{file}: not an image file (this model takes images: {', '.join(sorted(IMAGE_SUFFIXES))})")
+        image = load_image(str(file), channels)
+        if not resizes and image.shape[1:] != (height, width):
+            image = F.interpolate(image[None], size=(height, width), mode="bilinear", antialias=True)[0]
+        image = transform(image)
+        if list(image.shape) != meta.input_shape:
+            raise DataError(f"{file}: preprocessed to shape {list(image.shape)}, model expects {meta.input_shape}")
+        images.append(image)
+    return torch.stack(images)
+
+
+def tabular_inputs(files: list[Path], meta):
+    import torch
+
+    from dlcli.data.tabular import read_features
+
+    rows, names = [], []
+    for file in files:
+        if file.suffix.lower() != ".csv":
+            raise DataError(f"{file}: this model takes CSV rows with columns {meta.feature_names}")
+        x = read_features(str(file), meta.feature_names)
+        rows.append(x)
+        names += [f"{file}:{i + 2}" for i in range(len(x))]
+    x = torch.cat(rows)
+    if meta.feature_mean is not None:
+        x = (x - torch.tensor(meta.feature_mean)) / torch.tensor(meta.feature_std)
+    return x, names
+
+
+def row_inputs(files: list[Path], meta):
+    """Images read row by row (models trained on digits_rows / mnist_rows)."""
+    import torch
+    import torch.nn.functional as F
+
+    from dlcli.data.files import load_image
+
+    steps, width = meta.input_shape
+    rows = []
+    for file in files:
+        if file.suffix.lower() not in IMAGE_SUFFIXES:
+            raise DataError(f"{file}: not an image file (this model reads images row by row)")
+        image = load_image(str(file), 1)
+        if image.shape[1:] != (steps, width):
+            image = F.interpolate(image[None], size=(steps, width), mode="bilinear", antialias=True)[0]
+        rows.append(image[0])
+    return torch.stack(rows)
