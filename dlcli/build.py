@@ -80,7 +80,12 @@ def build_task(config, meta):
     from dlcli.losses import LOSSES
     from dlcli.tasks import task_class
 
-    return task_class(config.task).create(config, meta, LOSSES.build(config.loss))
+    task = task_class(config.task)
+    weights = config.loss.get("pos_weight")
+    if weights is not None and meta is not None and len(weights) != task.num_outputs(meta):
+        raise ConfigError(f"loss.pos_weight: {len(weights)} values for {task.num_outputs(meta)} outputs "
+                          f"({', '.join(meta.class_names)})")
+    return task.create(config, meta, LOSSES.build(config.loss))
 
 
 def build_trainer(config, device=None):

@@ -224,7 +224,7 @@ def infer(
 
 def _show_inference(kind: str, result, output: str | None, as_json: bool) -> None:
     """Generated images are reported; predictions go to --output, JSON on stdout, or a table."""
-    from dlcli.report import print_forecast, print_generation, print_predictions, write_predictions
+    from dlcli.report import print_generation, print_labels, print_predictions, print_rows, write_predictions
 
     if kind == "images":
         files = result["files"]
@@ -238,7 +238,8 @@ def _show_inference(kind: str, result, output: str | None, as_json: bool) -> Non
     if as_json:
         _emit_json(result)
     elif not output:
-        {"generation": print_generation, "forecast": print_forecast}.get(kind, print_predictions)(result)
+        printers = {"generation": print_generation, "forecast": print_rows, "values": print_rows, "labels": print_labels}
+        printers.get(kind, print_predictions)(result)
 
 
 @app.command()

@@ -27,8 +27,10 @@ def evaluate_checkpoint(path: str, split: str, overrides: list[str], device_spec
     values = {k.split("/", 1)[1]: v for k, v in metrics.compute(split).items()}
     result = {"checkpoint": str(path), "task": config.task, "split": split, "samples": metrics.count,
               "unit": task.eval_unit, "metrics": values, "epoch": payload["state"]["epoch"]}
+    if batches.unknown_categories:
+        result["unknown_categories"] = batches.unknown_categories
     context = {"model": model, "config": config, "path": path, "split": split, "device": device,
-               "features": features, "batches": batches}
+               "features": features}
     return result | task.eval_report(metrics, meta, context)
 
 

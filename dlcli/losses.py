@@ -21,8 +21,11 @@ def weighted_mean(per_sample, weights):
 
 
 def _onehot(logits, target):
+    """Class ids as one-hot rows; 0/1 label rows (multilabel) as they are."""
     import torch.nn.functional as F
 
+    if target.is_floating_point():
+        return target.to(logits.dtype)
     return F.one_hot(target, logits.shape[1]).to(logits.dtype)
 
 
@@ -52,13 +55,20 @@ def nll():
 
 
 @LOSSES.register("bce_with_logits", tags=("classification", "multilabel"))
-def bce_with_logits(*, label_smoothing: Fraction = 0.0):
-    """Binary cross-entropy per class on logits against the one-hot target (numerically stable)."""
+def bce_with_logits(*, label_smoothing: Fraction = 0.0, pos_weight: list[PositiveFloat] | None = None):
+    """Binary cross-entropy per class (label) on logits, against the one-hot (0/1 label) target;
+    `pos_weight`: one factor per class on its positive term (e.g. negatives/positives for rare labels)."""
+    import torch
     import torch.nn.functional as F
 
     def loss(logits, target, weights=None):
         onehot = _onehot(logits, target) * (1 - label_smoothing) + label_smoothing / 2
-        per = F.binary_cross_entropy_with_logits(logits, onehot, reduction="none").mean(1)
+        scale = None
+        if pos_weight is not None:
+            if len(pos_weight) != logits.shape[1]:
+                raise ValueError(f"loss.pos_weight: {len(pos_weight)} values for {logits.shape[1]} outputs")
+            scale = torch.tensor(pos_weight, device=logits.device, dtype=logits.dtype)
+        per = F.binary_cross_entropy_with_logits(logits, onehot, reduction="none", pos_weight=scale).mean(1)
         return weighted_mean(per, weights)
 
     return loss
@@ -91,6 +101,8 @@ def _regression_on_probs(kind: str, beta: float = 1.0):
             goal = _onehot(pred, target)
         if kind == "huber":
             per = F.huber_loss(pred, goal, reduction="none", delta=beta)
+        elif kind == "smooth_l1":
+            per = F.smooth_l1_loss(pred, goal, reduction="none", beta=beta)
         else:
             per = fns[kind](pred, goal, reduction="none")
         return weighted_mean(per.flatten(1).mean(1), weights)
@@ -114,6 +126,12 @@ def l1():
 def huber(*, delta: PositiveFloat = 1.0):
     """Huber loss: softmax probabilities vs one-hot target, or outputs vs values."""
     return _regression_on_probs("huber", delta)
+
+
+@LOSSES.register("smooth_l1", tags=("regression", "forecasting"))
+def smooth_l1(*, beta: PositiveFloat = 1.0):
+    """Smooth L1: squared below `beta`, absolute above (Huber divided by beta); outputs vs values."""
+    return _regression_on_probs("smooth_l1", beta)
 
 
 @LOSSES.register("soft_f1", tags=("classification",))

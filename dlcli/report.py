@@ -69,6 +69,9 @@ def print_eval(result: dict, confusion: bool) -> None:
         for key, value in quality.items():
             table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
         out.print(table)
+    if result.get("unknown_categories"):
+        counts = ", ".join(f"{column}: {n}" for column, n in result["unknown_categories"].items())
+        out.print(f"values not seen in training (read as unknown), per column: {counts}")
     if "samples_grid" in result:
         out.print(f"sample grid: {result['samples_grid']}")
     if confusion and "confusion" in result:
@@ -88,7 +91,7 @@ def print_predictions(rows: list[dict]) -> None:
         table.add_column(col, justify="right" if col == "probability" else "left", overflow="fold")
     for row in rows:
         top = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in row["top_k"])
-        table.add_row(row["input"], row["class"], f"{row['probability']:.4f}", top)
+        table.add_row(escape(row["input"]), escape(row["class"]), f"{row['probability']:.4f}", escape(top))
     out.print(table)
 
 
@@ -99,7 +102,19 @@ def print_generation(result: dict) -> None:
     sys.stdout.write(result["text"] + "\n")  # plain text, ready to pipe
 
 
-def print_forecast(rows: list[dict]) -> None:
+def print_labels(rows: list[dict]) -> None:
+    """Multilabel predictions: the labels above the threshold, with their probabilities."""
+    table = Table()
+    for col in ("input", "labels", *(["unseen"] if "unseen" in rows[0] else [])):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        chosen = ", ".join(f"{label} {row['probabilities'][label]:.3f}" for label in row["labels"]) or "-"
+        table.add_row(escape(row["input"]), escape(chosen), *([row["unseen"] or "-"] if "unseen" in row else []))
+    out.print(table)
+
+
+def print_rows(rows: list[dict]) -> None:
+    """Rows of plain values (forecasts, regression predictions), one column per field."""
     table = Table()
     for col in rows[0]:
         table.add_column(col, justify="right")
@@ -115,7 +130,16 @@ def write_predictions(rows: list[dict], path: str) -> None:
             for row in rows:
                 handle.write(json.dumps(row) + "\n")
         return
-    if "top_k" not in rows[0]:  # forecasts, generated text: one column per field
+    if "probabilities" in rows[0]:  # multilabel: the chosen labels, then one probability column per label
+        with open(path, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            labels = list(rows[0]["probabilities"])
+            writer.writerow(["input", "labels", *labels, *(["unseen"] if "unseen" in rows[0] else [])])
+            for row in rows:
+                writer.writerow([row["input"], ";".join(row["labels"]), *row["probabilities"].values(),
+                                 *([row["unseen"]] if "unseen" in row else [])])
+        return
+    if "top_k" not in rows[0]:  # forecasts, regression values, generated text: one column per field
         with open(path, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
@@ -123,10 +147,11 @@ def write_predictions(rows: list[dict], path: str) -> None:
         return
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["input", "class", "probability", "top_k"])
+        extra = ["unseen"] if "unseen" in rows[0] else []
+        writer.writerow(["input", "class", "probability", "top_k", *extra])
         for row in rows:
             top = ";".join(f"{t['class']}:{t['probability']}" for t in row["top_k"])
-            writer.writerow([row["input"], row["class"], row["probability"], top])
+            writer.writerow([row["input"], row["class"], row["probability"], top, *[row[e] for e in extra]])
 
 
 EXTRA_KINDS = {

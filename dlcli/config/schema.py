@@ -72,6 +72,7 @@ class TrainConfig(Strict):
     devices: Annotated[int, Field(gt=0, le=1024)] = 1  # > 1: that many DDP processes on this machine (torchrun)
     compile: bool = False  # run the training step's model through torch.compile (opt-in)
     tbptt: bool = False  # language models: carry the (detached) hidden state across consecutive windows
+    threshold: Annotated[float, Field(gt=0, lt=1)] | None = None  # multilabel: probability that predicts a label (0.5)
 
 
 class LoggingConfig(Strict):

@@ -78,6 +78,8 @@ def task_problems(config: Config) -> list[str]:
         else:
             problems.append(f"loss.name: {loss!r} does not fit task {task.name}; use "
                             f"{' or '.join(LOSSES.tagged(task.name))}")
+    if config.train.threshold is not None and not task.uses_threshold:
+        problems.append(f"train.threshold: only for multilabel tasks (task {task.name} predicts no label sets)")
     if config.data.class_weights is not None and not task.class_weights:
         problems.append(f"data.class_weights: only for classification (task {task.name} has no classes to weigh)")
     return problems + _recurrent_problems(config, task) + task.problems(config)

@@ -94,8 +94,10 @@ def cifar100(split, *, root: str = "data/", download: bool = True):
 
 
 @DATASETS.register("image_folder", tags=(*IMAGE_TASKS, "multilabel"))
-def image_folder(split, *, root: str, test_root: str | None = None, channels: Literal[1, 3] = 3):
-    """ImageNet-style class folders (root/<class>/<image>), read from disk per batch."""
+def image_folder(split, *, root: str, test_root: str | None = None, channels: Literal[1, 3] = 3,
+                 labels: str | None = None):
+    """ImageNet-style class folders (root/<class>/<image>), read from disk per batch; with `labels`
+    (a CSV file in the folder: file, then one 0/1 column per label) multilabel images instead."""
     import torch
     from torchvision.datasets import ImageFolder
 
@@ -107,6 +109,10 @@ def image_folder(split, *, root: str, test_root: str | None = None, channels: Li
     if not Path(path).is_dir():
         raise DataError(f"dataset 'image_folder': folder not found: {os.path.abspath(path)}",
                         hint="expected one sub-folder per class holding image files")
+    if labels is not None:
+        from dlcli.data.files import labelled_images
+
+        return labelled_images(Path(path), labels, channels)
     try:
         folder = ImageFolder(path)
     except (FileNotFoundError, OSError) as err:
@@ -117,15 +123,22 @@ def image_folder(split, *, root: str, test_root: str | None = None, channels: Li
 
 
 @DATASETS.register("csv", tags=("classification", "regression", "multilabel", "tabular"))
-def csv(split, *, path: str, label: str = "label", features: list[str] | None = None,
-        weight: str | None = None, test_path: str | None = None):
-    """A CSV table: numeric feature columns, a label column, optional per-sample weight column."""
-    from dlcli.data.tabular import read_csv
+def csv(split, *, path: str, label: str = "label", targets: list[str] | str | None = None,
+        labels: Annotated[list[str], Field(min_length=1)] | None = None, features: list[str] | None = None,
+        categorical: list[str] | None = None, numeric: list[str] | None = None,
+        max_categories: Annotated[int, Field(ge=1, le=100_000)] = 100, weight: str | None = None,
+        test_path: str | None = None):
+    """A CSV table: feature columns (numeric or categorical) and a label column, numeric `targets`
+    (regression) or 0/1 `labels` columns (multilabel); optional per-sample weight column."""
+    from dlcli.data.tabular import Columns, read_csv
 
     file = path if split == "train" else test_path
     if file is None:
         raise DataError("dataset 'csv': no test split; set data.dataset.test_path or use --split val")
-    return read_csv(file, label, features, weight)
+    targets = [targets] if isinstance(targets, str) else targets
+    source = read_csv(file, Columns(label, targets, labels, features, weight, categorical, numeric))
+    source.options["max_categories"] = max_categories
+    return source
 
 
 @DATASETS.register("synthetic", tags=IMAGE_TASKS)

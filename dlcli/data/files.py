@@ -39,3 +39,29 @@ class ImageFiles:
 
     def __getitem__(self, index: int):
         return load_image(self.paths[index], self.channels), self.targets[index]
+
+
+def labelled_images(folder, labels_file: str, channels: int):
+    """Multilabel images: `folder/labels_file` is a CSV whose first column names an image (relative to
+    the folder) and whose other columns are 0/1 labels."""
+    from pathlib import Path
+
+    import torch
+
+    from dlcli.data.source import Source
+    from dlcli.data.tabular import _binary, read_rows
+
+    table = Path(folder) / labels_file
+    header, rows = read_rows(str(table))
+    if len(header) < 2:
+        raise DataError(f"{table}: expected a file column, then one 0/1 column per label")
+    file_column, names = header[0], header[1:]
+    paths, targets = [], []
+    for line, row in rows:
+        image = Path(folder) / row[file_column].strip()
+        if not image.is_file():
+            raise DataError(f"{table}:{line}: image not found: {image}")
+        paths.append(str(image))
+        targets.append([_binary(row[c], str(table), line, c) for c in names])
+    y = torch.tensor(targets)
+    return Source(y=y, dataset=ImageFiles(paths, list(y), channels), class_names=names, kind="image")

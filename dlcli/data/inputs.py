@@ -55,21 +55,22 @@ def image_inputs(files: list[Path], config, meta):
 
 
 def tabular_inputs(files: list[Path], meta):
+    """(encoded rows, their names `file:line`, per row the categorical columns whose value training
+    never saw) from CSV files holding the model's feature columns."""
     import torch
 
     from dlcli.data.tabular import read_features
 
-    rows, names = [], []
+    rows, names, unseen = [], [], []
     for file in files:
         if file.suffix.lower() != ".csv":
-            raise DataError(f"{file}: this model takes CSV rows with columns {meta.feature_names}")
-        x = read_features(str(file), meta.feature_names)
+            raise DataError(f"{file}: this model takes CSV rows with columns "
+                            f"{[*meta.feature_names, *(meta.categories or {})]}")
+        x, missing = read_features(str(file), meta)
         rows.append(x)
         names += [f"{file}:{i + 2}" for i in range(len(x))]
-    x = torch.cat(rows)
-    if meta.feature_mean is not None:
-        x = (x - torch.tensor(meta.feature_mean)) / torch.tensor(meta.feature_std)
-    return x, names
+        unseen += missing
+    return torch.cat(rows), names, unseen
 
 
 def row_inputs(files: list[Path], meta):

@@ -24,6 +24,10 @@ class DataMeta:
     feature_std: list[float] | None = None
     vocab: list[str] | None = None  # token datasets: id -> token (0 <pad>, 1 <unk>)
     sequence: dict = field(default_factory=dict)  # sequence datasets: tokenising / windowing settings
+    categories: dict = field(default_factory=dict)  # tabular: categorical column -> training values (one-hot)
+    targets: list[str] = field(default_factory=list)  # regression: the target columns
+    target_mean: list[float] | None = None  # regression: training-split statistics of the targets
+    target_std: list[float] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -35,16 +39,23 @@ def train_val_sources(data_cfg, seed: int) -> tuple[Source, Source | None]:
         raise DataError(f"dataset {data_cfg.dataset['name']!r} is empty")
     if pool.stream is not None:
         return split_positional(pool, data_cfg.val_split)
-    train_idx, val_idx = split_indices(pool.y, data_cfg.val_split, seed, data_cfg.stratify)
+    by_class = pool.y.dim() == 1 and not pool.y.is_floating_point()  # no strata for values or label sets
+    train_idx, val_idx = split_indices(pool.y, data_cfg.val_split, seed, data_cfg.stratify and by_class)
     return subset(pool, train_idx), (subset(pool, val_idx) if val_idx else None)
 
 
 def standardize(source: Source, meta: DataMeta) -> None:
-    """z-score tabular features in place with the training split's statistics."""
+    """Tabular data in place, with the training split's statistics: features z-scored and one-hot
+    encoded (tabular.encode), regression targets z-scored."""
     import torch
 
-    if source is not None and source.kind == "tabular" and meta.feature_mean is not None:
-        source.x = (source.x - torch.tensor(meta.feature_mean)) / torch.tensor(meta.feature_std)
+    from dlcli.data.tabular import encode
+
+    if source is None or source.kind != "tabular":
+        return
+    encode(source, meta)
+    if meta.target_mean is not None:
+        source.y = (source.y - torch.tensor(meta.target_mean)) / torch.tensor(meta.target_std)
 
 
 def describe(train: Source, data_cfg) -> DataMeta:
@@ -54,10 +65,7 @@ def describe(train: Source, data_cfg) -> DataMeta:
         describe_sequences(train, meta)
         return meta
     if train.kind == "tabular":
-        if data_cfg.standardize:
-            meta.feature_mean = train.x.mean(0).tolist()
-            meta.feature_std = train.x.std(0).clamp_min(1e-8).nan_to_num(1.0).tolist()
-        meta.input_shape = [train.x.shape[1]]
+        describe_table(train, meta, data_cfg.standardize)
         return meta
     meta.input_shape = _image_shape(train, data_cfg.eval_transforms, "eval_transforms")
     trained_on = _image_shape(train, data_cfg.train_transforms, "train_transforms")
@@ -65,6 +73,26 @@ def describe(train: Source, data_cfg) -> DataMeta:
         raise DataError(f"data.train_transforms give {'x'.join(map(str, trained_on))} images but "
                         f"data.eval_transforms give {'x'.join(map(str, meta.input_shape))}; the model needs one size")
     return meta
+
+
+def describe_table(train: Source, meta: DataMeta, standardize_features: bool) -> None:
+    """Feature statistics, categorical vocabularies and (regression) target statistics of the training split."""
+    from dlcli.data.tabular import vocabulary
+
+    if standardize_features and train.x.shape[1]:
+        meta.feature_mean = train.x.mean(0).tolist()
+        meta.feature_std = train.x.std(0).clamp_min(1e-8).nan_to_num(1.0).tolist()
+    meta.categories = {column: vocabulary(values, train.options.get("max_categories", 100))
+                       for column, values in (train.table or {}).items()}
+    meta.input_shape = [train.x.shape[1] + sum(len(v) + 1 for v in meta.categories.values())]
+    meta.targets = list(train.options.get("targets") or [])
+    if meta.targets:
+        std = train.y.std(0) if len(train.y) > 1 else train.y.new_zeros(len(meta.targets))
+        for name, value, spread in zip(meta.targets, train.y[0].tolist(), std.tolist()):
+            if not spread > 0:
+                raise DataError(f"{train.options['file']}: target column {name!r} is constant ({value:g}) in the "
+                                f"training split: there is nothing to learn")
+        meta.target_mean, meta.target_std = train.y.mean(0).tolist(), std.tolist()
 
 
 def _image_shape(train: Source, transforms: list, section: str) -> list[int]:
@@ -147,4 +175,7 @@ def split_for_eval(config, meta: DataMeta, split: str, device, task):
             source, _ = split_positional(source, 0.0)
     source = task.prepare_eval(prepare(source, meta, f"{split} split's"), meta)
     standardize(source, meta)
-    return eval_batches(source, config, device)
+    batches = eval_batches(source, config, device)
+    # categorical values training never saw (read as the unknown slot), per column: eval reports them
+    batches.unknown_categories = {column: n for column, n in (source.unknown or {}).items() if n}
+    return batches

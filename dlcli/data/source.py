@@ -3,17 +3,6 @@
 from dataclasses import dataclass, field
 from typing import Any
 
-# kind -> what `x` holds once the source is prepared (see pipeline.prepare)
-KINDS = {
-    "image": "uint8 or float images [N, C, H, W]",
-    "tabular": "float features [N, F]",
-    "sequence": "float feature vectors per time step [N, T, F] (e.g. image rows)",
-    "tokens": "token-id windows [N, seq_len] for language modelling; y is x shifted by one",
-    "text": "padded token ids [N, L] with `lengths`, for sequence classification",
-    "series": "float input windows [N, window, F]; y the next `horizon` values [N, horizon, targets]",
-}
-
-
 @dataclass
 class Source:
     """One split of a dataset.
@@ -24,9 +13,12 @@ class Source:
     the vocabulary and normalisation must come from the training split alone.
     """
 
-    y: Any  # int64 class indices; LM: int64 next tokens; forecasting: float next values
+    y: Any  # int64 class indices; LM: int64 next tokens; forecasting/regression: float values; multilabel: 0/1 floats
     class_names: list[str]
-    kind: str  # a key of KINDS
+    # What `x` holds once prepared: "image" uint8/float [N, C, H, W]; "tabular" float features [N, F];
+    # "sequence" float vectors per step [N, T, F]; "tokens" LM windows [N, seq_len]; "text" padded ids
+    # [N, L] with lengths; "series" input windows [N, window, F] (y: the next `horizon` values).
+    kind: str
     x: Any = None
     dataset: Any = None
     weights: Any = None  # float tensor of per-sample weights, or None
@@ -35,6 +27,8 @@ class Source:
     stream: Any = None  # list of tokens ("tokens") or float tensor [L, F] ("series"), before windowing
     texts: Any = None  # list of token lists ("text"), before encoding
     options: dict = field(default_factory=dict)  # windowing/tokenising settings from the dataset config
+    table: Any = None  # tabular: categorical column -> its values (strings), before encoding
+    unknown: Any = None  # tabular, once encoded: column -> values the training split did not have
 
     def __len__(self) -> int:
         if self.stream is not None:

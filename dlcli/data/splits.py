@@ -15,8 +15,8 @@ def split_indices(labels, val_split: float, seed: int, stratify: bool) -> tuple[
         return index, []
     if len(index) < 2:
         raise DataError(f"dataset has {len(index)} sample(s): too few to split off a validation set")
-    counts = Counter(labels.tolist())
     n_val = min(len(index) - 1, max(1, round(len(index) * val_split)))  # keep >= 1 training sample
+    counts = Counter(labels.tolist()) if stratify else Counter()
     k = len(counts)
     can_stratify = stratify and min(counts.values()) >= 2 and n_val >= k and len(index) - n_val >= k
     train, val = train_test_split(index, test_size=n_val, random_state=seed,
@@ -32,6 +32,8 @@ def subset(source: Source, indices: list[int]) -> Source:
                  feature_names=source.feature_names, options=source.options)
     sub.weights = source.weights[idx] if source.weights is not None else None
     sub.lengths = source.lengths[idx] if source.lengths is not None else None
+    if source.table is not None:
+        sub.table = {column: [values[i] for i in indices] for column, values in source.table.items()}
     if source.texts is not None:
         sub.texts = [source.texts[i] for i in indices]
     elif source.in_memory:

@@ -51,4 +51,5 @@ def known_metrics(task: str, has_val: bool, num_classes: int | None = None, conf
     return task_class(task).metric_names(config, has_val, num_classes)
 
 
-from dlcli.tasks import classify, forecast, gan, language_model  # noqa: E402,F401
+# Registration order is the order `task_of` asks each task whether it claims a config.
+from dlcli.tasks import classify, forecast, gan, language_model, multilabel, regression  # noqa: E402,F401

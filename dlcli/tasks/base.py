@@ -25,6 +25,7 @@ class Task:
     eval_options: ClassVar[frozenset[str]] = frozenset()  # `dlcli eval` options beyond the shared ones
     # Per-sample weights from data.class_weights (the dataset's weight column always applies).
     class_weights: ClassVar[bool] = False
+    uses_threshold: ClassVar[bool] = False  # train.threshold decides its predictions
 
     # ---- config time (no torch) ----
     @classmethod
@@ -85,6 +86,11 @@ class Task:
     def loss(self, model, batch):
         """(loss, outputs) for one batch."""
         raise NotImplementedError
+
+    @staticmethod
+    def predict(outputs):
+        """What `infer` reports from the model's outputs (classes: probabilities)."""
+        return outputs.float()
 
     def train_step(self, trainer, batch, metrics) -> bool:
         """The task's own step, for tasks with `own_step`."""

@@ -178,18 +178,20 @@ class ClassificationTask(Task):
 
     def infer(self, model, config, meta, inputs, options, device, precision):
         """One row per input: predicted class, its probability and the top-k classes."""
-        probs, names = class_probabilities(self, model, config, meta, inputs, options, device, precision)
+        probs, names, unseen = class_probabilities(self, model, config, meta, inputs, options, device, precision)
         k = min(options.get("top_k") or 3, probs.shape[1])
         top_p, top_i = probs.topk(k, dim=1)
         rows = []
-        for name, p, i in zip(names, top_p.tolist(), top_i.tolist()):
+        for name, p, i, missing in zip(names, top_p.tolist(), top_i.tolist(), unseen):
             rows.append({"input": name, "class": meta.class_names[i[0]], "probability": round(p[0], 6),
-                         "top_k": [{"class": meta.class_names[c], "probability": round(q, 6)} for c, q in zip(i, p)]})
+                         "top_k": [{"class": meta.class_names[c], "probability": round(q, 6)} for c, q in zip(i, p)],
+                         **({"unseen": ";".join(missing)} if meta.categories else {})})
         return "classes", rows
 
 
 def class_probabilities(task, model, config, meta, inputs, options, device, precision):
-    """(per-class probabilities [N, K], input names) for image, CSV, image-row or text inputs."""
+    """(per-class probabilities [N, K], input names, per input the categorical columns whose value
+    training never saw) for image, CSV, image-row or text inputs."""
     from dlcli.data.inputs import collect_inputs, image_inputs, row_inputs, tabular_inputs
     from dlcli.engine import predict
 
@@ -198,13 +200,14 @@ def class_probabilities(task, model, config, meta, inputs, options, device, prec
         from dlcli.sequence_inference import classify_texts, text_inputs
 
         x, lengths, names = text_inputs(files, options.get("texts") or [], meta)
-        return classify_texts(model, task, x, lengths, device, precision), names
+        return classify_texts(model, task, x, lengths, device, precision), names, [[]] * len(names)
     if not files:
         raise ConfigError("no inputs given: name image files or folders, CSV files, or use --text")
+    unseen = [[]] * len(files)
     if meta.kind == "tabular":
-        x, names = tabular_inputs(files, meta)
+        x, names, unseen = tabular_inputs(files, meta)
     elif meta.kind == "sequence":
         x, names = row_inputs(files, meta), [str(f) for f in files]
     else:
         x, names = image_inputs(files, config, meta), [str(f) for f in files]
-    return predict(model, task, x, device, precision), names
+    return predict(model, task, x, device, precision), names, unseen

@@ -387,7 +387,7 @@ def test_csv_reads_features_labels_and_weights(tmp_path):
 
 
 @pytest.mark.parametrize("header, rows, spec, expected", [
-    (["a", "b", "label"], [(1, 2, 0), (3, "oops", 1)], {}, [":3", "'b'", "oops"]),
+    (["a", "b", "label"], [(1, 2, 0), (3, "oops", 1)], {"numeric": ["b"]}, [":3", "'b'", "oops"]),
     (["a", "b", "label", "w"], [(1, 2, 0, 1), (3, 4, 1, "heavy")], {"weight": "w"}, [":3", "'w'", "heavy"]),
     (["a", "label"], [(1, 0)], {"features": ["a", "b"]}, ["missing column", "'b'"]),
     (["a", "b"], [(1, 0)], {}, ["missing column", "'label'"]),
