@@ -1,10 +1,10 @@
 """Callbacks watch epoch metrics and decide (stop, restore). They never touch the step's arithmetic."""
 
 import copy
+from typing import Literal
 
 from dlcli.registry import Registry
 from dlcli.types import NonNegativeFloat, NonNegativeInt
-from typing import Literal
 
 CALLBACKS = Registry("callback")
 

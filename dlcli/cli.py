@@ -46,10 +46,10 @@ def _run(action):
         _fail(err)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     except BrokenPipeError:  # `dlcli list | head`: the reader left; nothing to report
         sys.stderr.close()
-        raise typer.Exit(0)
+        raise typer.Exit(0) from None
     except OSError as err:  # a file or folder the command could not read or write: name it
         failed = DlcliError(f"{err.filename + ': ' if err.filename else ''}{err.strerror or err}")
         failed.__cause__ = err  # its traceback, with --debug
@@ -106,7 +106,8 @@ def train(
         from dlcli.progress import Progress
         from dlcli.report import print_train_summary
         from dlcli.tasks import task_class
-        from dlcli.training import train as run_training, train_command
+        from dlcli.training import train as run_training
+        from dlcli.training import train_command
 
         if resume is not None and not resume.strip():
             raise ConfigError("--resume: empty value; give RUN_DIR, a checkpoint file, or auto")
@@ -130,7 +131,7 @@ def train(
                 _emit_json(err.summary)  # scripts get status and error on stdout in exactly these cases
             if main_rank or not isinstance(err, Interrupted):
                 raise
-            raise typer.Exit(err.exit_code)  # rank 0 reports the stop; the other ranks leave quietly
+            raise typer.Exit(err.exit_code) from None  # rank 0 reports the stop; the other ranks leave quietly
         if main_rank:
             _emit_json(summary) if as_json else print_train_summary(summary)
 
@@ -183,7 +184,8 @@ def infer(
     inputs: Optional[list[str]] = typer.Argument(None, help="images, folders, CSV/JSONL files, or a series CSV"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N"),
     top_k: Optional[int] = typer.Option(None, "--top-k", min=1,
-                                        help="classes shown per input (default 3); generation: sample from the k likeliest"),
+                                        help="classes shown per input (default 3); generation: sample from "
+                                             "the k likeliest"),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="write predictions to .csv or .jsonl"),
     as_json: bool = typer.Option(False, "--json", help="print predictions as JSON on stdout"),
     text: Optional[list[str]] = typer.Option(None, "--text", help="a text to classify (repeatable)"),
@@ -238,7 +240,8 @@ def _show_inference(kind: str, result, output: str | None, as_json: bool) -> Non
     if as_json:
         _emit_json(result)
     elif not output:
-        printers = {"generation": print_generation, "forecast": print_rows, "values": print_rows, "labels": print_labels}
+        printers = {"generation": print_generation, "forecast": print_rows, "values": print_rows,
+                    "labels": print_labels}
         printers.get(kind, print_predictions)(result)
 
 

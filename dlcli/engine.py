@@ -157,7 +157,8 @@ class Trainer:
         check_finite(running["train/loss"], self.state.epoch, self.state.step)
         progress.log(self.state.step, running, self.lr)
         if self.step_logger is not None:
-            self.step_logger({"event": "step", "epoch": self.state.epoch, "step": self.state.step, **running, "lr": self.lr})
+            self.step_logger({"event": "step", "epoch": self.state.epoch, "step": self.state.step, **running,
+                              "lr": self.lr})
 
     def synced(self, metrics):
         """Under DDP, the metrics summed over all ranks (every rank calls this at the same step)."""

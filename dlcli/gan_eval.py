@@ -91,7 +91,8 @@ def quality(model, gan_config, gan_meta, features_path: str, split: str, device)
     if clf_config.task != "classification" or list(clf_meta.input_shape) != list(gan_meta.input_shape):
         raise DataError(f"--features: {features_path} must be an image classifier for {gan_meta.input_shape} "
                         f"images (it is a {clf_config.task} model for {clf_meta.input_shape})")
-    real = torch.cat([b.x.cpu() for b in split_for_eval(gan_config, gan_meta, split, torch.device("cpu"), _task(gan_config))])
+    batches = split_for_eval(gan_config, gan_meta, split, torch.device("cpu"), _task(gan_config))
+    real = torch.cat([b.x.cpu() for b in batches])
     fake, _ = sample_images(model, len(real), 0, None, gan_meta.class_names, device)
     transform = compose(clf_config.data.eval_transforms)
     real_f, real_p = penultimate_features(classifier, real, transform, device)

@@ -40,7 +40,8 @@ def sgd(model, *, lr: PositiveFloat = 0.01, momentum: Momentum = 0.0, dampening:
     if nesterov and (momentum <= 0 or dampening != 0):
         raise ConfigError("optimizer.nesterov: needs momentum > 0 and dampening 0")
     groups = param_groups(model, weight_decay, decay_norm_and_bias)
-    return torch.optim.SGD(groups, lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov, **fused_on_cuda(model))
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
+                           **fused_on_cuda(model))
 
 
 @OPTIMIZERS.register("nag")

@@ -5,12 +5,11 @@ import shutil
 import time
 
 import dlcli
+from dlcli import distributed, runs
 from dlcli.checkpoint import CheckpointStore
 from dlcli.config.yamlio import dump_yaml
 from dlcli.errors import DlcliError, Interrupted
-from dlcli import runs
 from dlcli.runs import RunDir, plot_curves
-from dlcli import distributed
 from dlcli.signals import StopSignals
 
 
@@ -152,7 +151,8 @@ def runs_root(output_dir: str | None, config) -> str:
 
 def open_run(config, trainer, output_dir, version, resume):
     """(RunDir, checkpoint payload or None): a new run, or the one being resumed."""
-    from dlcli import checkpoint, resume as resuming
+    from dlcli import checkpoint
+    from dlcli import resume as resuming
 
     root = runs_root(output_dir, config)
     found = resuming.find_checkpoint(resume, config, root) if resume else None
@@ -249,7 +249,8 @@ def _require_tensorboard() -> None:
     except ImportError:
         from dlcli.errors import ConfigError
 
-        raise ConfigError("logging.tensorboard: needs the tensorboard package: pip install 'dlcli[tensorboard]'") from None
+        raise ConfigError("logging.tensorboard: needs the tensorboard package: "
+                          "pip install 'dlcli[tensorboard]'") from None
 
 
 def check_free_space(run: RunDir, model) -> None:

@@ -5,9 +5,8 @@ import math
 import pytest
 import torch
 
-from dlcli.tasks.classify import ClassificationTask
-
 from dlcli.callbacks import CALLBACKS, EarlyStopping, improved
+from dlcli.tasks.classify import ClassificationTask
 
 
 def build(default_monitor="val/loss", **params):

@@ -7,7 +7,6 @@ registry's entries, so editors complete and check names and parameters too.
 from dlcli.config.load import registries
 from dlcli.config.schema import Config
 
-
 _DEFS: dict = {}  # nested parameter models (e.g. the gan's NetSpec), hoisted to the top-level $defs
 
 

@@ -9,10 +9,15 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from dlcli.config.schema import Config
+from dlcli.config.task_checks import (
+    network_section_problems,
+    normalizers,
+    resolve_task,
+    resolved_section,
+    task_problems,
+)
 from dlcli.config.yamlio import parse_yaml
 from dlcli.errors import ConfigError
-from dlcli.config.task_checks import (network_section_problems, normalizers, resolve_task, resolved_section,
-                                      task_problems)
 from dlcli.registry import pydantic_problems
 
 

@@ -67,7 +67,8 @@ def task_problems(config: Config) -> list[str]:
     for other in _task_names():
         if other != task.name and MODELS.has_tag(model, other) and MODELS.tagged(other):
             problems.append(f"task: model {model!r} trains with task: {other} (or leave task out)")
-    if DATASETS.has_tag(dataset, "reads_tokens") and model in MODELS.names() and not MODELS.has_tag(model, "reads_tokens"):
+    if (DATASETS.has_tag(dataset, "reads_tokens") and model in MODELS.names()
+            and not MODELS.has_tag(model, "reads_tokens")):
         problems.append(f"model.name: {model!r} cannot read token ids (dataset {dataset!r}); "
                         f"use one of {', '.join(MODELS.tagged('reads_tokens'))}")
     if loss in LOSSES.names() and not LOSSES.has_tag(loss, task.name):

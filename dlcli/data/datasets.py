@@ -2,14 +2,13 @@
 
 import os
 from pathlib import Path
-
-from dlcli.data.source import Source
-from dlcli.errors import DataError
-from dlcli.registry import Registry
 from typing import Annotated, Literal
 
 from pydantic import Field
 
+from dlcli.data.source import Source
+from dlcli.errors import DataError
+from dlcli.registry import Registry
 from dlcli.types import PositiveInt, TestFraction
 
 DATASETS = Registry("dataset")

@@ -15,7 +15,8 @@ def load_image(path: str, channels: int | None = None):
                 return _sixteen_bit(image, channels)
             image = image.convert({1: "L", 3: "RGB"}.get(channels, "RGB"))
     except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise DataError(f"cannot read image {path}: {str(err).splitlines()[0] if str(err) else 'decode failed'}") from None
+        reason = str(err).splitlines()[0] if str(err) else "decode failed"
+        raise DataError(f"cannot read image {path}: {reason}") from None
     return pil_to_tensor(image).to(torch.float32) / 255.0
 
 

@@ -154,7 +154,8 @@ class HostLoaderBatches(_Batches):
         self.device, self.transform = device, transform
         self.scale = 1 / 255 if source.x.dtype == torch.uint8 else None
         self.loader = torch.utils.data.DataLoader(
-            _TensorRows(source.x, source.y, sample_weights, source.lengths), batch_sampler=self.sampler, collate_fn=_as_is,
+            _TensorRows(source.x, source.y, sample_weights, source.lengths), batch_sampler=self.sampler,
+            collate_fn=_as_is,
             num_workers=num_workers, pin_memory=device.type == "cuda", persistent_workers=num_workers > 0,
             generator=torch.Generator(),  # its seed draw must not touch the global RNG
         )

@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass, field
 
 from dlcli.data.datasets import DATASETS
 from dlcli.data.loading import make_batches
-from dlcli.data.splits import split_indices, subset
 from dlcli.data.source import Source
+from dlcli.data.splits import split_indices, subset
 from dlcli.data.transforms import compose
 from dlcli.data.windows import describe_sequences, prepare, split_positional, stream_order
 from dlcli.errors import ConfigError, DataError

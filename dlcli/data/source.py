@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 from typing import Any
 
+
 @dataclass
 class Source:
     """One split of a dataset.

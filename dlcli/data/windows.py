@@ -90,7 +90,8 @@ def series_windows(values, sequence: dict, part: str):
     window, horizon = sequence["window"], sequence["horizon"]
     if len(values) < window + horizon:
         raise DataError(f"data.dataset.window: window {window} + horizon {horizon} is longer than the {part} "
-                        f"series ({len(values)} rows); lower them" + (" or data.val_split" if part == "validation" else ""))
+                        f"series ({len(values)} rows); lower them"
+                        + (" or data.val_split" if part == "validation" else ""))
     spans = values.unfold(0, window + horizon, sequence["stride"]).permute(0, 2, 1)  # [N, window+horizon, F]
     return spans[:, :window].contiguous(), spans[:, window:, sequence["target_index"]].contiguous()
 

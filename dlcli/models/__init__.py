@@ -1,4 +1,5 @@
-"""Model registry: `model: {name: mlp, ...}` in YAML. Builders get (input_shape, num_outputs); recurrent ones also (vocab_size, head)."""
+"""Model registry: `model: {name: mlp, ...}` in YAML. Builders get (input_shape, num_outputs); those
+tagged `recurrent` also (vocab_size, head)."""
 
 from dlcli.registry import Registry
 

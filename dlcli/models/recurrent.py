@@ -41,7 +41,8 @@ def _recurrent_net():
                 out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
             else:
                 out, final = self.rnn(h, state)
-            y = self.fc(self.drop(out)) if self.head == "per_step" else self.fc(self.drop(self._pool(out, final, lengths)))
+            features = out if self.head == "per_step" else self._pool(out, final, lengths)
+            y = self.fc(self.drop(features))
             return (y, final) if keep_state else y
 
         def _pool(self, out, final, lengths):
@@ -51,7 +52,8 @@ def _recurrent_net():
                 return torch.cat(list(h_n[-dirs:]), dim=1)  # last layer, both directions
             if lengths is None:
                 return out.mean(1) if self.pooling == "mean" else out.amax(1)
-            valid = (torch.arange(out.shape[1], device=out.device)[None, :] < lengths.to(out.device)[:, None])[..., None]
+            steps = torch.arange(out.shape[1], device=out.device)
+            valid = (steps[None, :] < lengths.to(out.device)[:, None])[..., None]
             if self.pooling == "mean":
                 return (out * valid).sum(1) / valid.sum(1)
             return out.masked_fill(~valid, float("-inf")).amax(1)

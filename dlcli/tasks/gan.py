@@ -160,7 +160,8 @@ class GANTask(Task):
         for net, steps in (("generator", batches / self.adv.n_critic), ("discriminator", batches)):
             optimizer = OPTIMIZERS.build(config.optimizer[net], getattr(model, net))
             spec = (config.scheduler or {}).get(net)
-            schedule = SCHEDULERS.build(self.resolve_mode(spec), optimizer, steps, config.train.epochs) if spec else None
+            schedule = (SCHEDULERS.build(self.resolve_mode(spec), optimizer, steps, config.train.epochs)
+                        if spec else None)
             parts[net] = (optimizer, schedule, torch.amp.GradScaler(device.type, enabled=precision == "fp16"))
         g, d = parts["generator"], parts["discriminator"]
         schedule = Pair(g[1], d[1]) if g[1] or d[1] else None

@@ -16,10 +16,10 @@ from dlcli.config import validate
 from dlcli.data.datasets import DATASETS
 from dlcli.data.loading import Batch, TensorBatches, trimmed
 from dlcli.data.pipeline import split_for_eval, train_batches
-from dlcli.tasks import task_class
 from dlcli.data.text import PAD, UNK, build_vocab, encode, read_text, tokenize
 from dlcli.data.windows import lm_windows, pad_texts, series_windows, split_positional, stream_order
 from dlcli.errors import ConfigError, DataError
+from dlcli.tasks import task_class
 
 CPU = torch.device("cpu")
 

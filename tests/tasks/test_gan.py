@@ -32,8 +32,8 @@ from dlcli.config import load, validate
 from dlcli.errors import ConfigError, DataError
 from dlcli.gan_eval import coverage, frechet_distance, inception_score, penultimate_features, sample_images
 from dlcli.inference import evaluate_checkpoint, infer
-from dlcli.tasks import task_class
 from dlcli.progress import Progress
+from dlcli.tasks import task_class
 from dlcli.training import train
 from tests.conftest import REPO
 
