@@ -25,6 +25,8 @@ demo: venv
 	$(VENV)/bin/dlcli infer $(RUN_DIR)/checkpoints/best.pt examples/digits --top-k 3
 
 test: venv
+	$(VENV)/bin/ruff check dlcli tests
+	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
 
 bench: venv
