@@ -8,6 +8,7 @@ input shape, preprocessing statistics). Nothing in it is ever imported or called
 import os
 import tempfile
 from pathlib import Path
+from typing import cast
 
 from dlcli.errors import CheckpointError
 
@@ -118,7 +119,8 @@ def rng_states() -> dict:
     import numpy as np
     import torch
 
-    np_state = np.random.get_state()
+    # legacy=True (the default) always gives the ("MT19937", keys, pos, has_gauss, cached) tuple
+    np_state = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
     states = {
         "python": random.getstate(),
         "numpy": {"key": torch.from_numpy(np_state[1].copy()), "pos": int(np_state[2]),

@@ -7,7 +7,8 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad usage or config, 3 data missing or un
 import json
 import os
 import sys
-from typing import Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 # pydantic looks for plugins by scanning the entry points of every installed package, once per
 # process (~15 ms here, more in a large environment). dlcli's config models need none; a user who wants
@@ -240,8 +241,8 @@ def _show_inference(kind: str, result, output: str | None, as_json: bool) -> Non
     if as_json:
         _emit_json(result)
     elif not output:
-        printers = {"generation": print_generation, "forecast": print_rows, "values": print_rows,
-                    "labels": print_labels}
+        printers: dict[str, Callable[[Any], None]] = {"generation": print_generation, "forecast": print_rows,
+                                                      "values": print_rows, "labels": print_labels}
         printers.get(kind, print_predictions)(result)
 
 

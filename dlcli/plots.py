@@ -10,6 +10,7 @@ def epoch_series(run_dir: Path, metric: str) -> list[tuple[int, float]]:
     log = Path(run_dir) / "metrics.jsonl"
     if not log.is_file():
         raise DataError(f"{run_dir}: no metrics.jsonl (is it a run directory?)")
+    names: set[str]
     points, names = [], set()
     for record in read_records(log):
         if record.get("event") != "epoch":

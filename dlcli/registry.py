@@ -150,7 +150,7 @@ class Registry:
 
 
 def _params_model(name: str, builder: Callable) -> type[BaseModel]:
-    fields = {}
+    fields: dict[str, Any] = {}
     for param in inspect.signature(builder, eval_str=True).parameters.values():
         if param.kind is not inspect.Parameter.KEYWORD_ONLY:
             continue  # positional parameters are injected by dlcli, not read from YAML

@@ -141,9 +141,9 @@ def write_predictions(rows: list[dict], path: str) -> None:
         return
     if "top_k" not in rows[0]:  # forecasts, regression values, generated text: one column per field
         with open(path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+            dict_writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            dict_writer.writeheader()
+            dict_writer.writerows(rows)
         return
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)

@@ -6,8 +6,12 @@ import math
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from dlcli.errors import ConfigError, DlcliError
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 
 class NullRun:
@@ -25,8 +29,8 @@ class RunDir:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.checkpoints = self.path / "checkpoints"
-        self._metrics = None
-        self._tensorboard = None
+        self._metrics: TextIO | None = None
+        self._tensorboard: SummaryWriter | None = None
 
     def enable_tensorboard(self) -> None:
         from torch.utils.tensorboard import SummaryWriter

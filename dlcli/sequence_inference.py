@@ -103,16 +103,16 @@ def forecast(model, task, meta, device, precision, file: str, steps: int | None)
     if len(rows) < window:
         raise DataError(f"{file}: {len(rows)} rows; the model needs the last {window} (its window)")
     values = normalize(torch.tensor(rows[-window:], dtype=torch.float32), meta).to(device)
-    predicted = []
+    predicted: list[torch.Tensor] = []
     model.eval()
     with torch.inference_mode(), autocast(device, precision):
         while len(predicted) < steps:
             out = model(values[None, -window:]).float().view(horizon, len(target_index))
             predicted += list(out)
             if steps > horizon:  # feed the forecasts back, each value into its own column
-                rows = torch.empty(horizon, values.shape[1], device=values.device)
-                rows[:, target_index] = out
-                values = torch.cat([values, rows])
+                fed_back = torch.empty(horizon, values.shape[1], device=values.device)
+                fed_back[:, target_index] = out
+                values = torch.cat([values, fed_back])
     names = [meta.feature_names[i] for i in target_index]
     result = task.denormalize(torch.stack(predicted[:steps])).cpu().tolist()
     return [{"step": i + 1, **{n: round(v, 6) for n, v in zip(names, row)}} for i, row in enumerate(result)]

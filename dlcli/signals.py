@@ -14,7 +14,7 @@ WATCHED = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGUSR1] if hasattr(signal,
 class StopSignals:
     """Context manager: `.received` holds the first stop signal (or None)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.received: int | None = None
         self._previous: dict = {}
 

@@ -82,6 +82,7 @@ class Session:
         by_time = every is not None and every.minutes is not None and \
             time.monotonic() - self.last_save >= every.minutes * 60
         # Every rank must save at the same step (the save syncs metrics): clocks and signals are agreed.
+        received: int | None
         received, by_time = distributed.agreed_max(self.signals.received or 0, int(by_time))
         received = received or None
         if received or by_steps or by_time:
@@ -216,6 +217,7 @@ def _train(config, output_dir, version, progress, resume, command, device) -> di
     verb = f"resuming at epoch {state.epoch + 1}, step {state.step}" if payload else "run directory"
     progress.message(f"{verb}: {run.path}  (device {trainer.device}, precision {trainer.precision}, "
                      f"{config.task}, {trainer.task.describe_outputs(meta)}, input {meta.input_shape})")
+    failure: BaseException | None
     status, error, failure, metrics = "failed", None, None, (payload or {}).get("metrics") or {}
     with StopSignals() as signals:
         session = Session(trainer, meta, run, progress, signals, f"{command} --resume {shlex.quote(str(run.path))}")
@@ -238,7 +240,9 @@ def _train(config, output_dir, version, progress, resume, command, device) -> di
             summary = _summary(trainer, run, metrics, status, error, session.seconds()) | session.artifacts
             run.write_summary(summary)
             if failure is not None:
-                failure.summary = summary  # for `train --json`, which prints it on failure too
+                # for `train --json`, which prints it on failure too (cli.py reads it with getattr); an ad-hoc
+                # attribute on whatever was raised, KeyboardInterrupt included
+                setattr(failure, "summary", summary)  # noqa: B010
             _plot(run)
     return summary
 

@@ -4,6 +4,8 @@ The base comes from the pydantic models; each component section is replaced by a
 registry's entries, so editors complete and check names and parameters too.
 """
 
+from typing import Any
+
 from dlcli.config.load import registries
 from dlcli.config.schema import Config
 
@@ -34,7 +36,7 @@ def transform_item(registry) -> dict:
         params = entry_schema(registry, name)
         params["properties"].pop("name")
         params["required"] = [r for r in params["required"] if r != "name"]
-        first = next(iter(params["properties"].values()), {})
+        first: dict[str, Any] = next(iter(params["properties"].values()), {})
         value = {"anyOf": [params, first, {"type": "null"}]}
         forms.append({"type": "object", "properties": {name: value}, "required": [name],
                       "additionalProperties": False})

@@ -4,6 +4,7 @@ Every problem is collected and reported at once, one line each, as `dotted.key: 
 with the file and line where the key was written. No torch import on this path.
 """
 
+from collections.abc import Sequence
 from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
@@ -35,14 +36,14 @@ def registries() -> dict:
             "optimizers": OPTIMIZERS, "schedulers": SCHEDULERS, "callbacks": CALLBACKS}
 
 
-def load(path: str, overrides: list[str] = ()) -> Config:
+def load(path: str, overrides: Sequence[str] = ()) -> Config:
     from dlcli.config.extends import read_config
 
     data, lines = read_config(path)
     return validate(data, overrides, lines, path)
 
 
-def validate(data: Any, overrides: list[str] = (), lines: dict | None = None, source: str = "config") -> Config:
+def validate(data: Any, overrides: Sequence[str] = (), lines: dict | None = None, source: str = "config") -> Config:
     """Validate a parsed config (plus overrides); raise ConfigError with every problem."""
     if data is None:
         data = {}
@@ -58,8 +59,9 @@ def validate(data: Any, overrides: list[str] = (), lines: dict | None = None, so
         problems += pydantic_problems(err, "", lambda loc: _fields_at(Config, loc))
         config = None
     problems += _validate_components(data) + network_section_problems(data)
-    if config is not None and _task_problem(config):
-        problems.append(_task_problem(config))
+    task_problem = _task_problem(config) if config is not None else None
+    if task_problem:
+        problems.append(task_problem)
         config = None
     if config is not None:
         resolve_task(config, data)
@@ -67,6 +69,7 @@ def validate(data: Any, overrides: list[str] = (), lines: dict | None = None, so
     if problems:
         overridden = [item.partition("=")[0] for item in overrides]
         raise ConfigError([_with_line(p, lines or {}, source, overridden) for p in _one_per_key(problems)])
+    assert config is not None, "a config that failed validation has added problems"
     _resolve_components(config)
     return config
 
@@ -81,7 +84,7 @@ def _task_problem(config: Config) -> str | None:
     return None
 
 
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
+def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
     """`a.b=value` (value parsed as YAML) set into a copy of data."""
     import copy
 
@@ -96,6 +99,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
 
 def _set_path(node: Any, parts: list[str], value: Any, key: str) -> None:
+    part: str | int  # a mapping key, or a list index once checked
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         if isinstance(node, list):
@@ -116,7 +120,8 @@ def _components(data: dict):
     """(dotted key, registry kind, spec) for every component section present."""
     from dlcli.tasks import TASKS, task_of
 
-    data_section = data.get("data") if isinstance(data.get("data"), dict) else {}
+    given = data.get("data")
+    data_section = given if isinstance(given, dict) else {}
     if "dataset" in data_section:
         yield "data.dataset", "datasets", data_section["dataset"]
     for key, kind in [("model", "models"), ("loss", "losses")]:
@@ -175,7 +180,7 @@ def _resolve_components(config: Config) -> None:
 
 def monitor_problems(config: Config, metrics: list[str]) -> list[str]:
     """Every monitored metric (best checkpoint, callbacks, plateau LR) must be one the run produces."""
-    monitors = [("train.monitor", config.train.monitor)]
+    monitors: list[tuple[str, object]] = [("train.monitor", config.train.monitor)]
     monitors += [(f"callbacks.{i}.monitor", c.get("monitor")) for i, c in enumerate(config.callbacks)
                  if isinstance(c, dict)]
     schedules = config.scheduler if isinstance(config.scheduler, dict) else {}
@@ -198,6 +203,7 @@ def _cross_checks(config: Config) -> list[str]:
     """Checks that span sections: monitored metric names exist, and so on."""
     from dlcli.tasks import known_metrics
 
+    assert config.task is not None, "resolve_task has set the task"
     problems = monitor_problems(config, known_metrics(config.task, config.data.val_split > 0, config=config))
     if config.data.batch_size % config.train.devices:
         problems.append(f"data.batch_size: the global batch {config.data.batch_size} does not split evenly "

@@ -9,11 +9,13 @@ def load_image(path: str, channels: int | None = None):
     from PIL import Image
     from torchvision.transforms.v2.functional import pil_to_tensor
 
+    image: Image.Image  # opened as an ImageFile, then converted
+    modes: dict[int | None, str] = {1: "L", 3: "RGB"}
     try:
         with Image.open(path) as image:
             if image.mode.startswith("I;16"):  # 16-bit grayscale: PIL's 8-bit convert would clip it
                 return _sixteen_bit(image, channels)
-            image = image.convert({1: "L", 3: "RGB"}.get(channels, "RGB"))
+            image = image.convert(modes.get(channels, "RGB"))
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         reason = str(err).splitlines()[0] if str(err) else "decode failed"
         raise DataError(f"cannot read image {path}: {reason}") from None

@@ -3,6 +3,7 @@ by index permutation, with augmentation run on whole batches; file-backed data g
 torch DataLoader with workers."""
 
 from dataclasses import dataclass
+from typing import cast
 
 from dlcli.data.source import Source
 from dlcli.errors import DataError
@@ -94,13 +95,15 @@ class LoaderBatches(_Batches):
         # item's augmentation, so a resumed epoch (with fresh persistent workers) augments as the
         # interrupted one did. Worker base seeds come from a generator of their own, different per rank.
         seed = (generator.initial_seed() if generator is not None else 0) + 7919 * world()[0]
+        # _Transformed is a map-style dataset by duck typing (__len__, __getitem__), as DataLoader allows
+        dataset = cast("torch.utils.data.Dataset", _Transformed(source.dataset, transform))
+        sampler = _PermutationBatches(len(source.dataset), batch_size, shuffle, generator, item_seeds=True)
         self.loader = torch.utils.data.DataLoader(
-            _Transformed(source.dataset, transform), generator=torch.Generator().manual_seed(seed),
-            batch_sampler=_PermutationBatches(len(source.dataset), batch_size, shuffle, generator, item_seeds=True),
+            dataset, generator=torch.Generator().manual_seed(seed), batch_sampler=sampler,
             num_workers=num_workers, pin_memory=device.type == "cuda",
             persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers else None,
         )
-        self.rows, self.batch_size = self.loader.batch_sampler.rows, batch_size
+        self.rows, self.batch_size = sampler.rows, batch_size
 
     def iterate(self, first: int = 0, on_resumed=None):
         """(index, Batch) pairs from batch `first` on. Skipped batches are still loaded (the loader's
@@ -153,8 +156,10 @@ class HostLoaderBatches(_Batches):
         self.sampler = _PermutationBatches(len(source.y), batch_size, shuffle, generator)
         self.device, self.transform = device, transform
         self.scale = 1 / 255 if source.x.dtype == torch.uint8 else None
+        # _TensorRows is a map-style dataset by duck typing (__len__, __getitems__), as DataLoader allows
+        dataset = cast("torch.utils.data.Dataset", _TensorRows(source.x, source.y, sample_weights, source.lengths))
         self.loader = torch.utils.data.DataLoader(
-            _TensorRows(source.x, source.y, sample_weights, source.lengths), batch_sampler=self.sampler,
+            dataset, batch_sampler=self.sampler,
             collate_fn=_as_is,
             num_workers=num_workers, pin_memory=device.type == "cuda", persistent_workers=num_workers > 0,
             generator=torch.Generator(),  # its seed draw must not touch the global RNG

@@ -5,7 +5,7 @@ import csv as csvlib
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 from pydantic import Field
 
@@ -112,7 +112,7 @@ def timeseries(split, *, path: str, test_path: str | None = None, columns: list[
 def read_series(file: str, columns: list[str] | None) -> tuple[list[str], list[list[float]]]:
     with open_csv(Path(file)) as handle:
         reader = csvlib.DictReader(handle)
-        header = reader.fieldnames or []
+        header = cast(list[str], reader.fieldnames or [])  # DictReader reads the header row as a list
         missing = [c for c in columns or [] if c not in header]
         if missing:
             raise DataError(f"{file}: missing column(s) {missing}; columns are {header}")

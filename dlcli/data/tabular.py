@@ -10,6 +10,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from dlcli.data.source import Source
 from dlcli.data.text import decoded_text
@@ -86,7 +87,7 @@ def read_rows(file: str) -> tuple[list[str], list[tuple[int, dict]]]:
     """(header, [(line, row)]) with repeated names and short or long rows refused."""
     with open_csv(Path(file)) as handle:
         reader = csvlib.DictReader(handle)
-        header = reader.fieldnames or []
+        header = cast(list[str], reader.fieldnames or [])  # DictReader reads the header row as a list
         repeated = sorted({c for c in header if header.count(c) > 1})
         if repeated:
             raise DataError(f"{file}: column name(s) {repeated} appear more than once in the header")

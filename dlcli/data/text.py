@@ -23,7 +23,7 @@ def detokenize(tokens: list[str], level: str) -> str:
 
 def build_vocab(documents, min_freq: int = 1, max_size: int | None = None) -> list[str]:
     """<pad>, <unk>, then tokens by falling frequency (ties in first-seen order, so it is repeatable)."""
-    counts = Counter()
+    counts: Counter[str] = Counter()
     for tokens in documents:
         counts.update(tokens)
     kept = [t for t, c in counts.most_common() if c >= min_freq and t not in (PAD, UNK)]

@@ -17,8 +17,11 @@ from dlcli.types import NonNegativeInt, PositiveFloat, PositiveInt, Probability
 TRANSFORMS = Registry("transform")
 Size = PositiveInt | Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]
 
+# The preset names, in NORMALIZE_PRESETS' order (mypy checks every key below is one of them).
+NormalizePreset = Literal["digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "imagenet"]
+
 # Per-dataset mean/std, in [0, 1] pixel units.
-NORMALIZE_PRESETS = {
+NORMALIZE_PRESETS: dict[NormalizePreset, tuple[list[float], list[float]]] = {
     "digits": ([0.3053], [0.3760]),
     "mnist": ([0.1307], [0.3081]),
     "fashion_mnist": ([0.2860], [0.3530]),
@@ -193,7 +196,7 @@ def color_jitter(*, brightness: Probability = 0.0, contrast: Probability = 0.0,
 
 
 @TRANSFORMS.register("normalize")
-def normalize(*, preset: Literal[tuple(NORMALIZE_PRESETS)] | None = None,
+def normalize(*, preset: NormalizePreset | None = None,
               mean: list[float] | None = None, std: list[PositiveFloat] | None = None):
     """Subtract mean and divide by std: a preset name (cifar10, mnist, ...) or explicit mean/std."""
     from dlcli.errors import ConfigError

@@ -8,7 +8,7 @@ class MLPGenerator(nn.Module):
     def __init__(self, width: int, hidden: list[int], shape: tuple, batch_norm: bool, embed):
         super().__init__()
         self.shape, self.embed = shape, embed
-        layers = []
+        layers: list[nn.Module] = []
         for size in hidden:
             layers += [nn.Linear(width, size)] + ([nn.BatchNorm1d(size)] if batch_norm else []) + [nn.ReLU()]
             width = size
@@ -30,7 +30,7 @@ class ConvGenerator(nn.Module):
         self.project = nn.Sequential(nn.Linear(width, channels[0] * start * start),
                                      nn.BatchNorm1d(channels[0] * start * start) if batch_norm else nn.Identity(),
                                      nn.ReLU())
-        layers = []
+        layers: list[nn.Module] = []
         for c_in, c_out in zip(channels, channels[1:]):
             layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=not batch_norm)]
             layers += ([nn.BatchNorm2d(c_out)] if batch_norm else []) + [nn.ReLU()]
@@ -61,6 +61,7 @@ class _Projection(nn.Module):
 class MLPDiscriminator(nn.Module):
     def __init__(self, shape: tuple, hidden: list[int], dropout: float, classes: int):
         super().__init__()
+        layers: list[nn.Module]
         layers, width = [nn.Flatten()], shape[0] * shape[1] * shape[2]
         for size in hidden:
             layers += [nn.Linear(width, size), nn.LeakyReLU(0.2)] + ([nn.Dropout(dropout)] if dropout else [])
@@ -76,6 +77,7 @@ class ConvDiscriminator(nn.Module):
 
     def __init__(self, shape: tuple, channels: list[int], dropout: float, batch_norm: bool, classes: int):
         super().__init__()
+        layers: list[nn.Module]
         layers, c_in = [], shape[0]
         for i, c_out in enumerate(channels):
             layers.append(nn.Conv2d(c_in, c_out, 4, 2, 1, bias=not (batch_norm and i)))

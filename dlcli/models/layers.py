@@ -1,9 +1,11 @@
 """Activation and weight-init helpers shared by the model builders."""
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
-ACTIVATIONS = {
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
     "leaky_relu": nn.LeakyReLU,
     "gelu": nn.GELU,

@@ -43,6 +43,7 @@ LAYERS = {
 
 def _check_layer(spec: Any) -> dict:
     """Normalise one entry to {name: kwargs}; reject names outside the allow-list."""
+    args: Any  # YAML: None, a bare value or a mapping of kwargs
     if isinstance(spec, str):
         name, args = spec, {}
     elif isinstance(spec, dict) and len(spec) == 1:

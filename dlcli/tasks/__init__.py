@@ -38,7 +38,8 @@ def task_of(data: dict) -> str:
     for cls in TASKS.values():
         if cls.claims(data):
             return cls.name
-    section = data.get("data") if isinstance(data.get("data"), dict) else {}
+    given = data.get("data")
+    section = given if isinstance(given, dict) else {}
     dataset = _name(section.get("dataset"))
     if dataset in DATASETS.names():
         return next((tag for tag in DATASETS.tags(dataset) if tag in TASKS), "classification")

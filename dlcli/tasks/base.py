@@ -6,7 +6,7 @@ description; their methods import torch inside their bodies. This is the one bas
 overrides what differs and inherits nothing else.
 """
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, overload
 
 
 class Task:
@@ -52,6 +52,14 @@ class Task:
             return mode
         base = metric.split("/")[-1].split(":")[0]  # val/mae:price -> mae
         return "min" if base in cls.metrics_class.MIN else "max"
+
+    @overload
+    @classmethod
+    def resolve_mode(cls, spec: dict) -> dict: ...
+
+    @overload
+    @classmethod
+    def resolve_mode(cls, spec: None) -> None: ...
 
     @classmethod
     def resolve_mode(cls, spec: dict | None) -> dict | None:

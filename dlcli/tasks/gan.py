@@ -5,6 +5,7 @@ so mixed precision, clipping, schedules, checkpoints and resume work as for clas
 Real images arrive in [0, 1] and are mapped to [-1, 1], the generator's tanh range."""
 
 import contextlib
+from typing import Any
 
 from dlcli.errors import ConfigError
 from dlcli.registry import did_you_mean
@@ -197,7 +198,7 @@ class GANTask(Task):
         grid = folder / f"eval_{split}.png"
         images, _ = sample_images(model, 64, 0, None, meta.class_names, device)
         save_grid(images, grid)
-        out = {"samples_grid": str(grid)}
+        out: dict[str, Any] = {"samples_grid": str(grid)}
         if context.get("features"):
             out["quality"] = quality(model, context["config"], meta, context["features"], split, device)
         return out

@@ -80,7 +80,8 @@ class MultilabelTask(Task):
 
     @classmethod
     def claims(cls, data: dict) -> bool:
-        section = data.get("data") if isinstance(data.get("data"), dict) else {}
+        given = data.get("data")
+        section = given if isinstance(given, dict) else {}
         dataset = section.get("dataset")
         return isinstance(dataset, dict) and dataset.get("labels") not in (None, [])
 

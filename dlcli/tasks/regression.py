@@ -97,7 +97,8 @@ class RegressionTask(Task):
 
     @classmethod
     def claims(cls, data: dict) -> bool:
-        section = data.get("data") if isinstance(data.get("data"), dict) else {}
+        given = data.get("data")
+        section = given if isinstance(given, dict) else {}
         dataset = section.get("dataset")
         return isinstance(dataset, dict) and dataset.get("targets") not in (None, [])
 
