@@ -1,17 +1,9 @@
 """Composition root: a validated Config -> device, data, model, loss, optimizer, schedule, trainer."""
 
 from dlcli.errors import ConfigError
+from dlcli.seeding import seed_everything
 
-
-def seed_everything(seed: int) -> None:
-    import random
-
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+__all__ = ["build_model", "build_task", "build_trainer", "from_checkpoint", "seed_everything"]
 
 
 def resolve_device(spec: str):

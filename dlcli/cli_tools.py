@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-from dlcli.cli import _emit_json, _run, app
+from dlcli.cli_base import _emit_json, _run, app
 from dlcli.errors import ConfigError, DlcliError
 
 

@@ -13,12 +13,7 @@ import subprocess
 import sys
 
 from dlcli.errors import REPORTED_CODES, ConfigError, DlcliError, Interrupted
-
-
-def world() -> tuple[int, int, int]:
-    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) in a plain process."""
-    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-            int(os.environ.get("LOCAL_RANK", 0)))
+from dlcli.ranks import world
 
 
 def is_distributed() -> bool:
@@ -38,7 +33,7 @@ def rank_streams(seed: int, step: int) -> None:
     rank, step): a resumed run restores rank 0's saved state and its other ranks draw fresh streams."""
     rank = world()[0]
     if rank:
-        from dlcli.build import seed_everything
+        from dlcli.seeding import seed_everything
 
         seed_everything(hash((seed, rank, step)) % 2**31)  # int tuples hash the same in every process
 

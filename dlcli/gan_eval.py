@@ -77,21 +77,19 @@ def coverage(probs, num_classes: int) -> float:
     return len(set(probs.argmax(1).tolist())) / num_classes
 
 
-def quality(model, gan_config, gan_meta, features_path: str, split: str, device) -> dict:
-    """FD, IS and class coverage of generated images against real images of the GAN's dataset."""
+def quality(model, gan_config, gan_meta, features, split: str, device, task) -> dict:
+    """FD, IS and class coverage of generated images against real images of the GAN's dataset;
+    `features`: (path, config, meta, model) of the classifier checkpoint, `task` the GAN's task class."""
     import torch
 
-    from dlcli import checkpoint
-    from dlcli.build import from_checkpoint
     from dlcli.data.pipeline import split_for_eval
     from dlcli.data.transforms import compose
 
-    clf_payload = checkpoint.load(features_path)
-    clf_config, clf_meta, classifier, _, _ = from_checkpoint(clf_payload, [], str(device))
+    features_path, clf_config, clf_meta, classifier = features
     if clf_config.task != "classification" or list(clf_meta.input_shape) != list(gan_meta.input_shape):
         raise DataError(f"--features: {features_path} must be an image classifier for {gan_meta.input_shape} "
                         f"images (it is a {clf_config.task} model for {clf_meta.input_shape})")
-    batches = split_for_eval(gan_config, gan_meta, split, torch.device("cpu"), _task(gan_config))
+    batches = split_for_eval(gan_config, gan_meta, split, torch.device("cpu"), task)
     real = torch.cat([b.x.cpu() for b in batches])
     fake, _ = sample_images(model, len(real), 0, None, gan_meta.class_names, device)
     transform = compose(clf_config.data.eval_transforms)
@@ -104,12 +102,6 @@ def quality(model, gan_config, gan_meta, features_path: str, split: str, device)
             "inception_score": inception_score(fake_p), "real_inception_score": inception_score(real_p),
             "class_coverage": coverage(fake_p, k), "real_class_coverage": coverage(real_p, k),
             "samples": len(real)}
-
-
-def _task(config):
-    from dlcli.tasks import task_class
-
-    return task_class(config.task)
 
 
 def write_samples(images, output: str | None, output_dir: str | None) -> list[str]:

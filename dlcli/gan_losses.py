@@ -1,7 +1,7 @@
 """Adversarial losses (`loss: {name: gan_bce|gan_hinge|wgan_gp}`), each with `n_critic`:
 discriminator steps per generator step. Scores are the discriminator's raw outputs."""
 
-from dlcli.losses import LOSSES
+from dlcli.loss_registry import LOSSES
 from dlcli.types import Fraction, NonNegativeFloat, PositiveInt
 
 

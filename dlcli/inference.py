@@ -21,6 +21,10 @@ def evaluate_checkpoint(path: str, split: str, overrides: list[str], device_spec
     task = build_task(config, meta)
     if features and "features" not in task.eval_options:
         raise ConfigError(f"--features: only for GAN checkpoints (this one is a {config.task} model)")
+    classifier = None
+    if features:  # a dlcli classifier whose features score a GAN's images
+        clf_config, clf_meta, clf_model, _, _ = from_checkpoint(checkpoint.load(features), [], str(device))
+        classifier = (features, clf_config, clf_meta, clf_model)
     batches = split_for_eval(config, meta, split, device, type(task))
     seed_everything(config.seed)  # tasks that draw noise (GANs) report the same numbers every time
     metrics = evaluate(model, task, batches, device, precision)
@@ -30,7 +34,7 @@ def evaluate_checkpoint(path: str, split: str, overrides: list[str], device_spec
     if batches.unknown_categories:
         result["unknown_categories"] = batches.unknown_categories
     context = {"model": model, "config": config, "path": path, "split": split, "device": device,
-               "features": features}
+               "features": classifier}
     return result | task.eval_report(metrics, meta, context)
 
 

@@ -8,10 +8,8 @@ With float targets (forecasting), mse, l1 and huber compare the raw outputs with
 
 from typing import Literal
 
-from dlcli.registry import Registry
+from dlcli.loss_registry import LOSSES
 from dlcli.types import Fraction, PositiveFloat
-
-LOSSES = Registry("loss")
 
 
 def weighted_mean(per_sample, weights):

@@ -10,13 +10,7 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from dlcli.config.schema import Config
-from dlcli.config.task_checks import (
-    network_section_problems,
-    normalizers,
-    resolve_task,
-    resolved_section,
-    task_problems,
-)
+from dlcli.config.task_checks import network_section_problems, resolve_task, resolved_section, task_problems
 from dlcli.config.yamlio import parse_yaml
 from dlcli.errors import ConfigError
 from dlcli.registry import pydantic_problems
@@ -208,6 +202,8 @@ def _cross_checks(config: Config) -> list[str]:
     if config.data.batch_size % config.train.devices:
         problems.append(f"data.batch_size: the global batch {config.data.batch_size} does not split evenly "
                         f"over {config.train.devices} processes (train.devices)")
+    from dlcli.data.transforms import normalizers
+
     if normalizers(config.data.train_transforms) != normalizers(config.data.eval_transforms):
         problems.append("data.eval_transforms: normalize differs from data.train_transforms; "
                         "both lists are complete pipelines, so give both the same normalize")

@@ -137,16 +137,3 @@ def network_section_problems(data: dict) -> list[str]:
         if isinstance(spec, dict) and "name" not in spec:
             problems += task.section_problems(key, spec)
     return problems
-
-
-def normalizers(entries: list) -> list[dict]:
-    """The normalize entries of a transform list (bad entries are reported by their own check)."""
-    from dlcli.data.transforms import spec_from_yaml
-
-    specs = []
-    for entry in entries:
-        try:
-            specs.append(spec_from_yaml(entry))
-        except (ValueError, ConfigError):
-            continue  # reported by the transform's own validation
-    return [spec for spec in specs if spec["name"] == "normalize"]

@@ -6,14 +6,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from dlcli.data.registry import DATASETS, IMAGE_TASKS
 from dlcli.data.source import Source
 from dlcli.errors import DataError
-from dlcli.registry import Registry
 from dlcli.types import PositiveInt, TestFraction
-
-DATASETS = Registry("dataset")
-# Tags: the tasks a dataset feeds (the first is its default task), then what its samples are.
-IMAGE_TASKS = ("classification", "gan", "image")
 
 # Where torchvision expects the files, for the "place them by hand" hint.
 _LAYOUT = {
@@ -150,5 +146,21 @@ def synthetic(split, *, samples: Annotated[int, Field(gt=0, le=10_000_000)] = 40
     x = torch.randint(0, 256, (samples, *shape), dtype=torch.uint8, generator=gen)
     y = torch.randint(0, classes, (samples,), generator=gen)
     return Source(y=y, x=x, class_names=[str(c) for c in range(classes)], kind="image")
+
+@DATASETS.register("digits_rows", tags=("classification", "sequence"))
+def digits_rows(split, *, test_fraction: TestFraction = 0.2):
+    """The offline 8x8 digits, read row by row: 8 time steps of 8 pixels (sequence classification)."""
+    source = digits(split, test_fraction=test_fraction)
+    source.x, source.kind = source.x.squeeze(1), "sequence"
+    return source
+
+
+@DATASETS.register("mnist_rows", tags=("classification", "sequence"))
+def mnist_rows(split, *, root: str = "data/", download: bool = True):
+    """MNIST read row by row: 28 time steps of 28 pixels (torchvision files)."""
+    source = mnist(split, root=root, download=download)
+    source.x, source.kind = source.x.squeeze(1), "sequence"
+    return source
+
 
 from dlcli.data import sequences  # noqa: E402,F401  (registers the sequence datasets)

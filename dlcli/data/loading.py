@@ -85,7 +85,7 @@ class LoaderBatches(_Batches):
                  sample_weights=None, num_workers: int = 0):
         import torch
 
-        from dlcli.distributed import world
+        from dlcli.ranks import world
 
         self.device = device
         self.weights = sample_weights
@@ -222,7 +222,7 @@ def _as_is(batch):
 def covered_rows(n: int, batch_size: int) -> int:
     """How many of n rows the batches use: all, except under DDP a last batch with fewer rows than
     processes, which is dropped (some ranks would get no rows, yet every rank must take every step)."""
-    from dlcli.distributed import world
+    from dlcli.ranks import world
 
     size, tail = world()[1], n % batch_size
     return n - tail if size > 1 and 0 < tail < size else n
@@ -233,7 +233,7 @@ def shard_rows(rows, n: int):
     in a single process, the whole batch."""
     import torch
 
-    from dlcli.distributed import world
+    from dlcli.ranks import world
 
     rank, size, _ = world()
     if size == 1:
@@ -252,7 +252,7 @@ def make_batches(source: Source, batch_size: int, device, transform, shuffle: bo
     if len(source) == 0:
         raise DataError("dataset split is empty")
     if covered_rows(len(source), batch_size) == 0:
-        from dlcli.distributed import world
+        from dlcli.ranks import world
 
         raise DataError(f"a dataset split has {len(source)} sample(s), fewer than the {world()[1]} processes")
     if not source.in_memory:

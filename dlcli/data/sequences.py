@@ -9,12 +9,12 @@ from typing import Annotated, Literal, cast
 
 from pydantic import Field
 
-from dlcli.data.datasets import DATASETS, digits, mnist
+from dlcli.data.registry import DATASETS
 from dlcli.data.source import Source
 from dlcli.data.tabular import _canonical, _label_names, _number, open_csv
 from dlcli.data.text import decoded_text, read_text, tokenize
 from dlcli.errors import DataError
-from dlcli.types import NonNegativeFloat, PositiveInt, TestFraction
+from dlcli.types import NonNegativeFloat, PositiveInt
 
 Length = Annotated[int, Field(gt=0, le=100_000)]
 
@@ -143,19 +143,3 @@ def sine(split, *, length: Annotated[int, Field(ge=8, le=10_000_000)] = 2000, pe
     options = {"window": window, "horizon": horizon, "stride": stride, "targets": ["value"]}
     return Source(y=None, class_names=[], kind="series", stream=values[:, None], feature_names=["value"],
                   options=options)
-
-
-@DATASETS.register("digits_rows", tags=("classification", "sequence"))
-def digits_rows(split, *, test_fraction: TestFraction = 0.2):
-    """The offline 8x8 digits, read row by row: 8 time steps of 8 pixels (sequence classification)."""
-    source = digits(split, test_fraction=test_fraction)
-    source.x, source.kind = source.x.squeeze(1), "sequence"
-    return source
-
-
-@DATASETS.register("mnist_rows", tags=("classification", "sequence"))
-def mnist_rows(split, *, root: str = "data/", download: bool = True):
-    """MNIST read row by row: 28 time steps of 28 pixels (torchvision files)."""
-    source = mnist(split, root=root, download=download)
-    source.x, source.kind = source.x.squeeze(1), "sequence"
-    return source

@@ -208,6 +208,19 @@ def normalize(*, preset: NormalizePreset | None = None,
     return Normalize(mean, std)
 
 
+def normalizers(entries: list) -> list[dict]:
+    """The normalize entries of a transform list (bad entries are reported by their own check)."""
+    from dlcli.errors import ConfigError
+
+    specs = []
+    for entry in entries:
+        try:
+            specs.append(spec_from_yaml(entry))
+        except (ValueError, ConfigError):
+            continue  # reported by the transform's own validation
+    return [spec for spec in specs if spec["name"] == "normalize"]
+
+
 def compose(specs: list[dict]):
     """Build a callable applying each validated transform spec in order."""
     return Pipeline([TRANSFORMS.build(spec) for spec in specs])

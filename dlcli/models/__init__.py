@@ -1,8 +1,7 @@
 """Model registry: `model: {name: mlp, ...}` in YAML. Builders get (input_shape, num_outputs); those
 tagged `recurrent` also (vocab_size, head)."""
 
-from dlcli.registry import Registry
+from dlcli.models import cnn, gan, mlp, recurrent, sequential  # noqa: F401  (registers the builders)
+from dlcli.models.registry import MODELS
 
-MODELS = Registry("model")
-
-from dlcli.models import cnn, gan, mlp, recurrent, sequential  # noqa: E402,F401  (registers the builders)
+__all__ = ["MODELS"]

@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from dlcli.models import MODELS
+from dlcli.models.registry import MODELS
 from dlcli.types import Activation, Fraction, Init, NonNegativeFloat, NonNegativeInt, Pooling, PositiveInt
 
 

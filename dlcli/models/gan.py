@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from dlcli.errors import ConfigError
-from dlcli.models import MODELS
+from dlcli.models.registry import MODELS
 from dlcli.types import Fraction, PositiveInt
 
 

@@ -1,6 +1,6 @@
 """Multi-layer perceptron: Flatten -> [Linear, (BatchNorm), act, (Dropout)]* -> Linear."""
 
-from dlcli.models import MODELS
+from dlcli.models.registry import MODELS
 from dlcli.types import Activation, Fraction, Init, NonNegativeFloat, PositiveInt
 
 

@@ -5,7 +5,7 @@ forecasting: last state, or mean/max over the valid steps) or one per step (lang
 
 from typing import Literal
 
-from dlcli.models import MODELS
+from dlcli.models.registry import MODELS
 from dlcli.types import Fraction, PositiveInt
 
 CELLS = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator
 
-from dlcli.models import MODELS
+from dlcli.models.registry import MODELS
 from dlcli.registry import did_you_mean
 
 _CONV = ("out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias", "padding_mode")

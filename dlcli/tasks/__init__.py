@@ -1,56 +1,11 @@
 """Tasks, the extension point: each kind of work is one class in its own module (see base.py),
-registered here by name. To add a task: write its module, register it with `@register_task`, add it
-to the import list at the bottom, test it and document it.
+registered by name in registry.py. To add a task: write its module, register it with
+`@register_task`, add it to the import list below, test it and document it.
 
-This module and the tasks' class attributes import no torch, so `dlcli validate` stays fast."""
-
-from dlcli.errors import ConfigError
-from dlcli.registry import did_you_mean
-
-TASKS: dict = {}  # name -> Task subclass
-
-
-def register_task(cls):
-    TASKS[cls.name] = cls
-    return cls
-
-
-def task_class(name: str):
-    """The Task subclass registered as `name`; a ConfigError naming the choices otherwise."""
-    if name not in TASKS:
-        raise ConfigError(f"task: unknown task {name!r}{did_you_mean(name, TASKS)}; available: {', '.join(TASKS)}")
-    return TASKS[name]
-
-
-def _name(spec):
-    name = spec.get("name") if isinstance(spec, dict) else None
-    return name if isinstance(name, str) else None
-
-
-def task_of(data: dict) -> str:
-    """The task of a raw (not yet validated) config: given; else the one that claims it (a gan model,
-    a csv with `targets`); else the dataset's first task tag; else classification."""
-    from dlcli.data.datasets import DATASETS
-
-    task = data.get("task")
-    if isinstance(task, str):
-        return task
-    for cls in TASKS.values():
-        if cls.claims(data):
-            return cls.name
-    given = data.get("data")
-    section = given if isinstance(given, dict) else {}
-    dataset = _name(section.get("dataset"))
-    if dataset in DATASETS.names():
-        return next((tag for tag in DATASETS.tags(dataset) if tag in TASKS), "classification")
-    return "classification"
-
-
-def known_metrics(task: str, has_val: bool, num_classes: int | None = None, config=None) -> list[str]:
-    """Metric names a run of `task` produces (val/top5 only with more than 5 classes, unknown until
-    the data is read)."""
-    return task_class(task).metric_names(config, has_val, num_classes)
-
+This package and the tasks' class attributes import no torch, so `dlcli validate` stays fast."""
 
 # Registration order is the order `task_of` asks each task whether it claims a config.
-from dlcli.tasks import classify, forecast, gan, language_model, multilabel, regression  # noqa: E402,F401
+from dlcli.tasks import classify, forecast, gan, language_model, multilabel, regression  # noqa: F401
+from dlcli.tasks.registry import TASKS, known_metrics, register_task, task_class, task_of
+
+__all__ = ["TASKS", "known_metrics", "register_task", "task_class", "task_of"]

@@ -5,8 +5,8 @@ which the engine calls only at log intervals and epoch ends.
 """
 
 from dlcli.errors import ConfigError, DataError
-from dlcli.tasks import register_task
 from dlcli.tasks.base import Task
+from dlcli.tasks.registry import register_task
 
 FOLD_EVERY = 16  # training steps whose outputs are kept before their metrics are reduced
 

@@ -3,8 +3,8 @@ The loss works on normalised values; MAE and RMSE are reported in the data's own
 the naive forecast (repeat the window's last value) that a useful model must beat."""
 
 from dlcli.errors import ConfigError
-from dlcli.tasks import register_task
 from dlcli.tasks.base import Task
+from dlcli.tasks.registry import register_task
 
 
 class ForecastMetrics:

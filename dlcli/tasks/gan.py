@@ -9,8 +9,8 @@ from typing import Any
 
 from dlcli.errors import ConfigError
 from dlcli.registry import did_you_mean
-from dlcli.tasks import register_task
 from dlcli.tasks.base import Task
+from dlcli.tasks.registry import register_task
 
 # The DCGAN recipe: Adam with beta1 = 0.5, for both networks.
 GAN_OPTIMIZER = {"name": "adam", "lr": 2e-4, "betas": [0.5, 0.999]}
@@ -122,7 +122,7 @@ class GANTask(Task):
 
     @classmethod
     def problems(cls, config) -> list[str]:
-        from dlcli.config.task_checks import normalizers
+        from dlcli.data.transforms import normalizers
 
         problems = []
         if config.train.accumulate != 1:
@@ -200,7 +200,7 @@ class GANTask(Task):
         save_grid(images, grid)
         out: dict[str, Any] = {"samples_grid": str(grid)}
         if context.get("features"):
-            out["quality"] = quality(model, context["config"], meta, context["features"], split, device)
+            out["quality"] = quality(model, context["config"], meta, context["features"], split, device, type(self))
         return out
 
     @staticmethod

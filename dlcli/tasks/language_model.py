@@ -3,8 +3,8 @@ per token (loss, accuracy, perplexity = exp(loss)). With train.tbptt the hidden 
 (detached) from one batch of windows to the next, which continue each other in the text."""
 
 from dlcli.errors import ConfigError
-from dlcli.tasks import register_task
 from dlcli.tasks.base import Task
+from dlcli.tasks.registry import register_task
 
 
 class TokenMetrics:

@@ -3,8 +3,8 @@ with a labels.csv). One logit per label through binary cross-entropy; a label is
 probability passes `train.threshold` (0.5). Metrics: micro- and macro-F1, exact-match (subset)
 accuracy and the Hamming loss (the share of wrong label decisions)."""
 
-from dlcli.tasks import register_task
 from dlcli.tasks.base import Task
+from dlcli.tasks.registry import register_task
 
 THRESHOLD = 0.5
 

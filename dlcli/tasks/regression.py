@@ -3,8 +3,8 @@ statistics (kept in the checkpoint) for the loss; MAE, RMSE and R² are reported
 units, per target and averaged, next to the baseline that predicts the training mean."""
 
 from dlcli.errors import ConfigError
-from dlcli.tasks import register_task
 from dlcli.tasks.base import Task
+from dlcli.tasks.registry import register_task
 
 
 def _targets(config) -> list[str]:
