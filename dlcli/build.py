@@ -1,6 +1,6 @@
 """Composition root: a validated Config -> device, data, model, loss, optimizer, schedule, trainer."""
 
-from dlcli.errors import ConfigError
+from dlcli.errors import ConfigError, first_line
 from dlcli.seeding import seed_everything
 
 __all__ = ["build_model", "build_task", "build_trainer", "from_checkpoint", "seed_everything"]
@@ -60,7 +60,7 @@ def build_model(config, meta, device):
     try:
         model = MODELS.build(config.model, tuple(meta.input_shape), task.num_outputs(meta), *extra)
     except RuntimeError as err:  # e.g. pooling shrank the image to nothing
-        raise ConfigError(f"model: does not fit input shape {meta.input_shape}: {str(err).splitlines()[0]}") from None
+        raise ConfigError(f"model: does not fit input shape {meta.input_shape}: {first_line(err)}") from None
     model = model.to(device)
     if device.type == "cuda" and len(meta.input_shape) == 3:
         model = model.to(memory_format=torch.channels_last)
@@ -186,5 +186,5 @@ def from_checkpoint(payload: dict, overrides: list[str], device_spec: str):
         from dlcli.errors import CheckpointError
 
         raise CheckpointError(f"checkpoint weights do not fit the model its config builds: "
-                              f"{str(err).splitlines()[0][:160]}", hint="did an override change model.*?") from None
+                              f"{first_line(err)[:160]}", hint="did an override change model.*?") from None
     return config, meta, model, device, precision

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import cast
 
-from dlcli.errors import CheckpointError
+from dlcli.errors import CheckpointError, first_line
 
 FORMAT = "dlcli-checkpoint"
 FORMAT_VERSION = 1
@@ -73,7 +73,7 @@ def load(path: str | Path) -> dict:
                                    "this file asks to import or call code") from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as err:
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0][:160] if str(err) else 'truncated?'})") from None
+                              f"{first_line(err, 'truncated?')[:160]})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a dlcli checkpoint")
     version = payload.get("format_version")

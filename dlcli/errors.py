@@ -33,10 +33,15 @@ class CheckpointError(DlcliError):
     exit_code = 4
 
 
+def first_line(err: BaseException | str, fallback: str = "") -> str:
+    """The first line of an error's message (libraries' messages run to pages), or `fallback`."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else fallback
+
+
 def unexpected(err: Exception) -> str:
     """A one-line description of an error dlcli did not foresee (a bug, or a library's failure)."""
-    lines = str(err).splitlines()
-    return f"unexpected {type(err).__name__}: {lines[0] if lines else ''}"
+    return f"unexpected {type(err).__name__}: {first_line(err)}"
 
 
 # The codes of errors dlcli reports itself (config, data, checkpoint); a DDP job passes them on.

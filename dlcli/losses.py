@@ -54,7 +54,8 @@ def nll():
 
 @LOSSES.register("bce_with_logits", tags=("classification", "multilabel"))
 def bce_with_logits(*, label_smoothing: Fraction = 0.0, pos_weight: list[PositiveFloat] | None = None):
-    """Binary cross-entropy per class (label) on logits, against the one-hot (0/1 label) target;
+    """Binary cross-entropy per class (or label) on logits, against the one-hot (or 0/1 label) target.
+
     `pos_weight`: one factor per class on its positive term (e.g. negatives/positives for rare labels)."""
     import torch
     import torch.nn.functional as F

@@ -160,26 +160,41 @@ EXTRA_KINDS = {
 }
 
 
+def print_tasks() -> None:
+    from dlcli.tasks import TASKS
+
+    table = Table(title="tasks")
+    for col in ("name", "what", "default loss", "metrics (val/*)"):
+        table.add_column(col)
+    for name, task in TASKS.items():
+        table.add_row(name, escape(task.summary), task.default_loss,
+                      ", ".join(task.metrics_class.names("val")))
+    out.print(table)
+
+
 def print_registry(kind: str | None) -> None:
     from dlcli.config.load import registries
     from dlcli.errors import ConfigError
     from dlcli.registry import did_you_mean
 
     regs = registries()
-    kinds = list(regs) + list(EXTRA_KINDS)
+    kinds = ["tasks", *regs, *EXTRA_KINDS]
+    if kind == "tasks" or kind is None:
+        print_tasks()
     if kind is not None and kind not in kinds:
         raise ConfigError(f"unknown kind {kind!r}{did_you_mean(kind, kinds)}; available: {', '.join(kinds)}")
-    for name in [kind] if kind else list(regs):
+    for name in [kind] if kind and kind != "tasks" else ([] if kind else list(regs)):
         if name in EXTRA_KINDS:
             out.print(f"[bold]{name}[/bold]: {EXTRA_KINDS[name]}")
             continue
         registry = regs[name]
         table = Table(title=name, show_lines=False)
-        for col in ("name", "description", "parameters (default)"):
+        for col in ("name", "for", "description", "parameters (default)"):
             table.add_column(col)
         for entry in registry.names():
             params = ", ".join(f"{p}={d}" for p, _, d in registry.describe(entry))
-            table.add_row(escape(entry), escape(registry.summary(entry)), escape(params))
+            tags = ", ".join(registry.tags(entry)) or "-"  # the tasks it fits, what it reads
+            table.add_row(escape(entry), escape(tags), escape(registry.summary(entry)), escape(params))
         out.print(table)
     if kind is None:
         for name, text in EXTRA_KINDS.items():

@@ -8,7 +8,7 @@ import random
 import time
 from pathlib import Path
 
-from dlcli.errors import ConfigError, DlcliError, Interrupted, unexpected
+from dlcli.errors import ConfigError, DlcliError, Interrupted, first_line, unexpected
 
 
 def split_values(text: str) -> list[str]:
@@ -87,11 +87,11 @@ def run_sweep(config_path: str, combos: list[list[str]], metric: str | None, out
             row.update(status=summary["status"], run_dir=summary["run_dir"],
                        **{metric: _metric_value(summary, metric)})
         except Interrupted as err:
-            row.update(status="interrupted", error=str(err).splitlines()[0])
+            row.update(status="interrupted", error=first_line(err))
             write_csv(rows, out)
             raise
         except DlcliError as err:
-            row["error"] = str(err).splitlines()[0]
+            row["error"] = first_line(err)
         except Exception as err:  # noqa: BLE001  a bug in one point must not cost the others their runs
             row["error"] = unexpected(err)
     rows.sort(key=lambda r: (r[metric] is None, sign * (r[metric] or 0)))

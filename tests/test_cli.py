@@ -258,10 +258,14 @@ def test_list_everything(run_cli):
     for name in ("mlp", "cnn", "sequential", "digits", "mnist", "cifar10", "image_folder", "csv", "normalize",
                  "cross_entropy", "adam", "sgd", "cosine", "early_stopping"):
         assert name in rows, name
-    assert "hidden=[128]" in rows["mlp"][2]
-    assert "lr=0.001" in rows["adam"][2]
-    assert "root=required" in rows["image_folder"][2] and "download=True" in rows["mnist"][2]
+    assert "hidden=[128]" in rows["mlp"][3]
+    assert "lr=0.001" in rows["adam"][3]
+    assert "root=required" in rows["image_folder"][3] and "download=True" in rows["mnist"][3]
     assert "activations" in result.stdout and "inits" in result.stdout
+    # what each is for: the tasks a dataset feeds, a loss fits; and the tasks themselves
+    assert rows["csv"][1].startswith("classification, regression, multilabel")
+    assert rows["mse"][1] == "classification, regression, forecasting" and rows["lstm"][1] == "recurrent, reads_tokens"
+    assert rows["regression"][2] == "mse" and "r2" in rows["regression"][3]
 
 
 def test_list_optimizers_only(run_cli):
@@ -269,12 +273,12 @@ def test_list_optimizers_only(run_cli):
     assert result.returncode == 0, result.stderr
     rows = {row[0]: row for row in table_rows(result.stdout)}
     assert set(rows) >= {"sgd", "nag", "adam", "adamw", "adamax", "adagrad", "adadelta", "rmsprop"}
-    assert "lr=0.01" in rows["sgd"][2] and "momentum=0.0" in rows["sgd"][2]
-    assert "weight_decay=0.01" in rows["adamw"][2]
+    assert "lr=0.01" in rows["sgd"][3] and "momentum=0.0" in rows["sgd"][3]
+    assert "weight_decay=0.01" in rows["adamw"][3]
     assert "mlp" not in rows and "cross_entropy" not in rows  # just the one kind
 
 
-@pytest.mark.parametrize("kind, expected", [("nonsense", "available: models"), ("optimizerss", "did you mean 'optimizers'")])
+@pytest.mark.parametrize("kind, expected", [("nonsense", "available: tasks, models"), ("optimizerss", "did you mean 'optimizers'")])
 def test_list_unknown_kind_exit_2(kind, expected):
     from dlcli.cli import app
 

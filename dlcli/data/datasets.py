@@ -8,7 +8,8 @@ from pydantic import Field
 
 from dlcli.data.registry import DATASETS, IMAGE_TASKS
 from dlcli.data.source import Source
-from dlcli.errors import DataError
+from dlcli.data.splits import split_file
+from dlcli.errors import DataError, first_line
 from dlcli.types import PositiveInt, TestFraction
 
 # Where torchvision expects the files, for the "place them by hand" hint.
@@ -50,7 +51,7 @@ def _torchvision(name: str, cls_name: str, split: str, root: str, download: bool
         where = os.path.join(os.path.abspath(root), _LAYOUT[name])
         switch = "then set data.dataset.download: false" if download else "or set data.dataset.download: true"
         raise DataError(
-            f"dataset {name!r}: {why} under {os.path.abspath(root)}: {_first_line(err)}",
+            f"dataset {name!r}: {why} under {os.path.abspath(root)}: {first_line(err, type(err).__name__)}",
             hint=f"place the files as {where} ({switch}); data.dataset.root=PATH changes the folder",
         ) from None
     x = torch.as_tensor(ds.data)
@@ -59,33 +60,25 @@ def _torchvision(name: str, cls_name: str, split: str, root: str, download: bool
     return Source(y=y, x=x.contiguous(), class_names=list(ds.classes), kind="image")
 
 
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+# name -> (torchvision class, summary): the datasets torchvision downloads, with their own test splits
+TORCHVISION = {
+    "mnist": ("MNIST", "MNIST handwritten digits, 28x28 grayscale (torchvision)."),
+    "fashion_mnist": ("FashionMNIST", "Fashion-MNIST clothing images, 28x28 grayscale (torchvision)."),
+    "cifar10": ("CIFAR10", "CIFAR-10, 32x32 colour images in 10 classes (torchvision)."),
+    "cifar100": ("CIFAR100", "CIFAR-100, 32x32 colour images in 100 classes (torchvision)."),
+}
 
 
-@DATASETS.register("mnist", tags=IMAGE_TASKS)
-def mnist(split, *, root: str = "data/", download: bool = True):
-    """MNIST handwritten digits, 28x28 grayscale (torchvision)."""
-    return _torchvision("mnist", "MNIST", split, root, download)
+def _register_torchvision(name: str, cls_name: str, summary: str) -> None:
+    def build(split, *, root: str = "data/", download: bool = True):
+        return _torchvision(name, cls_name, split, root, download)
+
+    build.__doc__, build.__name__ = summary, name
+    DATASETS.register(name, tags=IMAGE_TASKS)(build)
 
 
-@DATASETS.register("fashion_mnist", tags=IMAGE_TASKS)
-def fashion_mnist(split, *, root: str = "data/", download: bool = True):
-    """Fashion-MNIST clothing images, 28x28 grayscale (torchvision)."""
-    return _torchvision("fashion_mnist", "FashionMNIST", split, root, download)
-
-
-@DATASETS.register("cifar10", tags=IMAGE_TASKS)
-def cifar10(split, *, root: str = "data/", download: bool = True):
-    """CIFAR-10, 32x32 colour images in 10 classes (torchvision)."""
-    return _torchvision("cifar10", "CIFAR10", split, root, download)
-
-
-@DATASETS.register("cifar100", tags=IMAGE_TASKS)
-def cifar100(split, *, root: str = "data/", download: bool = True):
-    """CIFAR-100, 32x32 colour images in 100 classes (torchvision)."""
-    return _torchvision("cifar100", "CIFAR100", split, root, download)
+for _name, (_cls, _summary) in TORCHVISION.items():
+    _register_torchvision(_name, _cls, _summary)
 
 
 @DATASETS.register("image_folder", tags=(*IMAGE_TASKS, "multilabel"))
@@ -98,9 +91,7 @@ def image_folder(split, *, root: str, test_root: str | None = None, channels: Li
 
     from dlcli.data.files import ImageFiles
 
-    path = root if split == "train" else test_root
-    if path is None:
-        raise DataError("dataset 'image_folder': no test split; set data.dataset.test_root or use --split val")
+    path = split_file("image_folder", split, root, test_root, "test_root")
     if not Path(path).is_dir():
         raise DataError(f"dataset 'image_folder': folder not found: {os.path.abspath(path)}",
                         hint="expected one sub-folder per class holding image files")
@@ -127,9 +118,7 @@ def csv(split, *, path: str, label: str = "label", targets: list[str] | str | No
     (regression) or 0/1 `labels` columns (multilabel); optional per-sample weight column."""
     from dlcli.data.tabular import Columns, read_csv
 
-    file = path if split == "train" else test_path
-    if file is None:
-        raise DataError("dataset 'csv': no test split; set data.dataset.test_path or use --split val")
+    file = split_file("csv", split, path, test_path)
     targets = [targets] if isinstance(targets, str) else targets
     source = read_csv(file, Columns(label, targets, labels, features, weight, categorical, numeric))
     source.options["max_categories"] = max_categories
@@ -158,7 +147,7 @@ def digits_rows(split, *, test_fraction: TestFraction = 0.2):
 @DATASETS.register("mnist_rows", tags=("classification", "sequence"))
 def mnist_rows(split, *, root: str = "data/", download: bool = True):
     """MNIST read row by row: 28 time steps of 28 pixels (torchvision files)."""
-    source = mnist(split, root=root, download=download)
+    source = _torchvision("mnist", "MNIST", split, root, download)
     source.x, source.kind = source.x.squeeze(1), "sequence"
     return source
 

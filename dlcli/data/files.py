@@ -1,6 +1,6 @@
 """File-backed image datasets: decode one image per item, with errors naming the file."""
 
-from dlcli.errors import DataError
+from dlcli.errors import DataError, first_line
 
 
 def load_image(path: str, channels: int | None = None):
@@ -17,8 +17,7 @@ def load_image(path: str, channels: int | None = None):
                 return _sixteen_bit(image, channels)
             image = image.convert(modes.get(channels, "RGB"))
     except (OSError, ValueError, Image.DecompressionBombError) as err:
-        reason = str(err).splitlines()[0] if str(err) else "decode failed"
-        raise DataError(f"cannot read image {path}: {reason}") from None
+        raise DataError(f"cannot read image {path}: {first_line(err, 'decode failed')}") from None
     return pil_to_tensor(image).to(torch.float32) / 255.0
 
 

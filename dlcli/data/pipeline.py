@@ -11,7 +11,7 @@ from dlcli.data.source import Source
 from dlcli.data.splits import split_indices, subset
 from dlcli.data.transforms import compose
 from dlcli.data.windows import describe_sequences, prepare, split_positional, stream_order
-from dlcli.errors import ConfigError, DataError
+from dlcli.errors import ConfigError, DataError, first_line
 
 
 @dataclass
@@ -108,7 +108,7 @@ def _image_shape(train: Source, transforms: list, section: str) -> list[int]:
                 return list(transform(sample).shape[1:])
             return list(transform(train.dataset[0][0]).shape)
         except (RuntimeError, ValueError, TypeError) as err:
-            raise DataError(f"data.{section}: {str(err).strip().splitlines()[0]}") from None
+            raise DataError(f"data.{section}: {first_line(err)}") from None
 
 
 def sample_weights(source: Source, data_cfg, num_classes: int):

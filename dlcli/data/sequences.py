@@ -11,6 +11,7 @@ from pydantic import Field
 
 from dlcli.data.registry import DATASETS
 from dlcli.data.source import Source
+from dlcli.data.splits import split_file
 from dlcli.data.tabular import _canonical, _label_names, _number, open_csv
 from dlcli.data.text import decoded_text, read_text, tokenize
 from dlcli.errors import DataError
@@ -19,20 +20,12 @@ from dlcli.types import NonNegativeFloat, PositiveInt
 Length = Annotated[int, Field(gt=0, le=100_000)]
 
 
-def _split_file(name: str, split: str, path: str, test_path: str | None) -> str:
-    if split == "train":
-        return path
-    if test_path is None:
-        raise DataError(f"dataset {name!r}: no test split; set data.dataset.test_path or use --split val")
-    return test_path
-
-
 @DATASETS.register("text", tags=("language_model", "reads_tokens"))
 def text(split, *, path: str, test_path: str | None = None, level: Literal["char", "word"] = "char",
          lowercase: bool = False, seq_len: Length = 128, stride: Length | None = None,
          min_freq: PositiveInt = 1, max_vocab: PositiveInt | None = None, encoding: str = "utf-8"):
     """A plain-text file for language modelling, cut into windows of seq_len tokens (split by position)."""
-    file = _split_file("text", split, path, test_path)
+    file = split_file("text", split, path, test_path)
     tokens = tokenize(read_text(file, encoding), level, lowercase)
     options = {"level": level, "lowercase": lowercase, "seq_len": seq_len, "stride": stride or seq_len,
                "min_freq": min_freq, "max_vocab": max_vocab, "file": file}
@@ -47,7 +40,7 @@ def text_classification(split, *, path: str, test_path: str | None = None, text_
     """Labelled texts from a CSV or JSONL file; padded per batch, truncated to max_len tokens."""
     import torch
 
-    file = _split_file("text_classification", split, path, test_path)
+    file = split_file("text_classification", split, path, test_path)
     texts, labels = read_labelled_texts(file, text_column, label_column)
     names = _label_names(labels)
     lookup = {name: i for i, name in enumerate(names)}
@@ -99,7 +92,7 @@ def timeseries(split, *, path: str, test_path: str | None = None, columns: list[
     """Numeric CSV columns over time: each window of inputs predicts the next `horizon` rows of targets."""
     import torch
 
-    file = _split_file("timeseries", split, path, test_path)
+    file = split_file("timeseries", split, path, test_path)
     names, rows = read_series(file, columns)
     missing = [t for t in targets or [] if t not in names]
     if missing:

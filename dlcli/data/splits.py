@@ -57,3 +57,12 @@ def remap_labels(source: Source, class_names: list[str]) -> Source:
     source.y = mapping[source.y]
     source.class_names = class_names
     return source
+
+
+def split_file(dataset: str, split: str, train: str, test: str | None, key: str = "test_path") -> str:
+    """The file (or folder) of a split of a dataset read from the user's files."""
+    if split == "train":
+        return train
+    if test is None:
+        raise DataError(f"dataset {dataset!r}: no test split; set data.dataset.{key} or use --split val")
+    return test

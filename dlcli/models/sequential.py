@@ -75,7 +75,7 @@ def sequential(input_shape, num_classes, *, layers: list[Layer]):
     import torch
     from torch import nn
 
-    from dlcli.errors import ConfigError
+    from dlcli.errors import ConfigError, first_line
 
     built = []
     for i, layer in enumerate(layers):
@@ -94,7 +94,7 @@ def sequential(input_shape, num_classes, *, layers: list[Layer]):
             out = model(torch.zeros(2, *input_shape))
             model.train()
     except (RuntimeError, TypeError, ValueError) as err:
-        first = str(err).splitlines()[0]
+        first = first_line(err)
         raise ConfigError(f"model.layers: do not fit input shape {list(input_shape)}: {first}") from None
     if out.dim() != 2 or out.shape[1] != num_classes:
         raise ConfigError(
