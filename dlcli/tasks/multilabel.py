@@ -67,6 +67,13 @@ class MultilabelMetrics:
         self.count = state["count"]
 
 
+def _fits(dataset: dict, task: str) -> bool:
+    """A raw dataset spec whose dataset feeds `task` (a timeseries's `targets` are a forecast's)."""
+    from dlcli.data.datasets import DATASETS
+
+    return DATASETS.has_tag(dataset.get("name"), task)
+
+
 @register_task
 class MultilabelTask(Task):
     name = "multilabel"
@@ -83,7 +90,7 @@ class MultilabelTask(Task):
         given = data.get("data")
         section = given if isinstance(given, dict) else {}
         dataset = section.get("dataset")
-        return isinstance(dataset, dict) and dataset.get("labels") not in (None, [])
+        return isinstance(dataset, dict) and _fits(dataset, cls.name) and dataset.get("labels") not in (None, [])
 
     @classmethod
     def problems(cls, config) -> list[str]:

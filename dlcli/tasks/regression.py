@@ -84,6 +84,13 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
+def _fits(dataset: dict, task: str) -> bool:
+    """A raw dataset spec whose dataset feeds `task` (a timeseries's `targets` are a forecast's)."""
+    from dlcli.data.datasets import DATASETS
+
+    return DATASETS.has_tag(dataset.get("name"), task)
+
+
 @register_task
 class RegressionTask(Task):
     name = "regression"
@@ -100,7 +107,7 @@ class RegressionTask(Task):
         given = data.get("data")
         section = given if isinstance(given, dict) else {}
         dataset = section.get("dataset")
-        return isinstance(dataset, dict) and dataset.get("targets") not in (None, [])
+        return isinstance(dataset, dict) and _fits(dataset, cls.name) and dataset.get("targets") not in (None, [])
 
     @classmethod
     def problems(cls, config) -> list[str]:
