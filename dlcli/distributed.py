@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 
-from dlcli.errors import REPORTED_CODES, ConfigError, DlcliError, Interrupted
+from dlcli.errors import REPORTED_CODES, ConfigError, DlcliError, Interrupted, first_line
 from dlcli.ranks import world
 
 
@@ -55,6 +55,11 @@ def setup(device_spec: str):
     else:
         device = torch.device("cpu")
     if not dist.is_initialized():
+        # Before the group exists: torch.distributed.nn.functional (which DDP's construction
+        # imports, through torch.distributed._shard) binds `group.WORLD` as its functions' default
+        # argument at import time; imported after init, it would hold the default group for good,
+        # so destroy_process_group() could never free it and stop gloo's threads (see cleanup).
+        import torch.distributed.nn.functional  # noqa: F401
         # A bounded timeout: a rank that dies mid-collective fails the job instead of hanging it.
         dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(minutes=10))
         # Stop-signal flags travel over a CPU (gloo) group: checking them every step then never
@@ -65,13 +70,131 @@ def setup(device_spec: str):
 
 _CONTROL: dict = {"group": None}
 
+# How long a rank that finished normally waits at the shutdown barrier for the others (rank 0 may
+# still be writing its summary and plots). Bounded: a rank that died meanwhile costs this, not a hang.
+SHUTDOWN_TIMEOUT_S = 300
 
-def cleanup() -> None:
+
+def release(*holders) -> None:
+    """Drop the DistributedDataParallel wrappers that `holders` keep in their attributes (the
+    trainer's `forward_model`: a DDP module, a GAN's namespace of them, or torch.compile's wrapper
+    around one): each such attribute becomes None. Every DDP and its C++ reducer hold the process
+    group; they must be gone before `cleanup` destroys it (see there)."""
+    for holder in holders:
+        for name, value in list(vars(holder).items()):
+            if _holds_ddp(value):
+                setattr(holder, name, None)
+
+
+def _holds_ddp(value, depth: int = 0) -> bool:
+    from types import SimpleNamespace
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    if isinstance(value, DistributedDataParallel):
+        return True
+    if depth > 2:
+        return False
+    inner = getattr(value, "_orig_mod", None)  # torch.compile's OptimizedModule
+    if inner is not None and _holds_ddp(inner, depth + 1):
+        return True
+    return isinstance(value, SimpleNamespace) and any(_holds_ddp(v, depth + 1) for v in vars(value).values())
+
+
+def cleanup(*holders, ended_normally: bool | None = None) -> None:
+    """Leave the process group deterministically, on every rank, however the run ended.
+
+    Why (issue 23): gloo's worker threads (pt_gloo_runloop) destroy each finished collective's work
+    object themselves, a little after the caller has already returned from the collective; when the
+    work held a tensor whose Python object is gone (every `agreed_max` / `any_rank` / metric sync),
+    that destruction takes the GIL. A rank that reaches interpreter shutdown in that window (rank 1,
+    which writes nothing at the end, right after the last `agreed_signal`) has the worker thread take
+    the GIL while Python is finalizing: CPython ends it with pthread_exit, whose unwinding through
+    the work's noexcept destructor calls std::terminate ("terminate called without an active
+    exception", SIGABRT). `destroy_process_group()` alone did not stop those threads: other
+    references kept the gloo backend, and its threads, alive into interpreter shutdown: the DDP
+    wrapper and its reducer (in the trainer, itself in a reference cycle, or in the frames of an
+    exception's traceback), and torch.distributed.nn.functional's default arguments (see setup).
+
+    So, in order: (1) after a normal end (or an agreed stop signal: every rank raises Interrupted at
+    the same step), a barrier on the gloo group with a bounded timeout, so no rank is still inside
+    a collective; after a failure it is skipped (the failed rank's peers would only wait it out);
+    (2) every reference dlcli holds to the group is dropped: `holders`' DDP wrappers (`release`),
+    the control group, the locals of the frames an in-flight exception went through, then a GC pass
+    for the reference cycles; (3) `destroy_process_group()` drops the last references: the backend
+    is destroyed with the GIL released, which lets its worker threads finish (taking the GIL for
+    those tensors) and joins them, while the interpreter is fully alive. Only then may the process
+    exit. `ended_normally`: None reads it from the exception being raised, if any (this is called
+    from a `finally`)."""
+    import gc
+
     import torch.distributed as dist
 
-    if is_distributed():
-        dist.destroy_process_group()  # the control group goes with it
-    _CONTROL["group"] = None
+    control, _CONTROL["group"] = _CONTROL["group"], None
+    if not is_distributed():
+        return
+    in_flight = sys.exc_info()[1]
+    if ended_normally is None:
+        ended_normally = in_flight is None or isinstance(in_flight, Interrupted)
+    if ended_normally:
+        _shutdown_barrier(control)
+    del control
+    release(*holders)
+    if in_flight is not None:
+        _clear_finished_frames(in_flight)
+    del in_flight
+    gc.collect()  # the trainer <-> session cycle holds the DDP wrapper: its reducer lets go of the group now
+    dist.destroy_process_group()  # the control group goes with it; joins gloo's worker threads
+    if backend_threads():  # something outside dlcli's reach still held the group: one more pass
+        gc.collect()
+
+
+def _shutdown_barrier(control_group) -> None:
+    """Every rank reaches shutdown before any destroys its group; a gloo group's monitored barrier
+    names the ranks that did not arrive within SHUTDOWN_TIMEOUT_S (then shutdown goes on)."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    try:
+        dist.monitored_barrier(group=control_group, timeout=timedelta(seconds=SHUTDOWN_TIMEOUT_S))
+    except RuntimeError as err:  # a peer died or hung after training: this rank's own run is complete
+        print(f"warning: rank {rank()}: not every rank reached shutdown ({first_line(err)[:160]})",
+              file=sys.stderr)
+
+
+def _clear_finished_frames(error: BaseException) -> None:
+    """Drop the locals (the trainer, its DDP wrapper) of the frames that `error` and the exceptions
+    it chains have already left; the traceback itself (code and line numbers) still prints."""
+    import traceback
+
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)  # skips frames still running (the callers)
+        pending += [current.__cause__, current.__context__]
+
+
+def backend_threads() -> list[str]:
+    """Names of this process's live gloo threads (Linux; [] elsewhere): after `cleanup`, none."""
+    names: list[str] = []
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return names
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/comm") as comm:
+                name = comm.read().strip()
+        except OSError:  # exited meanwhile
+            continue
+        if "gloo" in name:
+            names.append(name)
+    return names
 
 
 def all_reduce_(tensor, op: str = "sum", group=None):
@@ -150,8 +273,7 @@ def launch(argv: list[str], devices: int) -> tuple[int, int | None]:
     every worker; rank 0 saves last.pt before they exit."""
     cmd = [sys.executable, "-m", "dlcli.launcher", "--standalone", f"--nproc-per-node={devices}",
            "--max-restarts=0", "-m", "dlcli", *argv]
-    env = {**os.environ, "DLCLI_LAUNCHED": "1"}
-    child = subprocess.Popen(cmd, env=env)
+    child = subprocess.Popen(cmd)
     received: list[int] = []
 
     def forward(signum, frame):

@@ -10,7 +10,7 @@ DATASET_LINES = {
     "cifar10": "{name: cifar10, root: data/, download: true}",
     "cifar100": "{name: cifar100, root: data/, download: true}",
     "image_folder": "{name: image_folder, root: data/train, test_root: data/test}   # root/<class>/<image>",
-    "csv": "{name: csv, path: data/train.csv, label: label}   # numeric feature columns + a label column",
+    "csv": "{name: csv, path: data/train.csv, label: label}   # feature columns + a label column",
 }
 MODEL_LINES = {
     "mlp": "{name: mlp, hidden: [256, 128], activation: relu, dropout: 0.1}",

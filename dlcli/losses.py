@@ -111,7 +111,7 @@ def _regression_on_probs(kind: str, beta: float = 1.0):
 
 @LOSSES.register("mse", tags=("classification", "regression", "forecasting"))
 def mse():
-    """Mean squared error: softmax probabilities vs one-hot target, or outputs vs values (forecasting)."""
+    """Mean squared error: outputs vs values (regression, forecasting), or softmax vs one-hot target."""
     return _regression_on_probs("mse")
 
 

@@ -170,7 +170,10 @@ def split_for_eval(config, meta: DataMeta, split: str, device, task):
             raise DataError("this run had no validation split (data.val_split: 0); use --split test")
         _, source = train_val_sources(config.data, config.seed)
     else:
-        source = DATASETS.build(config.data.dataset, "test")
+        spec = config.data.dataset
+        if meta.kind == "tabular":  # the test file's columns are read as the training file's were
+            spec = {**spec, "categorical": list(meta.categories), "numeric": list(meta.feature_names)}
+        source = DATASETS.build(spec, "test")
         if source.stream is not None:
             source, _ = split_positional(source, 0.0)
     source = task.prepare_eval(prepare(source, meta, f"{split} split's"), meta)

@@ -21,11 +21,16 @@ def _number(text: str, file: str, line: int, column: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        what = "missing value" if not text.strip() else f"not a number: {text!r}"
+        what = "missing value" if text.strip().lower() in MISSING else f"not a number: {text!r}"
         raise DataError(f"{file}:{line}: column {column!r}: {what}") from None
     if not math.isfinite(value):
         raise DataError(f"{file}:{line}: column {column!r}: not a finite number: {text!r}")
     return value
+
+
+# Cells that mean "no value", not text: a numeric column holding them is a numeric column with a
+# missing value (an error naming the cell), never a categorical column.
+MISSING = {"", "na", "n/a", "nan", "null", "none", "?", "-"}
 
 
 def _is_number(text: str) -> bool:
@@ -33,6 +38,10 @@ def _is_number(text: str) -> bool:
         return math.isfinite(float(text))
     except ValueError:
         return False
+
+
+def _numeric_or_missing(text: str) -> bool:
+    return text.strip().lower() in MISSING or _is_number(text)
 
 
 def open_csv(path: Path):
@@ -125,7 +134,7 @@ def read_csv(file: str, cols: Columns) -> Source:
     header, rows = read_rows(file)
     features = feature_columns(file, header, cols)
     categorical = [c for c in features if c in (cols.categorical or [])
-                   or (c not in (cols.numeric or []) and not all(_is_number(row[c]) for _, row in rows))]
+                   or (c not in (cols.numeric or []) and not all(_numeric_or_missing(row[c]) for _, row in rows))]
     numeric = [c for c in features if c not in categorical]
     x = torch.tensor([[_number(row[c], file, line, c) for c in numeric] for line, row in rows],
                      dtype=torch.float32).reshape(len(rows), len(numeric))

@@ -154,6 +154,10 @@ class ClassificationTask(Task):
     def predict(logits):
         return logits.float().softmax(1)
 
+    @classmethod
+    def problems(cls, config) -> list[str]:
+        return table_problems(config)
+
     @staticmethod
     def check_data(train, meta) -> None:
         k = len(meta.class_names)
@@ -187,6 +191,31 @@ class ClassificationTask(Task):
                          "top_k": [{"class": meta.class_names[c], "probability": round(q, 6)} for c, q in zip(i, p)],
                          **({"unseen": ";".join(missing)} if meta.categories else {})})
         return "classes", rows
+
+
+def table_problems(config, outputs: str | None = None) -> list[str]:
+    """A table's column options must not contradict each other: the task's own outputs (`targets`
+    or `labels`, or neither for one label column), no repeated names, no column both categorical
+    and numeric."""
+    from dlcli.data.datasets import DATASETS
+
+    dataset = config.data.dataset
+    problems = []
+    for key, task in (("targets", "regression"), ("labels", "multilabel")):
+        if not DATASETS.has_tag(dataset.get("name"), task):
+            continue  # a timeseries's targets are what it forecasts
+        given = dataset.get(key)
+        if key != outputs and given is not None:
+            problems.append(f"data.dataset.{key}: {key} mean task: {task}, not {config.task} (leave task out, "
+                            f"or remove {key})")
+        names = [given] if isinstance(given, str) else given
+        if isinstance(names, list) and len(set(map(str, names))) < len(names):
+            problems.append(f"data.dataset.{key}: {sorted({n for n in names if names.count(n) > 1})} "
+                            f"named more than once")
+    both = sorted(set(dataset.get("categorical") or []) & set(dataset.get("numeric") or []))
+    if both:
+        problems.append(f"data.dataset.categorical: {both} also in data.dataset.numeric; a column is one or the other")
+    return problems
 
 
 def class_probabilities(task, model, config, meta, inputs, options, device, precision):

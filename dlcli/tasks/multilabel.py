@@ -94,10 +94,12 @@ class MultilabelTask(Task):
 
     @classmethod
     def problems(cls, config) -> list[str]:
+        from dlcli.tasks.classify import table_problems
+
         if not config.data.dataset.get("labels"):
             return ["data.dataset.labels: a multilabel task needs the 0/1 label columns (csv: labels: [a, b]) "
                     "or the labels file (image_folder: labels: labels.csv)"]
-        return []
+        return table_problems(config, outputs="labels")
 
     @classmethod
     def create(cls, config, meta, loss_fn):

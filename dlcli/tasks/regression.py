@@ -8,9 +8,12 @@ from dlcli.tasks.registry import register_task
 
 
 def _targets(config) -> list[str]:
+    """The target column names of a (validated or raw) config; [] when there are none (or they are
+    not names: the dataset's own check reports that)."""
     dataset = config.data.dataset if config is not None else {}
     targets = dataset.get("targets") if isinstance(dataset, dict) else None
-    return [targets] if isinstance(targets, str) else list(targets or [])
+    targets = [targets] if isinstance(targets, str) else targets
+    return [t for t in targets if isinstance(t, str)] if isinstance(targets, list) else []
 
 
 class RegressionMetrics:
@@ -111,10 +114,12 @@ class RegressionTask(Task):
 
     @classmethod
     def problems(cls, config) -> list[str]:
+        from dlcli.tasks.classify import table_problems
+
         if not _targets(config):
             return ["data.dataset.targets: a regression needs the numeric target column(s), "
                     "e.g. targets: [price]"]
-        return []
+        return table_problems(config, outputs="targets")
 
     @classmethod
     def create(cls, config, meta, loss_fn):

@@ -251,3 +251,31 @@ def test_classification_tables_take_categorical_columns_too(tmp_path, write_conf
     assert json.loads(result.stdout)["best"]["value"] == 1.0  # the colour gives the label away
     assert yaml.safe_load((Path(json.loads(result.stdout)["run_dir"]) / "config.yaml").read_text())["task"] == \
         "classification"
+
+
+@pytest.mark.parametrize("dataset, key, words", [
+    ({"targets": ["y"], "labels": ["a"]}, "data.dataset.targets", "mean task: regression"),
+    ({"targets": []}, "data.dataset.targets", "mean task: regression"),
+    ({"targets": ["y", "y"]}, "data.dataset.targets", "more than once"),
+    ({"targets": ["y"], "categorical": ["x"], "numeric": ["x"]}, "data.dataset.categorical", "one or the other"),
+    ({"targets": 2023}, "data.dataset.targets", "valid list"),
+], ids=["targets-and-labels", "empty-targets", "repeated-target", "categorical-and-numeric", "number"])
+def test_contradicting_table_options_are_config_errors(dataset, key, words):
+    with pytest.raises(ConfigError) as err:
+        validate({"name": "t", "data": {"dataset": {"name": "csv", "path": "t.csv", **dataset}}, "model": {"name": "mlp"}})
+    assert any(p.startswith(f"{key}:") and words in p for p in err.value.problems), err.value.problems
+
+
+def test_a_missing_cell_in_a_numeric_column_is_exit_3_not_a_category(tmp_path, write_config):
+    from typer.testing import CliRunner
+
+    from dlcli.cli import app
+
+    table = write_table(tmp_path / "na.csv", ["rooms", "city", "price"],
+                        [[3, "oslo", 1.0], ["n/a", "rome", 2.0], [4, "oslo", 3.0]])
+    cfg = write_config({"name": "na", "data": {"dataset": {"name": "csv", "path": str(table), "targets": "price"},
+                                               "val_split": 0}, "model": {"name": "mlp"},
+                        "train": {"device": "cpu", "monitor": "train/loss"}})
+    result = CliRunner().invoke(app, ["train", str(cfg), "--output-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 3, result.stderr
+    assert "na.csv:3: column 'rooms': missing value" in result.stderr
