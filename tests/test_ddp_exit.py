@@ -15,7 +15,10 @@ A launch costs mostly process start-up and `import torch`; to run 30 in a row in
 minutes on 2 cores, a fork server imports torch and dlcli once and forks the two ranks of each
 launch. Each rank runs dlcli's own CLI entry point (`dlcli train CFG train.devices=2`) with the
 environment torchrun gives its workers, through the same setup / train / cleanup code as
-`dlcli train --devices 2`, and leaves through normal interpreter shutdown, where the abort was."""
+`dlcli train --devices 2`, and leaves through normal interpreter shutdown, where the abort was.
+Forked ranks inherit modules their parent imported before any process group existed, so one more
+launch goes through torchrun itself, whose workers import torch.distributed's lazy modules after
+joining the group, as in production (one of them used to pin the group; see distributed.setup)."""
 
 import json
 import os
