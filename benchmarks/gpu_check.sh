@@ -27,7 +27,7 @@ R=/tmp/gpu_runs
   run $py -m dlcli train configs/gan_digits.yaml train.epochs=3 train.device=cuda --output-dir $R --run-version bf16 -q
   run $py -m dlcli train configs/gan_digits.yaml train.epochs=3 train.device=cuda train.precision=fp16 --output-dir $R --run-version fp16 -q
   run $py -m dlcli train configs/quickstart.yaml train.epochs=2 train.device=cuda train.compile=true --output-dir $R --run-version compiled -q
-  run $py -m pytest -q -p no:cacheprovider tests/test_optim.py -k fused
+  run $py -m pytest -q -p no:cacheprovider tests/components/test_optim.py -k fused
 } 2>&1 | grep -v "^epoch .*batch" | tee "$out/cli.log"
 $py benchmarks/throughput.py --device cuda --batch 1024 --samples 65536 --rounds 5 2>&1 | tee "$out/throughput_cuda.txt"
 $py benchmarks/throughput.py --device cuda --batch 1024 --samples 65536 --rounds 3 --models airbench,mlp --compile 2>&1 \

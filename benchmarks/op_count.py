@@ -9,14 +9,14 @@ import argparse
 import collections
 import io
 
+import throughput
 import torch
+from bench_configs import config
 from torch.utils._python_dispatch import TorchDispatchMode
 
-import throughput
-from bench_configs import config
-from dlcli.build import build_trainer
+from dlcli.cli.progress import Progress
 from dlcli.config import validate
-from dlcli.progress import Progress
+from dlcli.training.build import build_trainer
 
 VIEWS = {"detach", "lift_fresh"}  # launch no kernel, like every view op (func.is_view)
 

@@ -21,10 +21,11 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_configs import IMAGE_MODELS, config  # noqa: E402
 
-from dlcli.build import build_trainer  # noqa: E402
+from dlcli.cli.progress import Progress  # noqa: E402
 from dlcli.config import validate  # noqa: E402
 from dlcli.data.transforms import NORMALIZE_PRESETS  # noqa: E402
-from dlcli.progress import Progress  # noqa: E402
+from dlcli.training.build import build_trainer  # noqa: E402
+
 
 def gan_hand_written_epoch(nets, opts, x, batch, device, dtype) -> float:
     """The usual two-optimizer DCGAN loop: a D step on real and detached fakes, then a G step."""

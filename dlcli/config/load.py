@@ -18,13 +18,13 @@ from dlcli.registry import pydantic_problems
 
 def registries() -> dict:
     """Section -> registry. Imported here so `dlcli --help` stays light."""
-    from dlcli.callbacks import CALLBACKS
+    from dlcli.components.callbacks import CALLBACKS
+    from dlcli.components.losses import LOSSES
+    from dlcli.components.models import MODELS
+    from dlcli.components.optim.optimizers import OPTIMIZERS
+    from dlcli.components.optim.schedulers import SCHEDULERS
     from dlcli.data.datasets import DATASETS
     from dlcli.data.transforms import TRANSFORMS
-    from dlcli.losses import LOSSES
-    from dlcli.models import MODELS
-    from dlcli.optim import OPTIMIZERS
-    from dlcli.schedulers import SCHEDULERS
 
     return {"models": MODELS, "datasets": DATASETS, "transforms": TRANSFORMS, "losses": LOSSES,
             "optimizers": OPTIMIZERS, "schedulers": SCHEDULERS, "callbacks": CALLBACKS}

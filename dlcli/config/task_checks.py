@@ -48,38 +48,33 @@ def resolve_task(config: Config, data: dict) -> None:
 
 
 def task_problems(config: Config) -> list[str]:
-    """The task, dataset, model and loss must fit together (asked of the registries' tags)."""
+    """The task, dataset, model and loss must fit together: the task names the data it reads, its
+    losses and its own models; the registries' tags say what each dataset and model is."""
+    from dlcli.components.losses import LOSSES
+    from dlcli.components.models import MODELS
     from dlcli.data.datasets import DATASETS
-    from dlcli.losses import LOSSES
-    from dlcli.models import MODELS
 
     task = _task(config)
     problems = []
     dataset, model, loss = _name(config.data.dataset), _name(config.model), _name(config.loss)
-    if dataset in DATASETS.names() and not DATASETS.has_tag(dataset, task.name):
-        fits = [tag for tag in DATASETS.tags(dataset) if tag in _task_names()]
+    if dataset in DATASETS.names() and not task.reads_dataset(dataset):
+        fits = [other.name for other in _tasks() if other.reads_dataset(dataset)]
         problems.append(task.dataset_mismatch(dataset) or
                         f"task: {task.name!r} does not fit dataset {dataset!r}, which is for {' or '.join(fits)}; "
                         f"set task: {fits[0]} (or leave task out)")
-    needs_model = task.name if MODELS.tagged(task.name) else None  # a task with models of its own (gan)
-    if needs_model and model in MODELS.names() and not MODELS.has_tag(model, needs_model):
-        problems.append(f"model.name: task {task.name} needs model: {{name: {MODELS.tagged(needs_model)[0]}, ...}} "
-                        f"(got {model!r})")
-    for other in _task_names():
-        if other != task.name and MODELS.has_tag(model, other) and MODELS.tagged(other):
-            problems.append(f"task: model {model!r} trains with task: {other} (or leave task out)")
+    if task.models and model in MODELS.names() and model not in task.models:
+        problems.append(f"model.name: task {task.name} needs model: {{name: {task.models[0]}, ...}} (got {model!r})")
+    owners = [other.name for other in _tasks() if other is not task and model in other.models]
+    if owners:
+        problems.append(f"task: model {model!r} trains with task: {owners[0]} (or leave task out)")
     if (DATASETS.has_tag(dataset, "reads_tokens") and model in MODELS.names()
             and not MODELS.has_tag(model, "reads_tokens")):
         problems.append(f"model.name: {model!r} cannot read token ids (dataset {dataset!r}); "
                         f"use one of {', '.join(MODELS.tagged('reads_tokens'))}")
-    if loss in LOSSES.names() and not LOSSES.has_tag(loss, task.name):
-        kind = next((t for t in LOSSES.tags(loss) if t in _task_names()), None)
-        if kind and MODELS.tagged(kind):  # e.g. an adversarial loss outside a GAN
-            problems.append(f"loss.name: {loss!r} is an {'adversarial' if kind == 'gan' else kind} loss, for task "
-                            f"{kind} only")
-        else:
-            problems.append(f"loss.name: {loss!r} does not fit task {task.name}; use "
-                            f"{' or '.join(LOSSES.tagged(task.name))}")
+    if loss in LOSSES.names() and loss not in task.losses:
+        users = [other.name for other in _tasks() if loss in other.losses]
+        only = f" (a loss for task {' or '.join(users)})" if users else ""
+        problems.append(f"loss.name: {loss!r} does not fit task {task.name}{only}; use {' or '.join(task.losses)}")
     if config.train.threshold is not None and not task.uses_threshold:
         problems.append(f"train.threshold: only for multilabel tasks (task {task.name} predicts no label sets)")
     if config.data.class_weights is not None and not task.class_weights:
@@ -87,14 +82,14 @@ def task_problems(config: Config) -> list[str]:
     return problems + _recurrent_problems(config, task) + task.problems(config)
 
 
-def _task_names() -> list[str]:
+def _tasks() -> list:
     from dlcli.tasks import TASKS
 
-    return list(TASKS)
+    return list(TASKS.values())
 
 
 def _recurrent_problems(config: Config, task) -> list[str]:
-    from dlcli.models import MODELS
+    from dlcli.components.models import MODELS
 
     model_name = _name(config.model)
     problems = []

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from dlcli.data.registry import DATASETS, IMAGE_TASKS
+from dlcli.data.registry import DATASETS
 from dlcli.data.source import Source
 from dlcli.data.splits import split_file
 from dlcli.errors import DataError, first_line
@@ -21,7 +21,7 @@ _LAYOUT = {
 }
 
 
-@DATASETS.register("digits", tags=IMAGE_TASKS)
+@DATASETS.register("digits", tags=("image",))
 def digits(split, *, test_fraction: TestFraction = 0.2):
     """scikit-learn's bundled 8x8 handwritten digits (1,797 images, offline)."""
     import torch
@@ -74,14 +74,14 @@ def _register_torchvision(name: str, cls_name: str, summary: str) -> None:
         return _torchvision(name, cls_name, split, root, download)
 
     build.__doc__, build.__name__ = summary, name
-    DATASETS.register(name, tags=IMAGE_TASKS)(build)
+    DATASETS.register(name, tags=("image",))(build)
 
 
 for _name, (_cls, _summary) in TORCHVISION.items():
     _register_torchvision(_name, _cls, _summary)
 
 
-@DATASETS.register("image_folder", tags=(*IMAGE_TASKS, "multilabel"))
+@DATASETS.register("image_folder", tags=("image", "label_sets"))
 def image_folder(split, *, root: str, test_root: str | None = None, channels: Literal[1, 3] = 3,
                  labels: str | None = None):
     """ImageNet-style class folders (root/<class>/<image>), read from disk per batch; with `labels`
@@ -108,7 +108,7 @@ def image_folder(split, *, root: str, test_root: str | None = None, channels: Li
                   class_names=list(folder.classes), kind="image")
 
 
-@DATASETS.register("csv", tags=("classification", "regression", "multilabel", "tabular"))
+@DATASETS.register("csv", tags=("tabular", "label_sets"))
 def csv(split, *, path: str, label: str = "label", targets: list[str] | str | None = None,
         labels: Annotated[list[str], Field(min_length=1)] | None = None, features: list[str] | None = None,
         categorical: list[str] | None = None, numeric: list[str] | None = None,
@@ -125,7 +125,7 @@ def csv(split, *, path: str, label: str = "label", targets: list[str] | str | No
     return source
 
 
-@DATASETS.register("synthetic", tags=IMAGE_TASKS)
+@DATASETS.register("synthetic", tags=("image",))
 def synthetic(split, *, samples: Annotated[int, Field(gt=0, le=10_000_000)] = 4096,
               shape: list[PositiveInt] = [1, 28, 28], classes: Annotated[int, Field(ge=2)] = 10, seed: int = 0):
     """Random uint8 images with random labels: for benchmarks and smoke tests, not for learning."""
@@ -136,7 +136,7 @@ def synthetic(split, *, samples: Annotated[int, Field(gt=0, le=10_000_000)] = 40
     y = torch.randint(0, classes, (samples,), generator=gen)
     return Source(y=y, x=x, class_names=[str(c) for c in range(classes)], kind="image")
 
-@DATASETS.register("digits_rows", tags=("classification", "sequence"))
+@DATASETS.register("digits_rows", tags=("sequence",))
 def digits_rows(split, *, test_fraction: TestFraction = 0.2):
     """The offline 8x8 digits, read row by row: 8 time steps of 8 pixels (sequence classification)."""
     source = digits(split, test_fraction=test_fraction)
@@ -144,7 +144,7 @@ def digits_rows(split, *, test_fraction: TestFraction = 0.2):
     return source
 
 
-@DATASETS.register("mnist_rows", tags=("classification", "sequence"))
+@DATASETS.register("mnist_rows", tags=("sequence",))
 def mnist_rows(split, *, root: str = "data/", download: bool = True):
     """MNIST read row by row: 28 time steps of 28 pixels (torchvision files)."""
     source = _torchvision("mnist", "MNIST", split, root, download)

@@ -1,10 +1,10 @@
 """Inputs for `dlcli infer`: files and folders expanded, decoded and preprocessed as the checkpoint's
-training data was (images, CSV feature rows, images read row by row)."""
+training data was (images, CSV feature rows, images read row by row, texts)."""
 
 import os
 from pathlib import Path
 
-from dlcli.errors import DataError
+from dlcli.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -90,3 +90,27 @@ def row_inputs(files: list[Path], meta):
             image = F.interpolate(image[None], size=(steps, width), mode="bilinear", antialias=True)[0]
         rows.append(image[0])
     return torch.stack(rows)
+
+
+def text_inputs(files, texts: list[str], meta):
+    """(ids [N, L], lengths, names) from --text strings and CSV/JSONL files with the text column."""
+    from dlcli.data.sequences import read_labelled_texts
+    from dlcli.data.text import tokenize
+    from dlcli.data.windows import pad_texts
+
+    names, raw = [], []
+    for i, text in enumerate(texts):
+        names.append(f"--text {i + 1}")
+        raw.append(text)
+    for file in files:
+        if file.suffix.lower() not in (".csv", ".jsonl", ".ndjson"):
+            raise DataError(f"{file}: this model classifies texts: give .csv/.jsonl files with a "
+                            f"{meta.sequence['text_column']!r} column, or --text")
+        found, _ = read_labelled_texts(str(file), meta.sequence["text_column"], None)
+        names += [f"{file}:{i + 1}" for i in range(len(found))]
+        raw += found
+    if not raw:
+        raise ConfigError("no inputs: give text files or --text \"...\"")
+    tokens = [tokenize(t, meta.sequence["level"], meta.sequence["lowercase"]) for t in raw]
+    x, lengths = pad_texts(tokens, meta.vocab, meta.sequence["max_len"])
+    return x, lengths, names

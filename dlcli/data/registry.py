@@ -3,5 +3,7 @@
 from dlcli.registry import Registry
 
 DATASETS = Registry("dataset")
-# Tags: the tasks a dataset feeds (the first is its default task), then what its samples are.
-IMAGE_TASKS = ("classification", "gan", "image")
+# Tags say what kind of data a dataset holds; a task names the kinds it reads (Task.reads):
+# image, tabular (a table), label_sets (several 0/1 labels per sample), sequence (rows read in
+# order), token_stream (running text), labelled_texts (texts with a label each), series (time
+# series); reads_tokens: its samples are token ids, which only embedding models take.

@@ -20,7 +20,7 @@ from dlcli.types import NonNegativeFloat, PositiveInt
 Length = Annotated[int, Field(gt=0, le=100_000)]
 
 
-@DATASETS.register("text", tags=("language_model", "reads_tokens"))
+@DATASETS.register("text", tags=("token_stream", "reads_tokens"))
 def text(split, *, path: str, test_path: str | None = None, level: Literal["char", "word"] = "char",
          lowercase: bool = False, seq_len: Length = 128, stride: Length | None = None,
          min_freq: PositiveInt = 1, max_vocab: PositiveInt | None = None, encoding: str = "utf-8"):
@@ -32,7 +32,7 @@ def text(split, *, path: str, test_path: str | None = None, level: Literal["char
     return Source(y=None, class_names=[], kind="tokens", stream=tokens, options=options)
 
 
-@DATASETS.register("text_classification", tags=("classification", "reads_tokens"))
+@DATASETS.register("text_classification", tags=("labelled_texts", "reads_tokens"))
 def text_classification(split, *, path: str, test_path: str | None = None, text_column: str = "text",
                         label_column: str = "label", level: Literal["char", "word"] = "word",
                         lowercase: bool = True, max_len: Length = 256, min_freq: PositiveInt = 1,
@@ -85,7 +85,7 @@ def _jsonl_rows(path: Path) -> list:
     return rows
 
 
-@DATASETS.register("timeseries", tags=("forecasting", "series"))
+@DATASETS.register("timeseries", tags=("series",))
 def timeseries(split, *, path: str, test_path: str | None = None, columns: list[str] | None = None,
                targets: list[str] | None = None, window: Length = 32, horizon: Length = 1,
                stride: PositiveInt = 1):
@@ -122,7 +122,7 @@ def read_series(file: str, columns: list[str] | None) -> tuple[list[str], list[l
     return names, rows
 
 
-@DATASETS.register("sine", tags=("forecasting", "series"))
+@DATASETS.register("sine", tags=("series",))
 def sine(split, *, length: Annotated[int, Field(ge=8, le=10_000_000)] = 2000, period: float = 40.0,
          noise: NonNegativeFloat = 0.1, window: Length = 32, horizon: Length = 1, stride: PositiveInt = 1,
          seed: int = 0):

@@ -13,6 +13,12 @@ class Task:
     name: ClassVar[str]
     summary: ClassVar[str] = ""
     default_loss: ClassVar[str]
+    losses: ClassVar[tuple[str, ...]] = ()  # the losses that fit it (default_loss among them)
+    # The kinds of data it trains on: a dataset fits when it is registered with one of these tags.
+    reads: ClassVar[tuple[str, ...]] = ()
+    models: ClassVar[tuple[str, ...]] = ()  # models of its own (a GAN's); () takes any model no task owns
+    # The dataset option that names its outputs (regression's `targets`): a config giving it is this task's.
+    dataset_outputs: ClassVar[str | None] = None
     # The metrics accumulator: its TRAIN / VAL names and MIN set are the metrics this task produces.
     metrics_class: ClassVar[Any]
     # What a recurrent model's head emits for this task: one output per sequence, or one per step.
@@ -30,8 +36,28 @@ class Task:
     # ---- config time (no torch) ----
     @classmethod
     def claims(cls, data: dict) -> bool:
-        """Whether a raw config that names no task is this task's (beyond the dataset's default)."""
-        return False
+        """Whether a raw config that names no task is this task's (beyond the dataset's default): its
+        model is one of the task's own, or its dataset is one it reads and gives its `dataset_outputs`."""
+        given, model = data.get("data"), data.get("model")
+        section = given if isinstance(given, dict) else {}
+        dataset = section.get("dataset")
+        if isinstance(model, dict) and model.get("name") in cls.models:
+            return True
+        return (cls.dataset_outputs is not None and isinstance(dataset, dict)
+                and cls.reads_dataset(dataset.get("name")) and dataset.get(cls.dataset_outputs) not in (None, []))
+
+    @classmethod
+    def reads_dataset(cls, name) -> bool:
+        """Whether the dataset registered as `name` holds a kind of data this task trains on."""
+        from dlcli.data.datasets import DATASETS
+
+        return any(DATASETS.has_tag(name, kind) for kind in cls.reads)
+
+    @classmethod
+    def datasets(cls) -> list[str]:
+        from dlcli.data.datasets import DATASETS
+
+        return [name for name in DATASETS.names() if cls.reads_dataset(name)]
 
     @classmethod
     def default_optimizer(cls) -> dict:
@@ -146,8 +172,8 @@ class Task:
         """(optimizer, LR schedule or None, GradScaler) for one optimizer over the whole model."""
         import torch
 
-        from dlcli.optim import OPTIMIZERS
-        from dlcli.schedulers import SCHEDULERS
+        from dlcli.components.optim.optimizers import OPTIMIZERS
+        from dlcli.components.optim.schedulers import SCHEDULERS
 
         optimizer = OPTIMIZERS.build(config.optimizer, model)
         steps_per_epoch = -(-batches // config.train.accumulate)

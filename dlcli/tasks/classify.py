@@ -131,6 +131,8 @@ class ClassificationTask(Task):
     name = "classification"
     summary = "one class per sample: images, CSV rows, texts, image rows"
     default_loss = "cross_entropy"
+    losses = ("cross_entropy", "nll", "bce_with_logits", "bce", "mse", "l1", "huber", "soft_f1")
+    reads = ("image", "tabular", "sequence", "labelled_texts")
     metrics_class = ClassificationMetrics
     class_weights = True
 
@@ -193,21 +195,22 @@ class ClassificationTask(Task):
         return "classes", rows
 
 
-def table_problems(config, outputs: str | None = None) -> list[str]:
-    """A table's column options must not contradict each other: the task's own outputs (`targets`
-    or `labels`, or neither for one label column), no repeated names, no column both categorical
-    and numeric."""
-    from dlcli.data.datasets import DATASETS
+def table_problems(config, task=None) -> list[str]:
+    """A table's column options must not contradict each other: only `task`'s own outputs option
+    (regression's `targets`, ...; none for one label column), no repeated names, no column both
+    categorical and numeric."""
+    from dlcli.tasks.registry import TASKS
 
     dataset = config.data.dataset
     problems = []
-    for key, task in (("targets", "regression"), ("labels", "multilabel")):
-        if not DATASETS.has_tag(dataset.get("name"), task):
+    for other in TASKS.values():
+        key = other.dataset_outputs
+        if not key or not other.reads_dataset(dataset.get("name")):
             continue  # a timeseries's targets are what it forecasts
         given = dataset.get(key)
-        if key != outputs and given is not None:
-            problems.append(f"data.dataset.{key}: {key} mean task: {task}, not {config.task} (leave task out, "
-                            f"or remove {key})")
+        if other is not task and given is not None:
+            problems.append(f"data.dataset.{key}: {key} mean task: {other.name}, not {config.task} (leave task "
+                            f"out, or remove {key})")
         names = [given] if isinstance(given, str) else given
         if isinstance(names, list) and len(set(map(str, names))) < len(names):
             problems.append(f"data.dataset.{key}: {sorted({n for n in names if names.count(n) > 1})} "
@@ -221,15 +224,18 @@ def table_problems(config, outputs: str | None = None) -> list[str]:
 def class_probabilities(task, model, config, meta, inputs, options, device, precision):
     """(per-class probabilities [N, K], input names, per input the categorical columns whose value
     training never saw) for image, CSV, image-row or text inputs."""
-    from dlcli.data.inputs import collect_inputs, image_inputs, row_inputs, tabular_inputs
-    from dlcli.engine import predict
+    from dlcli.compute import batched
+    from dlcli.data.inputs import collect_inputs, image_inputs, row_inputs, tabular_inputs, text_inputs
 
     files = collect_inputs(inputs, text_files=meta.kind == "text")
     if meta.kind == "text":
-        from dlcli.sequence_inference import classify_texts, text_inputs
-
         x, lengths, names = text_inputs(files, options.get("texts") or [], meta)
-        return classify_texts(model, task, x, lengths, device, precision), names, [[]] * len(names)
+
+        def classify_texts(rows):  # each slice padded only to its longest text
+            longest = int(lengths[rows].max())
+            return task.predict(model(x[rows, :longest].to(device), lengths[rows].to(device)))
+
+        return batched(model, classify_texts, len(x), device, precision), names, [[]] * len(names)
     if not files:
         raise ConfigError("no inputs given: name image files or folders, CSV files, or use --text")
     unseen = [[]] * len(files)
@@ -239,4 +245,5 @@ def class_probabilities(task, model, config, meta, inputs, options, device, prec
         x, names = row_inputs(files, meta), [str(f) for f in files]
     else:
         x, names = image_inputs(files, config, meta), [str(f) for f in files]
-    return predict(model, task, x, device, precision), names, unseen
+    probabilities = batched(model, lambda rows: task.predict(model(x[rows].to(device))), len(x), device, precision)
+    return probabilities, names, unseen

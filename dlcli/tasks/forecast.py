@@ -2,7 +2,8 @@
 The loss works on normalised values; MAE and RMSE are reported in the data's own units, next to
 the naive forecast (repeat the window's last value) that a useful model must beat."""
 
-from dlcli.errors import ConfigError
+from dlcli.compute import autocast
+from dlcli.errors import ConfigError, DataError
 from dlcli.tasks.base import Task
 from dlcli.tasks.registry import register_task
 
@@ -62,6 +63,8 @@ class ForecastTask(Task):
     name = "forecasting"
     summary = "the next `horizon` values of a series (datasets timeseries, sine)"
     default_loss = "mse"
+    losses = ("mse", "l1", "huber", "smooth_l1")
+    reads = ("series",)
     metrics_class = ForecastMetrics
     eval_unit = "windows"
 
@@ -88,8 +91,6 @@ class ForecastTask(Task):
         return {"steps"}
 
     def infer(self, model, config, meta, inputs, options, device, precision):
-        from dlcli.sequence_inference import forecast
-
         if len(inputs) != 1:
             raise ConfigError(f"a forecaster takes one CSV series (its last {meta.sequence['window']} rows are "
                               f"the input window); got {len(inputs)} inputs")
@@ -107,3 +108,35 @@ class ForecastTask(Task):
 
         return values * torch.tensor(self.std, device=values.device) + torch.tensor(self.mean, device=values.device)
 
+
+def forecast(model, task, meta, device, precision, file: str, steps: int | None) -> list[dict]:
+    """The next `steps` values after the last window of a CSV; past the model's horizon the forecasts
+    are fed back as inputs (only when the model forecasts every input column)."""
+    import torch
+
+    from dlcli.data.sequences import read_series
+    from dlcli.data.windows import normalize
+
+    window, horizon = meta.sequence["window"], meta.sequence["horizon"]
+    target_index = meta.sequence["target_index"]
+    steps = steps or horizon
+    if steps > horizon and sorted(target_index) != list(range(len(meta.feature_names))):
+        raise ConfigError(f"--steps: at most {horizon} (the model's horizon), since it does not forecast every "
+                          f"input column and cannot feed its forecasts back")
+    _, rows = read_series(file, meta.feature_names)
+    if len(rows) < window:
+        raise DataError(f"{file}: {len(rows)} rows; the model needs the last {window} (its window)")
+    values = normalize(torch.tensor(rows[-window:], dtype=torch.float32), meta).to(device)
+    predicted: list[torch.Tensor] = []
+    model.eval()
+    with torch.inference_mode(), autocast(device, precision):
+        while len(predicted) < steps:
+            out = model(values[None, -window:]).float().view(horizon, len(target_index))
+            predicted += list(out)
+            if steps > horizon:  # feed the forecasts back, each value into its own column
+                fed_back = torch.empty(horizon, values.shape[1], device=values.device)
+                fed_back[:, target_index] = out
+                values = torch.cat([values, fed_back])
+    names = [meta.feature_names[i] for i in target_index]
+    result = task.denormalize(torch.stack(predicted[:steps])).cpu().tolist()
+    return [{"step": i + 1, **{n: round(v, 6) for n, v in zip(names, row)}} for i, row in enumerate(result)]

@@ -67,30 +67,19 @@ class MultilabelMetrics:
         self.count = state["count"]
 
 
-def _fits(dataset: dict, task: str) -> bool:
-    """A raw dataset spec whose dataset feeds `task` (a timeseries's `targets` are a forecast's)."""
-    from dlcli.data.datasets import DATASETS
-
-    return DATASETS.has_tag(dataset.get("name"), task)
-
-
 @register_task
 class MultilabelTask(Task):
     name = "multilabel"
     summary = "any number of labels per sample (csv with labels: [...], image_folder with labels: labels.csv)"
     default_loss = "bce_with_logits"
+    losses = ("bce_with_logits", "bce")
+    dataset_outputs = "labels"
+    reads = ("label_sets",)
     metrics_class = MultilabelMetrics
     uses_threshold = True
 
     def __init__(self, loss_fn, labels: list[str], threshold: float = THRESHOLD):
         self.loss_fn, self.labels, self.threshold = loss_fn, labels, threshold
-
-    @classmethod
-    def claims(cls, data: dict) -> bool:
-        given = data.get("data")
-        section = given if isinstance(given, dict) else {}
-        dataset = section.get("dataset")
-        return isinstance(dataset, dict) and _fits(dataset, cls.name) and dataset.get("labels") not in (None, [])
 
     @classmethod
     def problems(cls, config) -> list[str]:
@@ -99,7 +88,7 @@ class MultilabelTask(Task):
         if not config.data.dataset.get("labels"):
             return ["data.dataset.labels: a multilabel task needs the 0/1 label columns (csv: labels: [a, b]) "
                     "or the labels file (image_folder: labels: labels.csv)"]
-        return table_problems(config, outputs="labels")
+        return table_problems(config, cls)
 
     @classmethod
     def create(cls, config, meta, loss_fn):

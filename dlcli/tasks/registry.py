@@ -1,5 +1,5 @@
 """The task registry: name -> Task subclass, and how a config's task is found. Task modules register
-themselves here with `@register_task`; tasks/__init__.py imports them all."""
+themselves here with `@register_task`; tasks/__init__.py imports every module of the package."""
 
 from dlcli.errors import ConfigError
 from dlcli.registry import did_you_mean
@@ -26,7 +26,8 @@ def _name(spec):
 
 def task_of(data: dict) -> str:
     """The task of a raw (not yet validated) config: given; else the one that claims it (a gan model,
-    a csv with `targets`); else the dataset's first task tag; else classification."""
+    a csv with `targets`); else the first task (in registration order) that reads its dataset; else
+    classification."""
     from dlcli.data.datasets import DATASETS
 
     task = data.get("task")
@@ -39,7 +40,7 @@ def task_of(data: dict) -> str:
     section = given if isinstance(given, dict) else {}
     dataset = _name(section.get("dataset"))
     if dataset in DATASETS.names():
-        return next((tag for tag in DATASETS.tags(dataset) if tag in TASKS), "classification")
+        return next((cls.name for cls in TASKS.values() if cls.reads_dataset(dataset)), "classification")
     return "classification"
 
 

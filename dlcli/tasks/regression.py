@@ -87,30 +87,19 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
-def _fits(dataset: dict, task: str) -> bool:
-    """A raw dataset spec whose dataset feeds `task` (a timeseries's `targets` are a forecast's)."""
-    from dlcli.data.datasets import DATASETS
-
-    return DATASETS.has_tag(dataset.get("name"), task)
-
-
 @register_task
 class RegressionTask(Task):
     name = "regression"
     summary = "numeric target columns of a table (dataset csv with targets)"
     default_loss = "mse"
+    losses = ("mse", "l1", "huber", "smooth_l1")
+    dataset_outputs = "targets"
+    reads = ("tabular",)
     metrics_class = RegressionMetrics
 
     def __init__(self, loss_fn, meta):
         self.loss_fn, self.targets = loss_fn, list(meta.targets)
         self.mean, self.std = list(meta.target_mean), list(meta.target_std)
-
-    @classmethod
-    def claims(cls, data: dict) -> bool:
-        given = data.get("data")
-        section = given if isinstance(given, dict) else {}
-        dataset = section.get("dataset")
-        return isinstance(dataset, dict) and _fits(dataset, cls.name) and dataset.get("targets") not in (None, [])
 
     @classmethod
     def problems(cls, config) -> list[str]:
@@ -119,7 +108,7 @@ class RegressionTask(Task):
         if not _targets(config):
             return ["data.dataset.targets: a regression needs the numeric target column(s), "
                     "e.g. targets: [price]"]
-        return table_problems(config, outputs="targets")
+        return table_problems(config, cls)
 
     @classmethod
     def create(cls, config, meta, loss_fn):
@@ -150,14 +139,15 @@ class RegressionTask(Task):
 
     def infer(self, model, config, meta, inputs, options, device, precision):
         """One row per CSV row: each target's predicted value in the data's units."""
+        from dlcli.compute import batched
         from dlcli.data.inputs import collect_inputs, tabular_inputs
-        from dlcli.engine import predict
 
         files = collect_inputs(inputs, text_files=True)
         if not files:
             raise ConfigError("no inputs given: name CSV files with the feature columns")
         x, names, unseen = tabular_inputs(files, meta)
-        values = self.denormalize(predict(model, self, x, device, precision)).tolist()
+        outputs = batched(model, lambda rows: self.predict(model(x[rows].to(device))), len(x), device, precision)
+        values = self.denormalize(outputs).tolist()
         rows = []
         for name, row, missing in zip(names, values, unseen):
             rows.append({"input": name, **{t: round(v, 6) for t, v in zip(self.targets, row)},

@@ -276,10 +276,10 @@ def test_image_folder_train_batches_use_train_transforms_with_val_split(tmp_path
     """Train and val share the file-backed dataset; the val loader must not swap in eval transforms."""
     import torch
 
-    from dlcli.build import build_trainer
     from dlcli.config import validate
     from dlcli.data.files import load_image
     from dlcli.data.transforms import compose
+    from dlcli.training.build import build_trainer
 
     folder = make_image_folder(tmp_path / "colours")
     raw = image_folder_config(folder, val_split=0.34, shuffle=False, batch_size=64,
@@ -322,9 +322,9 @@ CSV_ROWS = [(0.5, 1.0, 0, 1.0), (1.5, -0.5, 1, 2.0), (-1.0, 0.3, 2, 1.0),
 
 def one_full_batch_epoch(path):
     """(initial state_dict, state_dict after one full-batch SGD step, epoch metrics)."""
-    from dlcli.build import build_trainer
+    from dlcli.cli.progress import Progress
     from dlcli.config import validate
-    from dlcli.progress import Progress
+    from dlcli.training.build import build_trainer
 
     trainer, meta = build_trainer(validate(csv_config(path)))
     assert meta.feature_names == ["a", "b"]  # the weight column is not a feature

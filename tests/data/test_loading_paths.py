@@ -5,11 +5,11 @@ import io
 import pytest
 import torch
 
-from dlcli.build import build_trainer
+from dlcli.cli.progress import Progress
 from dlcli.config import validate
 from dlcli.data.loading import HostLoaderBatches, LoaderBatches, TensorBatches
 from dlcli.errors import ConfigError
-from dlcli.progress import Progress
+from dlcli.training.build import build_trainer
 from tests.conftest import tiny_digits_config
 
 

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from dlcli.components.losses import LOSSES
 from dlcli.data.loading import Batch
-from dlcli.losses import LOSSES
 from dlcli.tasks.forecast import ForecastMetrics, ForecastTask
 
 CPU = torch.device("cpu")

@@ -4,7 +4,7 @@ noise and an untrained generator; an exact mid-epoch resume for both networks; `
 `dlcli eval` on GAN checkpoints; conditional generation checked by a classifier; sample grids and
 logged metrics per epoch; n_critic; and clean errors for configs that do not fit a GAN.
 
-Training runs in-process (`dlcli.training.train`, or the engine's Trainer directly for the
+Training runs in-process (`dlcli.training.session.train`, or the engine's Trainer directly for the
 distribution test); each trained model is shared by the tests of its section (module-scoped
 fixtures). `dlcli infer` / `eval` go through typer's CliRunner. Torch is pinned to one intra-op
 thread: the nets are tiny, and two spinning threads on a busy 2-core machine only slow them down.
@@ -27,14 +27,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from dlcli import checkpoint
+from dlcli.cli.progress import Progress
 from dlcli.config import load, validate
 from dlcli.errors import ConfigError, DataError
-from dlcli.gan_eval import coverage, frechet_distance, inception_score, penultimate_features, sample_images
-from dlcli.inference import evaluate_checkpoint, infer
-from dlcli.progress import Progress
+from dlcli.inference.evaluate import evaluate_checkpoint
+from dlcli.inference.predict import infer
 from dlcli.tasks import task_class
-from dlcli.training import train
+from dlcli.tasks.gan.quality import coverage, frechet_distance, inception_score, penultimate_features, sample_images
+from dlcli.training import checkpoint
+from dlcli.training.session import train
 from tests.conftest import REPO
 
 GAN_DIGITS = str(REPO / "configs" / "gan_digits.yaml")
@@ -99,14 +100,14 @@ def pixels(path) -> torch.Tensor:
 
 def grid_pixels(images, folder: Path, name: str) -> torch.Tensor:
     """What dlcli's grid writer makes of these images, as pixels."""
-    from dlcli.gan_images import save_grid
+    from dlcli.tasks.gan.images import save_grid
 
     save_grid(images, folder / name)
     return pixels(folder / name)
 
 
 def gan_model(ckpt):
-    from dlcli.build import from_checkpoint
+    from dlcli.training.build import from_checkpoint
 
     config, meta, model, _, _ = from_checkpoint(checkpoint.load(ckpt), [], "cpu")
     return config, meta, model
@@ -129,11 +130,11 @@ def engine_trainer(x: torch.Tensor, batch_size: int, shuffle: bool = True, **sec
     """A Trainer with the GAN task over images x in [0, 1], assembled as build_trainer assembles it
     (per-network optimizers, schedules and scalers), without a dataset: dlcli GANs are image-only,
     so other targets (a 1-D distribution) are fed as tiny images."""
-    from dlcli.build import build_task
+    from dlcli.components.models import MODELS
     from dlcli.data.loading import TensorBatches
     from dlcli.data.source import Source
-    from dlcli.engine import Trainer
-    from dlcli.models import MODELS
+    from dlcli.training.build import build_task
+    from dlcli.training.engine import Trainer
 
     config = validate({
         "name": "engine", "seed": 0,
@@ -153,8 +154,8 @@ def engine_trainer(x: torch.Tensor, batch_size: int, shuffle: bool = True, **sec
 def test_gan_moves_generated_mean_and_std_to_a_1d_gaussian_target():
     """A 1x1x1 "image" is one number: samples of N(0.4, 0.25) mapped to [0, 1] (the task maps
     x -> 2x - 1 back), 20 epochs of 16 batches through Trainer.train_epoch and GANTask.train_step."""
-    from dlcli.gan_images import generate
-    from dlcli.tasks.gan import GANTask
+    from dlcli.tasks.gan.images import generate
+    from dlcli.tasks.gan.task import GANTask
 
     target_mean, target_std, epochs = 0.4, 0.25, 20
     torch.manual_seed(0)
@@ -237,8 +238,8 @@ def test_frechet_distance_inception_score_and_coverage_by_hand():
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory):
     """The quickstart MLP (8 epochs instead of 15): the feature extractor for FD / IS / coverage."""
-    from dlcli.build import from_checkpoint
     from dlcli.data.transforms import compose
+    from dlcli.training.build import from_checkpoint
 
     summary = fit(load(QUICKSTART, ["train.epochs=8"]), tmp_path_factory.mktemp("quickstart"))
     assert summary["final"]["val/acc"] > 0.9, summary["final"]  # measured 0.97
@@ -252,8 +253,8 @@ def features(classifier, images):
 
 
 def test_fd_ranks_held_out_real_digits_far_better_than_noise_or_an_untrained_generator(classifier):
-    from dlcli.build import build_model
     from dlcli.data.pipeline import DataMeta
+    from dlcli.training.build import build_model
 
     test, val = digits_split("test"), digits_split("val")
     assert test.shape == (360, 1, 8, 8) and val.shape == (216, 1, 8, 8) and 0 <= test.min() < test.max() <= 1
@@ -343,7 +344,7 @@ def test_each_epoch_writes_a_sample_grid_and_the_summary_links_the_last(digits_r
 
     # the last grid is the final generator on the model's fixed noise: 64 digits, 8 per row, 2 px apart
     _, _, model = gan_model(digits_run.ckpt)
-    from dlcli.gan_images import generate
+    from dlcli.tasks.gan.images import generate
 
     last = pixels(samples / "epoch_003.png")
     assert last.shape == (82, 82, 3)
@@ -549,7 +550,7 @@ def test_conditional_epoch_grids_show_every_class(conditional_run, classifier):
     """The per-epoch grid cycles the fixed labels 0..9: the classifier reads them back from the PNG."""
     _, meta, model = gan_model(conditional_run.ckpt)
     assert model.fixed_labels.tolist() == [i % 10 for i in range(64)]
-    from dlcli.gan_images import generate
+    from dlcli.tasks.gan.images import generate
 
     probs = features(classifier, generate(model, model.fixed_noise, model.fixed_labels))[1]
     assert (probs.argmax(1) == model.fixed_labels).float().mean() >= 0.8  # measured 1.0
@@ -675,7 +676,7 @@ CLASSIFIER_WITH_GAN_LOSS = {"name": "c", "data": {"dataset": {"name": "digits"}}
     (without("model", "discriminator"), "model.discriminator", "required"),
     (gan_config(loss={"name": "wgan_gp", "n_critic": 0}), "loss.n_critic", "greater than 0"),
     (gan_config(loss={"name": "gan_bce", "n_critic": 0}), "loss.n_critic", "greater than 0"),
-    (CLASSIFIER_WITH_GAN_LOSS, "loss.name", "adversarial loss, for task gan only"),
+    (CLASSIFIER_WITH_GAN_LOSS, "loss.name", "(a loss for task gan)"),
     (gan_config(loss={"name": "cross_entropy"}), "loss.name", "does not fit task gan"),
     (with_data(train_transforms=[{"normalize": "digits"}], eval_transforms=[{"normalize": "digits"}]),
      "data.train_transforms", "remove normalize"),
@@ -706,7 +707,7 @@ def test_bad_gan_config_is_a_config_error_naming_the_key(config, key, words):
 
 @pytest.mark.parametrize("role", ["generator", "discriminator"])
 def test_dcgan_size_mismatch_is_a_config_error_at_build_time(role, tmp_path):
-    from dlcli.build import build_trainer
+    from dlcli.training.build import build_trainer
 
     config = gan_config()
     config["model"] = {**config["model"], role: {"type": "dcgan", "channels": [8, 8, 8, 8]}}  # 8x8 / 16

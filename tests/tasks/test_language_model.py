@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from dlcli.components.losses import LOSSES
 from dlcli.data.loading import Batch
-from dlcli.losses import LOSSES
 from dlcli.tasks.language_model import LanguageModelTask, TokenMetrics
 
 CPU = torch.device("cpu")

@@ -146,7 +146,7 @@ def test_pos_weight_needs_one_value_per_label(tables, tmp_path, write_config):
 
 
 def test_pos_weight_scales_the_positive_terms():
-    from dlcli.losses import LOSSES
+    from dlcli.components.losses import LOSSES
 
     plain = LOSSES.build(LOSSES.validate({"name": "bce_with_logits"}, "loss"))
     weighted = LOSSES.build(LOSSES.validate({"name": "bce_with_logits", "pos_weight": [3.0, 1.0]}, "loss"))

@@ -188,8 +188,8 @@ def test_regression_config_errors_name_the_key(change, key):
 
 @pytest.mark.parametrize("loss", ["mse", "l1", "huber", "smooth_l1"])
 def test_each_regression_loss_trains_with_sample_weights(loss, tmp_path):
-    from dlcli.build import build_trainer
-    from dlcli.progress import Progress
+    from dlcli.cli.progress import Progress
+    from dlcli.training.build import build_trainer
 
     table = linear_table(tmp_path / "w.csv", n=200)
     with table.open() as handle:  # a weight column: rows of the second half count double
@@ -226,10 +226,10 @@ def test_mid_epoch_resume_of_a_regression_is_bitwise_exact(diabetes, tmp_path, w
 
 
 def test_a_regression_model_exports_to_every_format(tmp_path, write_config):
+    from dlcli.cli.progress import Progress
     from dlcli.config import load
-    from dlcli.export import export
-    from dlcli.progress import Progress
-    from dlcli.training import train
+    from dlcli.inference.export import export
+    from dlcli.training.session import train
 
     table = linear_table(tmp_path / "e.csv", n=100)
     cfg = write_config({"name": "e", "data": {"dataset": {"name": "csv", "path": str(table), "targets": ["y1", "y2"]}},

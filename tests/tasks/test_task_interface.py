@@ -80,11 +80,14 @@ def test_declared_metric_names_are_the_ones_computed(name):
 @pytest.mark.parametrize("name", list(TASKS))
 def test_every_task_declares_what_config_checks_ask(name):
     task = TASKS[name]
+    from dlcli.components.losses import LOSSES
+    from dlcli.components.models import MODELS
     from dlcli.data.datasets import DATASETS
-    from dlcli.losses import LOSSES
 
-    assert task.default_loss in LOSSES.tagged(name)  # its default loss fits it
-    assert DATASETS.tagged(name), f"no dataset feeds task {name}"
+    assert task.default_loss in task.losses  # its default loss fits it
+    assert set(task.losses) <= set(LOSSES.names()) and set(task.models) <= set(MODELS.names())
+    assert task.datasets(), f"no dataset feeds task {name}"
+    assert all(any(DATASETS.has_tag(d, kind) for d in DATASETS.names()) for kind in task.reads), task.reads
     assert task.metric_mode("val/loss") == "min"
     for metric in task.metric_names(None, has_val=True):
         assert task.metric_mode(metric) in ("min", "max")
@@ -113,11 +116,11 @@ def test_validating_any_task_imports_no_torch(tmp_path):
 def test_a_checkpoint_written_before_the_task_redesign_still_evaluates(tmp_path, write_config):
     """Checkpoints from before regression/multilabel lack the new data-description fields (categories,
     targets, target statistics): they load with the defaults."""
-    from dlcli import checkpoint
+    from dlcli.cli.progress import Progress
     from dlcli.config import load
-    from dlcli.inference import evaluate_checkpoint
-    from dlcli.progress import Progress
-    from dlcli.training import train
+    from dlcli.inference.evaluate import evaluate_checkpoint
+    from dlcli.training import checkpoint
+    from dlcli.training.session import train
     from tests.conftest import tiny_digits_config
 
     cfg = write_config(tiny_digits_config(train={"epochs": 1, "device": "cpu"}))

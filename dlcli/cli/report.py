@@ -1,0 +1,211 @@
+"""Human-facing output: rich tables for summaries, eval results, predictions and registries."""
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+# Piped output (batch jobs, logs) gets a wide fixed width instead of rich's 80-column default.
+out = Console(width=None if sys.stdout.isatty() else 160)
+
+
+def print_train_summary(summary: dict) -> None:
+    table = Table(title=f"{summary['name']}: {summary['status']}", show_header=False)
+    table.add_row("run directory", summary["run_dir"])
+    table.add_row("epochs / steps", f"{summary['epochs']} / {summary['steps']}")
+    table.add_row("time", f"{summary['seconds']:.1f} s on {summary['device']} ({summary['precision']})")
+    best = summary["best"]
+    if best["value"] is not None:
+        table.add_row(f"best {summary['monitor']}", f"{best['value']:.4f} (epoch {best['epoch']})")
+    for key, value in summary["final"].items():
+        table.add_row(f"final {key}", f"{value:.4g}")
+    table.add_row("best checkpoint", str(summary["checkpoints"]["best"]))
+    out.print(table)
+
+
+def print_sweep(rows: list[dict], csv_path, metric: str) -> None:
+    table = Table(title=f"sweep: {len(rows)} runs, sorted by {metric} (also in {csv_path})")
+    for col in ("#", "overrides", "status", metric, "run directory / error"):
+        table.add_column(col, overflow="fold")
+    for i, r in enumerate(rows, 1):
+        value = f"{r[metric]:.4f}" if isinstance(r[metric], (int, float)) else "-"
+        table.add_row(str(i), escape(r["overrides"]), r["status"], value, escape(r["run_dir"] or r["error"] or ""))
+    out.print(table)
+
+
+def print_runs(rows: list[dict], root: str) -> None:
+    if not rows:
+        out.print(f"no runs under {root}")
+        return
+    table = Table(title=f"runs under {root}")
+    for col in ("name", "version", "status", "best", "epochs", "time", "device"):
+        table.add_column(col, justify="right" if col in ("best", "epochs", "time") else "left")
+    for r in rows:
+        best = f"{r['monitor']} {r['best']:.4g}" if isinstance(r["best"], (int, float)) else "-"
+        time_s = f"{r['seconds']:.0f}s" if isinstance(r["seconds"], (int, float)) else "-"
+        table.add_row(escape(r["name"]), escape(r["version"]), r["status"] or "-", best, str(r["epochs"]),
+                      time_s, r["device"] or "-")
+    out.print(table)
+
+
+def print_eval(result: dict, confusion: bool) -> None:
+    unit = result.get("unit", "samples")
+    out.print(f"{result['split']} split: {result['samples']} {unit}, checkpoint from epoch {result['epoch']}")
+    table = Table()
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result["metrics"].items():
+        table.add_row(key, f"{value:.4f}")
+    out.print(table)
+    quality = result.get("quality")
+    if quality:
+        table = Table(title="GAN quality (features from --features classifier)")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for key, value in quality.items():
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+        out.print(table)
+    if result.get("unknown_categories"):
+        counts = ", ".join(f"{column}: {n}" for column, n in result["unknown_categories"].items())
+        out.print(f"values not seen in training (read as unknown), per column: {counts}")
+    if "samples_grid" in result:
+        out.print(f"sample grid: {result['samples_grid']}")
+    if confusion and "confusion" in result:
+        names = result["class_names"]
+        matrix = Table(title="confusion matrix (rows: true, columns: predicted)")
+        matrix.add_column("")
+        for name in names:
+            matrix.add_column(name, justify="right")
+        for name, row in zip(names, result["confusion"]):
+            matrix.add_row(name, *[str(v) for v in row])
+        out.print(matrix)
+
+
+def print_predictions(rows: list[dict]) -> None:
+    table = Table()
+    for col in ("input", "class", "probability", "top-k"):
+        table.add_column(col, justify="right" if col == "probability" else "left", overflow="fold")
+    for row in rows:
+        top = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in row["top_k"])
+        table.add_row(escape(row["input"]), escape(row["class"]), f"{row['probability']:.4f}", escape(top))
+    out.print(table)
+
+
+def print_generation(result: dict) -> None:
+    if result["unknown_prompt_tokens"]:
+        print(f"note: prompt tokens not in the vocabulary (read as <unk>): {result['unknown_prompt_tokens']}",
+              file=sys.stderr)
+    sys.stdout.write(result["text"] + "\n")  # plain text, ready to pipe
+
+
+def print_labels(rows: list[dict]) -> None:
+    """Multilabel predictions: the labels above the threshold, with their probabilities."""
+    table = Table()
+    for col in ("input", "labels", *(["unseen"] if "unseen" in rows[0] else [])):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        chosen = ", ".join(f"{label} {row['probabilities'][label]:.3f}" for label in row["labels"]) or "-"
+        table.add_row(escape(row["input"]), escape(chosen), *([row["unseen"] or "-"] if "unseen" in row else []))
+    out.print(table)
+
+
+def print_rows(rows: list[dict]) -> None:
+    """Rows of plain values (forecasts, regression predictions), one column per field."""
+    table = Table()
+    for col in rows[0]:
+        table.add_column(col, justify="right")
+    for row in rows:
+        table.add_row(*[str(v) for v in row.values()])
+    out.print(table)
+
+
+def write_predictions(rows: list[dict], path: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if path.endswith(".jsonl"):
+        with open(path, "w") as handle:
+            for row in rows:
+                handle.write(json.dumps(row) + "\n")
+        return
+    if "probabilities" in rows[0]:  # multilabel: the chosen labels, then one probability column per label
+        with open(path, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            labels = list(rows[0]["probabilities"])
+            writer.writerow(["input", "labels", *labels, *(["unseen"] if "unseen" in rows[0] else [])])
+            for row in rows:
+                writer.writerow([row["input"], ";".join(row["labels"]), *row["probabilities"].values(),
+                                 *([row["unseen"]] if "unseen" in row else [])])
+        return
+    if "top_k" not in rows[0]:  # forecasts, regression values, generated text: one column per field
+        with open(path, "w", newline="") as handle:
+            dict_writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            dict_writer.writeheader()
+            dict_writer.writerows(rows)
+        return
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        extra = ["unseen"] if "unseen" in rows[0] else []
+        writer.writerow(["input", "class", "probability", "top_k", *extra])
+        for row in rows:
+            top = ";".join(f"{t['class']}:{t['probability']}" for t in row["top_k"])
+            writer.writerow([row["input"], row["class"], row["probability"], top, *[row[e] for e in extra]])
+
+
+EXTRA_KINDS = {
+    "activations": "relu, leaky_relu, gelu, sigmoid, tanh, softmax, identity (model `activation:`)",
+    "inits": "default, normal (init_mean, init_std), uniform (+-init_std), xavier, kaiming; zero_bias",
+}
+
+
+def print_tasks() -> None:
+    from dlcli.tasks import TASKS
+
+    table = Table(title="tasks")
+    for col in ("name", "what", "reads", "losses (default first)", "metrics (val/*)"):
+        table.add_column(col)
+    for name, task in TASKS.items():
+        losses = [task.default_loss, *(loss for loss in task.losses if loss != task.default_loss)]
+        table.add_row(name, escape(task.summary), ", ".join(task.reads), ", ".join(losses),
+                      ", ".join(task.metrics_class.names("val")))
+    out.print(table)
+
+
+def _used_by(kind: str, name: str, tags: tuple[str, ...]) -> str:
+    """The tasks a dataset, loss or model serves (the tasks say which), then what its tags say it is."""
+    from dlcli.tasks import TASKS
+
+    served = {"datasets": lambda task: task.reads_dataset(name), "losses": lambda task: name in task.losses,
+              "models": lambda task: name in task.models}.get(kind, lambda task: False)
+    return ", ".join([task for task, cls in TASKS.items() if served(cls)] + list(tags)) or "-"
+
+
+def print_registry(kind: str | None) -> None:
+    from dlcli.config.load import registries
+    from dlcli.errors import ConfigError
+    from dlcli.registry import did_you_mean
+
+    regs = registries()
+    kinds = ["tasks", *regs, *EXTRA_KINDS]
+    if kind == "tasks" or kind is None:
+        print_tasks()
+    if kind is not None and kind not in kinds:
+        raise ConfigError(f"unknown kind {kind!r}{did_you_mean(kind, kinds)}; available: {', '.join(kinds)}")
+    for name in [kind] if kind and kind != "tasks" else ([] if kind else list(regs)):
+        if name in EXTRA_KINDS:
+            out.print(f"[bold]{name}[/bold]: {EXTRA_KINDS[name]}")
+            continue
+        registry = regs[name]
+        table = Table(title=name, show_lines=False)
+        for col in ("name", "for", "description", "parameters (default)"):
+            table.add_column(col)
+        for entry in registry.names():
+            params = ", ".join(f"{p}={d}" for p, _, d in registry.describe(entry))
+            table.add_row(escape(entry), escape(_used_by(name, entry, registry.tags(entry))),
+                          escape(registry.summary(entry)), escape(params))
+        out.print(table)
+    if kind is None:
+        for name, text in EXTRA_KINDS.items():
+            out.print(f"[bold]{name}[/bold]: {text}")

@@ -1,0 +1,75 @@
+"""`dlcli train`: parse, call, report. No logic and no torch import here."""
+
+import os
+import sys
+from typing import Optional
+
+import typer
+
+from dlcli.cli.base import OVERRIDES_HELP, command, emit_json
+from dlcli.errors import ConfigError, Interrupted
+
+
+@command()
+def train(
+    config: str = typer.Argument(..., help="YAML experiment file"),
+    overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP),
+    output_dir: Optional[str] = typer.Option(None, "--output-dir", help="root for runs (default: output.dir)"),
+    run_version: Optional[str] = typer.Option(None, "--run-version", help="run folder name (default: v1, v2, ...)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="plain log lines instead of progress bars"),
+    as_json: bool = typer.Option(False, "--json", help="print the final summary as JSON on stdout"),
+    resume: Optional[str] = typer.Option(None, "--resume", help="RUN_DIR, a checkpoint file, or auto "
+                                         "(newest run of this config with a checkpoint; else start fresh)"),
+    devices: Optional[int] = typer.Option(None, "--devices", min=1, max=1024,
+                                          help="DDP processes on this machine (GPUs, or CPU processes); "
+                                               "same as train.devices=N"),
+):
+    """Train a model from a YAML experiment; writes runs/<name>/<version>/."""
+    from dlcli.cli.progress import Progress
+    from dlcli.cli.report import print_train_summary
+    from dlcli.config import load
+    from dlcli.tasks import task_class
+    from dlcli.training import distributed
+    from dlcli.training.session import train as run_training
+    from dlcli.training.session import train_command
+
+    if resume is not None and not resume.strip():
+        raise ConfigError("--resume: empty value; give RUN_DIR, a checkpoint file, or auto")
+    if resume and run_version:
+        raise ConfigError("--run-version: a resumed run keeps its own folder; leave one of them out")
+    extra = [f"train.devices={devices}"] if devices else []
+    cfg = load(config, (overrides or []) + extra)  # every config error is reported once, before any launch
+    if cfg.train.devices > 1 and "LOCAL_RANK" not in os.environ:
+        code, received = distributed.launch(worker_argv(sys.argv[1:], devices), cfg.train.devices)
+        if code != 0:
+            raise distributed.launcher_error(code, received, cfg.train.devices)
+        return
+    main_rank = distributed.rank() == 0
+    assert cfg.task is not None  # load() resolves it
+    progress = Progress(cfg.train.epochs, quiet or not main_rank, None if main_rank else open(os.devnull, "w"),
+                        task_class(cfg.task).progress_metrics())
+    try:
+        summary = run_training(cfg, output_dir, run_version, progress, resume,
+                               train_command(config, overrides or [], devices))
+    except BaseException as err:  # noqa: BLE001  re-raised: the command wrapper maps it to its exit code
+        partial = getattr(err, "summary", None)
+        if as_json and main_rank and partial:
+            emit_json(partial)  # scripts get status and error on stdout in exactly these cases
+        if main_rank or not isinstance(err, Interrupted):
+            raise
+        raise typer.Exit(err.exit_code) from None  # rank 0 reports the stop; the other ranks leave quietly
+    if main_rank:
+        emit_json(summary) if as_json else print_train_summary(summary)
+
+
+def worker_argv(argv: list[str], devices: int | None) -> list[str]:
+    """The workers' command line: `train ...` with --devices N turned into train.devices=N."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--devices":
+            skip = True
+        elif not arg.startswith("--devices="):
+            kept.append(arg)
+    return kept + ([f"train.devices={devices}"] if devices else [])

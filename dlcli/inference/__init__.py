@@ -1,0 +1,1 @@
+"""Working from a checkpoint alone: `dlcli eval`, `dlcli infer` and `dlcli export`."""

@@ -1,0 +1,33 @@
+"""`dlcli eval`: everything comes from the checkpoint alone; what the numbers are is the checkpoint's
+task's business (its metrics and Task.eval_report)."""
+
+from dlcli.errors import ConfigError
+
+
+def evaluate_checkpoint(path: str, split: str, overrides: list[str], device_spec: str,
+                        features: str | None = None) -> dict:
+    from dlcli.data.pipeline import split_for_eval
+    from dlcli.training import checkpoint
+    from dlcli.training.build import build_task, from_checkpoint, seed_everything
+    from dlcli.training.engine import evaluate
+
+    payload = checkpoint.load(path)
+    config, meta, model, device, precision = from_checkpoint(payload, overrides, device_spec)
+    task = build_task(config, meta)
+    if features and "features" not in task.eval_options:
+        raise ConfigError(f"--features: only for GAN checkpoints (this one is a {config.task} model)")
+    classifier = None
+    if features:  # a dlcli classifier whose features score a GAN's images
+        clf_config, clf_meta, clf_model, _, _ = from_checkpoint(checkpoint.load(features), [], str(device))
+        classifier = (features, clf_config, clf_meta, clf_model)
+    batches = split_for_eval(config, meta, split, device, type(task))
+    seed_everything(config.seed)  # tasks that draw noise (GANs) report the same numbers every time
+    metrics = evaluate(model, task, batches, device, precision)
+    values = {k.split("/", 1)[1]: v for k, v in metrics.compute(split).items()}
+    result = {"checkpoint": str(path), "task": config.task, "split": split, "samples": metrics.count,
+              "unit": task.eval_unit, "metrics": values, "epoch": payload["state"]["epoch"]}
+    if batches.unknown_categories:
+        result["unknown_categories"] = batches.unknown_categories
+    context = {"model": model, "config": config, "path": path, "split": split, "device": device,
+               "features": classifier}
+    return result | task.eval_report(metrics, meta, context)

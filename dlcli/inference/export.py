@@ -1,0 +1,123 @@
+"""`dlcli export CKPT --format onnx|torchscript|safetensors --output FILE`: write the model, load
+the written file back, and check it gives the PyTorch model's outputs on a sample batch."""
+
+import json
+import os
+import warnings
+
+from dlcli.errors import ConfigError, DataError, DlcliError
+from dlcli.runs.paths import writable_output
+
+FORMATS = ("onnx", "torchscript", "safetensors")
+
+
+def export(checkpoint_path: str, fmt: str, output: str, tolerance: float) -> dict:
+    import torch
+
+    from dlcli.training import checkpoint
+    from dlcli.training.build import from_checkpoint
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format: expected one of {', '.join(FORMATS)} (got {fmt!r})")
+    payload = checkpoint.load(checkpoint_path)
+    out = writable_output(output, "--output", reads=[checkpoint.locate(checkpoint_path)])
+    config, meta, model, _, _ = from_checkpoint(payload, [], "cpu")
+    model.eval()
+    sample = sample_input(config, meta, model)
+    with torch.inference_mode():
+        expected = model(sample)
+    writer, reader = {"onnx": (_write_onnx, _run_onnx), "torchscript": (_write_torchscript, _run_torchscript),
+                      "safetensors": (_write_safetensors, _run_safetensors)}[fmt]
+    # Written beside the target, then renamed over it: a hard-linked file at that name (a run's
+    # best.pt/last.pt/step-*.pt share one) is replaced, never written through.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # exporters' deprecation chatter; the numerical check decides
+            writer(model, sample, tmp, payload)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    got = reader(out, sample)
+    diff = float((got - expected).abs().max())
+    result = {"format": fmt, "output": str(out), "max_abs_diff": diff, "tolerance": tolerance,
+              "input_shape": ["batch", *sample.shape[1:]], "classes": meta.class_names}
+    if not diff <= tolerance:
+        raise DlcliError(f"exported {fmt} model differs from the PyTorch model by {diff:.3g} (> {tolerance:g})")
+    return result
+
+
+def sample_input(config, meta, model):
+    """A batch of 4 inputs of the kind the model reads (the task knows: images, token ids, GAN noise)."""
+    import torch
+
+    from dlcli.tasks import task_class
+
+    return task_class(config.task).export_input(meta, model, torch.Generator().manual_seed(0))
+
+
+def _write_torchscript(model, sample, out, payload):
+    import torch
+
+    torch.jit.trace(model, sample).save(str(out))
+
+
+def _run_torchscript(out, sample):
+    import torch
+
+    with torch.inference_mode():
+        return torch.jit.load(str(out))(sample)
+
+
+def _write_onnx(model, sample, out, payload):
+    import torch
+
+    try:
+        import onnx  # noqa: F401  (the exporter needs it)
+    except ImportError:
+        raise DlcliError("ONNX export needs the onnx extra: pip install 'dlcli[onnx]'") from None
+    torch.onnx.export(model, (sample,), str(out), input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+
+
+def _run_onnx(out, sample):
+    import torch
+
+    try:
+        import onnxruntime
+    except ImportError:
+        raise DlcliError("checking an ONNX export needs onnxruntime: pip install 'dlcli[onnx]'") from None
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    return torch.from_numpy(session.run(None, {"input": sample.numpy()})[0])
+
+
+def _write_safetensors(model, sample, out, payload):
+    from safetensors.torch import save_model
+
+    # save_model (not save_file) keeps tied weights (a language model's shared embedding) as one tensor
+    save_model(model, str(out), metadata={"dlcli_config": json.dumps(payload["config"]),
+                                          "dlcli_meta": json.dumps(payload["meta"])})
+
+
+def _run_safetensors(out, sample):
+    """Rebuild the model from the file's own metadata and weights, as a user of the file would."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_model
+
+    from dlcli.config import validate
+    from dlcli.data.pipeline import DataMeta
+    from dlcli.training.build import build_model
+
+    with safe_open(str(out), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    if "dlcli_config" not in metadata:
+        raise DataError(f"{out}: no dlcli_config metadata")
+    config = validate(json.loads(metadata["dlcli_config"]), source="checkpoint")
+    meta = DataMeta(**json.loads(metadata["dlcli_meta"]))
+    model = build_model(config, meta, torch.device("cpu"))
+    load_model(model, str(out))
+    model.eval()
+    with torch.inference_mode():
+        return model(sample)

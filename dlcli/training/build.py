@@ -1,0 +1,190 @@
+"""Composition root: a validated Config -> device, data, model, loss, optimizer, schedule, trainer."""
+
+from dlcli.errors import ConfigError, first_line
+from dlcli.training.seeding import seed_everything
+
+__all__ = ["build_model", "build_task", "build_trainer", "from_checkpoint", "seed_everything"]
+
+
+def resolve_device(spec: str):
+    import re
+
+    import torch
+
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", spec):
+        raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N (got {spec!r})")
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device: {spec!r} requested but CUDA is not available here; use auto or cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device: {spec!r}: only {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def set_determinism(deterministic: bool, device) -> None:
+    """deterministic: bitwise-repeatable kernels (slower); otherwise let cuDNN pick the fastest."""
+    import os
+
+    import torch
+
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed by deterministic cuBLAS
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
+
+
+def resolve_precision(spec: str, device) -> str:
+    """auto = bf16 on CUDA (where supported), fp32 on CPU."""
+    import torch
+
+    if spec == "auto":
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    return spec
+
+
+def build_model(config, meta, device):
+    """The registry model for this data; channels_last for conv nets on CUDA."""
+    import torch
+
+    from dlcli.components.models import MODELS
+    from dlcli.tasks import task_class
+
+    task = task_class(config.task)
+    extra = ()
+    if MODELS.has_tag(config.model["name"], "recurrent"):  # token ids need an embedding; the task picks the head
+        extra = (len(meta.vocab) if meta.vocab else None, task.recurrent_head)
+    try:
+        model = MODELS.build(config.model, tuple(meta.input_shape), task.num_outputs(meta), *extra)
+    except RuntimeError as err:  # e.g. pooling shrank the image to nothing
+        raise ConfigError(f"model: does not fit input shape {meta.input_shape}: {first_line(err)}") from None
+    model = model.to(device)
+    if device.type == "cuda" and len(meta.input_shape) == 3:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def build_task(config, meta):
+    """The task object that turns a batch into a loss and metrics."""
+    from dlcli.components.losses import LOSSES
+    from dlcli.tasks import task_class
+
+    task = task_class(config.task)
+    weights = config.loss.get("pos_weight")
+    if weights is not None and meta is not None and len(weights) != task.num_outputs(meta):
+        raise ConfigError(f"loss.pos_weight: {len(weights)} values for {task.num_outputs(meta)} outputs "
+                          f"({', '.join(meta.class_names)})")
+    return task.create(config, meta, LOSSES.build(config.loss))
+
+
+def build_trainer(config, device=None):
+    """Everything `dlcli train` needs, built before any file is written. Under DDP, `device` is this
+    rank's, the batches are its shard of every global batch, and the model is wrapped for training."""
+    import torch
+
+    from dlcli.components.callbacks import CALLBACKS
+    from dlcli.config.load import monitor_problems
+    from dlcli.data.pipeline import train_batches
+    from dlcli.tasks import task_class
+    from dlcli.training.distributed import rank_streams
+    from dlcli.training.engine import Trainer
+
+    _check_devices(config)
+    seed_everything(config.seed)  # the same on every rank: identical initial weights
+    device = device or resolve_device(config.train.device)
+    set_determinism(config.train.deterministic, device)
+    precision = resolve_precision(config.train.precision, device)
+    generator = torch.Generator().manual_seed(config.seed)
+    train_b, val_b, meta = train_batches(config, device, generator, task_class(config.task))
+    task = build_task(config, meta)
+    problems = monitor_problems(config, task.metric_names(config, val_b is not None, len(meta.class_names)))
+    if problems:
+        raise ConfigError(problems)
+    model = build_model(config, meta, device)
+    rank_streams(config.seed, 0)  # under DDP: identical weights, then each rank its own noise and dropout
+    optimizer, schedule, scaler = task.build_optimization(config, model, len(train_b), device, precision)
+    callbacks = [CALLBACKS.build(spec, config.train.monitor, task.metric_mode) for spec in config.callbacks]
+    forward = _compiled(_distributed_model(model, task.networks, device), task.networks, config, device)
+    trainer = Trainer(model, task, optimizer, schedule, scaler, train_b, val_b, device, precision, config,
+                      callbacks, generator, forward_model=forward, monitor=config.train.monitor,
+                      mode=task.metric_mode(config.train.monitor, config.train.mode))
+    return trainer, meta
+
+
+def _check_devices(config) -> None:
+    from dlcli.training.distributed import world
+
+    size = world()[1]
+    if size > 1 and config.data.batch_size % size:
+        raise ConfigError(f"data.batch_size: the global batch {config.data.batch_size} does not split evenly "
+                          f"over {size} processes")
+
+
+def _per_network(model, networks: tuple, wrap):
+    """`wrap` applied to the model, or to each of its networks (a GAN's generator and discriminator)."""
+    if not networks:
+        return wrap(model)
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**{net: wrap(getattr(model, net)) for net in networks})
+
+
+def _distributed_model(model, networks: tuple, device):
+    """Under DDP, what the training step calls: DistributedDataParallel around the model (around
+    each of its networks); gradients are averaged across ranks in backward. Else the model itself."""
+    from dlcli.ranks import is_distributed
+
+    if not is_distributed():
+        return model
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    ids = [device.index] if device.type == "cuda" else None
+    return _per_network(model, networks, lambda net: DDP(net, device_ids=ids))
+
+
+def _compiled(forward, networks: tuple, config, device):
+    """`train.compile: true`: what the step calls goes through torch.compile (each network of a GAN;
+    the DDP wrapper when there is one). The trainer keeps the plain model for evaluation and
+    checkpoints, which therefore load without torch.compile."""
+    if not config.train.compile:
+        return forward
+    import os
+    import shutil
+
+    import torch
+
+    # inductor builds C++ kernels on CPU ($CXX, else g++) and Triton's launchers on CUDA ($CC, else cc/gcc).
+    if device.type == "cpu" and not shutil.which(os.environ.get("CXX", "g++")):
+        raise ConfigError("train.compile: torch.compile needs a C++ compiler on CPU (g++ or $CXX; none found); "
+                          "install one or set train.compile: false")
+    if device.type == "cuda" and not any(shutil.which(c) for c in (os.environ.get("CC", "cc"), "gcc", "clang")):
+        raise ConfigError("train.compile: torch.compile needs a C compiler for Triton on CUDA (cc, gcc or $CC; "
+                          "none found); install one or set train.compile: false")
+    if not networks:
+        return torch.compile(forward)
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**{net: torch.compile(getattr(forward, net)) for net in networks})
+
+
+def from_checkpoint(payload: dict, overrides: list[str], device_spec: str):
+    """(config, meta, model, device, precision) rebuilt from a checkpoint alone."""
+    from dlcli.config import validate
+    from dlcli.data.pipeline import DataMeta
+
+    config = validate(payload["config"], overrides, source="checkpoint")
+    meta = DataMeta(**payload["meta"])
+    device = resolve_device(device_spec)
+    precision = resolve_precision(config.train.precision, device)
+    model = build_model(config, meta, device)
+    try:
+        model.load_state_dict(payload["model"])
+    except (RuntimeError, KeyError, TypeError) as err:
+        from dlcli.errors import CheckpointError
+
+        raise CheckpointError(f"checkpoint weights do not fit the model its config builds: "
+                              f"{first_line(err)[:160]}", hint="did an override change model.*?") from None
+    return config, meta, model, device, precision
