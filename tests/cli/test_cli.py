@@ -262,10 +262,11 @@ def test_list_everything(run_cli):
     assert "lr=0.001" in rows["adam"][3]
     assert "root=required" in rows["image_folder"][3] and "download=True" in rows["mnist"][3]
     assert "activations" in result.stdout and "inits" in result.stdout
-    # what each is for: the tasks a dataset feeds, a loss fits; and the tasks themselves
-    assert rows["csv"][1].startswith("classification, regression, multilabel")
-    assert rows["mse"][1] == "classification, regression, forecasting" and rows["lstm"][1] == "recurrent, reads_tokens"
-    assert rows["regression"][2] == "mse" and "r2" in rows["regression"][3]
+    # what each is for: the tasks that read a dataset or take a loss, then its tags; and the tasks themselves
+    assert rows["csv"][1].startswith("classification, multilabel, regression")
+    assert rows["mse"][1] == "classification, forecasting, regression" and rows["lstm"][1] == "recurrent, reads_tokens"
+    assert rows["regression"][2] == "tabular" and rows["regression"][3].startswith("mse, l1")
+    assert "r2" in rows["regression"][4]
 
 
 def test_list_optimizers_only(run_cli):
