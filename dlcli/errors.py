@@ -60,3 +60,8 @@ class Interrupted(DlcliError):
     def __init__(self, message: str, signum: int, hint: str | None = None):
         super().__init__(message, hint)
         self.exit_code = 128 + signum
+
+
+class DlcliWarning(UserWarning):
+    """A warning of dlcli's own, for the user: `warnings.warn(message, DlcliWarning)`. The one kind of
+    warning a normal run shows (see cli.base.only_own_warnings)."""

@@ -9,6 +9,7 @@ import functools
 import json
 import os
 import sys
+import warnings
 from collections.abc import Callable
 
 # pydantic looks for plugins by scanning the entry points of every installed package, once per
@@ -18,7 +19,7 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 import typer  # noqa: E402
 
-from dlcli.errors import DlcliError, unexpected  # noqa: E402
+from dlcli.errors import DlcliError, DlcliWarning, unexpected  # noqa: E402
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Train, evaluate and run PyTorch models from YAML experiment files.")
@@ -38,11 +39,27 @@ def command(name: str | None = None):
     def decorate(body: Callable) -> Callable:
         @functools.wraps(body)  # typer reads the parameters through __wrapped__
         def run(*args, **kwargs):
-            return run_mapped(lambda: body(*args, **kwargs), debug_requested())
+            debug = debug_requested()
+            with warnings.catch_warnings():  # the filters hold for this command only (tests call several)
+                only_own_warnings(debug)
+                return run_mapped(lambda: body(*args, **kwargs), debug)
 
         return app.command(name)(run)
 
     return decorate
+
+
+def only_own_warnings(debug: bool) -> None:
+    """Normal runs show dlcli's own warnings (DlcliWarning) only. A library's (torch's FutureWarning
+    on a torchscript export, PIL's DecompressionBombWarning for a large but legitimate image) speaks
+    to the developers of the code calling it, not to the user: --debug shows them, and so does an
+    explicit -W or PYTHONWARNINGS, which this leaves alone."""
+    if debug or sys.warnoptions:
+        return
+    # By category, not by module: a library's warning is often attributed to a dlcli line, the one
+    # calling it (stacklevel=2: torch.onnx.export's DeprecationWarning) or being traced (TracerWarning).
+    warnings.filterwarnings("ignore")
+    warnings.filterwarnings("default", category=DlcliWarning)  # in front of "ignore", so checked first
 
 
 def fail(err: DlcliError, debug: bool) -> None:

@@ -3,7 +3,6 @@
 import csv
 import json
 import sys
-from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
@@ -85,13 +84,20 @@ def print_eval(result: dict, confusion: bool) -> None:
         out.print(matrix)
 
 
+def shown(text) -> str:
+    """A table cell: rich markup escaped, and the bytes of a name that is not UTF-8 (os.fsdecode
+    gave them as lone surrogates, which a strict stdout cannot encode) shown as \\xNN."""
+    raw = str(text).encode("utf-8", "surrogateescape")
+    return escape(raw.decode("utf-8", "backslashreplace"))
+
+
 def print_predictions(rows: list[dict]) -> None:
     table = Table()
     for col in ("input", "class", "probability", "top-k"):
         table.add_column(col, justify="right" if col == "probability" else "left", overflow="fold")
     for row in rows:
         top = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in row["top_k"])
-        table.add_row(escape(row["input"]), escape(row["class"]), f"{row['probability']:.4f}", escape(top))
+        table.add_row(shown(row["input"]), shown(row["class"]), f"{row['probability']:.4f}", shown(top))
     out.print(table)
 
 
@@ -109,7 +115,7 @@ def print_labels(rows: list[dict]) -> None:
         table.add_column(col, overflow="fold")
     for row in rows:
         chosen = ", ".join(f"{label} {row['probabilities'][label]:.3f}" for label in row["labels"]) or "-"
-        table.add_row(escape(row["input"]), escape(chosen), *([row["unseen"] or "-"] if "unseen" in row else []))
+        table.add_row(shown(row["input"]), shown(chosen), *([shown(row["unseen"] or "-")] if "unseen" in row else []))
     out.print(table)
 
 
@@ -117,37 +123,39 @@ def print_rows(rows: list[dict]) -> None:
     """Rows of plain values (forecasts, regression predictions), one column per field."""
     table = Table()
     for col in rows[0]:
-        table.add_column(col, justify="right")
+        table.add_column(shown(col), justify="right")
     for row in rows:
-        table.add_row(*[str(v) for v in row.values()])
+        table.add_row(*[shown(v) for v in row.values()])
     out.print(table)
 
 
 def write_predictions(rows: list[dict], path: str) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    if path.endswith(".jsonl"):
-        with open(path, "w") as handle:
-            for row in rows:
-                handle.write(json.dumps(row) + "\n")
-        return
+    """Write .jsonl or .csv through a temporary renamed into place: a failure partway leaves an
+    existing file as it was. Text is UTF-8; a file name that is not (os.fsdecode gave it lone
+    surrogates) keeps its bytes in CSV (surrogateescape) and is \\udcXX-escaped in JSON."""
+    from dlcli.runs.paths import replaced_atomically
+
+    with replaced_atomically(path) as tmp, open(tmp, "w", encoding="utf-8", errors="surrogateescape",
+                                                newline="") as handle:
+        if path.endswith(".jsonl"):
+            handle.writelines(json.dumps(row) + "\n" for row in rows)
+        else:
+            _write_csv(rows, handle)
+
+
+def _write_csv(rows: list[dict], handle) -> None:
+    writer = csv.writer(handle)
+    extra = ["unseen"] if "unseen" in rows[0] else []
     if "probabilities" in rows[0]:  # multilabel: the chosen labels, then one probability column per label
-        with open(path, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            labels = list(rows[0]["probabilities"])
-            writer.writerow(["input", "labels", *labels, *(["unseen"] if "unseen" in rows[0] else [])])
-            for row in rows:
-                writer.writerow([row["input"], ";".join(row["labels"]), *row["probabilities"].values(),
-                                 *([row["unseen"]] if "unseen" in row else [])])
-        return
-    if "top_k" not in rows[0]:  # forecasts, regression values, generated text: one column per field
-        with open(path, "w", newline="") as handle:
-            dict_writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            dict_writer.writeheader()
-            dict_writer.writerows(rows)
-        return
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        extra = ["unseen"] if "unseen" in rows[0] else []
+        labels = list(rows[0]["probabilities"])
+        writer.writerow(["input", "labels", *labels, *extra])
+        writer.writerows([row["input"], ";".join(row["labels"]), *row["probabilities"].values(),
+                          *[row[e] for e in extra]] for row in rows)
+    elif "top_k" not in rows[0]:  # forecasts, regression values, generated text: one column per field
+        dict_writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        dict_writer.writeheader()
+        dict_writer.writerows(rows)
+    else:
         writer.writerow(["input", "class", "probability", "top_k", *extra])
         for row in rows:
             top = ";".join(f"{t['class']}:{t['probability']}" for t in row["top_k"])

@@ -2,11 +2,9 @@
 the written file back, and check it gives the PyTorch model's outputs on a sample batch."""
 
 import json
-import os
-import warnings
 
 from dlcli.errors import ConfigError, DataError, DlcliError
-from dlcli.runs.paths import writable_output
+from dlcli.runs.paths import replaced_atomically, writable_output
 
 FORMATS = ("onnx", "torchscript", "safetensors")
 
@@ -28,24 +26,17 @@ def export(checkpoint_path: str, fmt: str, output: str, tolerance: float) -> dic
         expected = model(sample)
     writer, reader = {"onnx": (_write_onnx, _run_onnx), "torchscript": (_write_torchscript, _run_torchscript),
                       "safetensors": (_write_safetensors, _run_safetensors)}[fmt]
-    # Written beside the target, then renamed over it: a hard-linked file at that name (a run's
-    # best.pt/last.pt/step-*.pt share one) is replaced, never written through.
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # exporters' deprecation chatter; the numerical check decides
-            writer(model, sample, tmp, payload)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    got = reader(out, sample)
-    diff = float((got - expected).abs().max())
-    result = {"format": fmt, "output": str(out), "max_abs_diff": diff, "tolerance": tolerance,
-              "input_shape": ["batch", *sample.shape[1:]], "classes": meta.class_names}
-    if not diff <= tolerance:
-        raise DlcliError(f"exported {fmt} model differs from the PyTorch model by {diff:.3g} (> {tolerance:g})")
-    return result
+    # Written and checked beside the target, then renamed over it: a rejected export leaves an
+    # existing file as it was, and a hard-linked file at that name (a run's best.pt/last.pt/step-*.pt
+    # share one) is replaced, never written through.
+    with replaced_atomically(out) as tmp:
+        writer(model, sample, tmp, payload)
+        diff = float((reader(tmp, sample) - expected).abs().max())
+        if not diff <= tolerance:  # NaN fails too
+            raise DlcliError(f"exported {fmt} model differs from the PyTorch model by {diff:.3g} (> {tolerance:g}); "
+                             f"{out} not written")
+    return {"format": fmt, "output": str(out), "max_abs_diff": diff, "tolerance": tolerance,
+            "input_shape": ["batch", *sample.shape[1:]], "classes": meta.class_names}
 
 
 def sample_input(config, meta, model):

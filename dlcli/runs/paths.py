@@ -1,7 +1,12 @@
-"""Output paths the user names (--output, --output-dir): checked before anything is written, and
-created only when the command writes (a later usage error leaves no empty folder behind)."""
+"""Output paths the user names (--output, --output-dir): checked before anything is written,
+created only when the command writes (a later usage error leaves no empty folder behind), and
+written atomically (a temporary beside the file, renamed over it once complete)."""
 
+import contextlib
 import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from dlcli.errors import ConfigError, DlcliError
@@ -40,3 +45,45 @@ def _check_folder(folder: Path, flag: str) -> None:
         raise DlcliError(f"{flag}: cannot create the folder {folder}: {existing} is a file")
     if not os.access(existing, os.W_OK):
         raise DlcliError(f"{flag}: the folder {existing} is not writable")
+
+
+@contextmanager
+def replaced_atomically(path: str | Path) -> Iterator[Path]:
+    """A temporary file beside `path` for the caller to write (and check). It replaces `path` only
+    when the block ends normally; on any failure it is removed, so an existing file stays as it was
+    and no partial output is left. The result has the mode a new file gets (0666 less the umask)."""
+    path = Path(path)
+    if path.is_symlink():  # write the file the link names, as a plain open() would, and keep the link
+        path = Path(os.path.realpath(path))
+    created = _make_folders(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    # O_EXCL with 0666: the kernel applies the umask (no process-wide os.umask() juggling)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        mode = tmp.stat().st_mode & 0o777
+        yield tmp
+        os.chmod(tmp, mode)  # writers that write their own temporary and rename it over ours give 0600
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only the folders made for this output, and only while empty
+        raise
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Create `folder` and its missing parents; the ones created, outermost first."""
+    missing = [f for f in (folder, *folder.parents) if not f.exists()][::-1]
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _fsync(path: Path) -> None:
+    """Data on disk before the rename: after a crash the name holds the old file or the whole new one."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 
 import pytest
 from typer.testing import CliRunner
@@ -114,3 +115,63 @@ def test_export_gan_generator_and_recurrent_models(other_tasks, tmp_path, task, 
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["max_abs_diff"] <= 1e-4 and report["input_shape"] == input_shape
+
+
+@pytest.fixture(scope="module")
+def mlp_checkpoint(tmp_path_factory):
+    return _trained(tiny_digits_config(train={"epochs": 1, "device": "cpu"}), tmp_path_factory.mktemp("mlp"))
+
+
+@pytest.fixture(scope="module")
+def nan_checkpoint(mlp_checkpoint, tmp_path_factory):
+    """A checkpoint whose weights are NaN: every format's export gives NaN outputs, so the
+    numerical check rejects it."""
+    import torch
+
+    from dlcli.training import checkpoint as checkpoints
+
+    folder = tmp_path_factory.mktemp("nan")
+    payload = checkpoints.load(mlp_checkpoint)
+    payload["model"] = {name: torch.full_like(value, float("nan")) if value.is_floating_point() else value
+                        for name, value in payload["model"].items()}
+    checkpoints.save(payload, folder / "nan.pt")
+    return folder / "nan.pt"
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript", "safetensors"])
+def test_a_rejected_export_leaves_the_existing_file_as_it_was(nan_checkpoint, tmp_path, fmt):
+    existing = tmp_path / "existing.bin"
+    existing.write_bytes(b"an earlier, good export")
+    result = CliRunner().invoke(app, ["export", str(nan_checkpoint), "--format", fmt, "--output", str(existing)])
+    assert result.exit_code == 1 and "differs from the PyTorch model by nan" in result.stderr, result.output
+    assert existing.read_bytes() == b"an earlier, good export"
+    assert os.listdir(tmp_path) == ["existing.bin"]  # no temporary left
+
+
+def test_a_rejected_export_in_a_real_process_keeps_the_file_and_prints_no_library_warning(run_cli, nan_checkpoint,
+                                                                                           tmp_path):
+    existing = tmp_path / "existing.bin"
+    existing.write_bytes(b"an earlier, good export")
+    result = run_cli("export", nan_checkpoint, "--format", "torchscript", "--output", existing)
+    assert result.returncode == 1 and "differs from the PyTorch model by nan" in result.stderr, result.stderr
+    assert existing.read_bytes() == b"an earlier, good export" and os.listdir(tmp_path) == ["existing.bin"]
+    assert "Warning" not in result.stderr  # torch.jit.trace's FutureWarning (see below)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript", "safetensors"])
+def test_exported_files_get_the_usual_mode_for_new_files(mlp_checkpoint, tmp_path, fmt):
+    before = os.umask(0o027)
+    try:
+        result = CliRunner().invoke(app, ["export", mlp_checkpoint, "--format", fmt, "-o", str(tmp_path / "m")])
+    finally:
+        os.umask(before)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "m").stat().st_mode & 0o777 == 0o640  # 0666 less the umask (safetensors gave 0600)
+
+
+def test_export_prints_library_warnings_only_with_debug(run_cli, mlp_checkpoint, tmp_path):
+    """torch.jit.trace/load warn FutureWarning (deprecated); a user cannot act on that."""
+    plain = run_cli("export", mlp_checkpoint, "--format", "torchscript", "-o", tmp_path / "a.pt")
+    assert plain.returncode == 0 and "Warning" not in plain.stderr, plain.stderr
+    debug = run_cli("--debug", "export", mlp_checkpoint, "--format", "torchscript", "-o", tmp_path / "b.pt")
+    assert debug.returncode == 0 and "FutureWarning: `torch.jit.trace` is deprecated" in debug.stderr, debug.stderr
