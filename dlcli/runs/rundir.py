@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from dlcli.errors import ConfigError, DlcliError
+from dlcli.runs import lock
+from dlcli.runs.lock import RunLock
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -20,15 +22,21 @@ class NullRun:
     def __init__(self, path: Path | None = None):
         self.path = Path(path) if path else Path(os.devnull)
         self.checkpoints = self.path / "checkpoints"
+        self.stale_temporaries: list[Path] = []
 
-    def __getattr__(self, name):  # log, write_text, write_summary, close, truncate_log, enable_tensorboard
+    def __getattr__(self, name):  # log, write_text, write_summary, close, truncate_log, enable_tensorboard, release
         return lambda *args, **kwargs: None
 
 
 class RunDir:
-    def __init__(self, path: Path):
+    """A run folder this process holds the lock of (see runs/lock.py): `create` a new one, or `open`
+    one to resume; `release()` at the very end."""
+
+    def __init__(self, path: Path, held: RunLock | None = None):
         self.path = Path(path)
         self.checkpoints = self.path / "checkpoints"
+        self._lock = held
+        self.stale_temporaries: list[Path] = []  # what `open` removed
         self._metrics: TextIO | None = None
         self._tensorboard: SummaryWriter | None = None
 
@@ -39,7 +47,8 @@ class RunDir:
 
     @classmethod
     def create(cls, root: str, name: str, version: str | None) -> "RunDir":
-        """Make a new run folder; the version is v1, v2, ... unless given."""
+        """Make a new run folder, locked before anything is written in it; the version is v1, v2, ...
+        unless given."""
         base = Path(root) / name
         if version is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", version):
             raise ConfigError(f"--run-version: {version!r} must be a plain folder name (letters, digits, _ . -)")
@@ -47,21 +56,61 @@ class RunDir:
             base.mkdir(parents=True, exist_ok=True)
             if version is not None:
                 path = base / version
-                if path.exists() and any(path.iterdir()):
-                    raise ConfigError(f"--run-version: run directory {path} already exists and is not empty",
-                                      hint="pick another --run-version, remove it, or continue it with --resume")
+                _refuse_busy(path)  # before writing anything there, even a lock file
+                _refuse_not_empty(path)
                 path.mkdir(exist_ok=True)
             else:
                 path = _next_version(base)
-            (path / "checkpoints").mkdir()
-            probe = path / ".write-test"
+        except PermissionError as err:
+            raise DlcliError(f"output directory not writable: {err.filename}") from None
+        except OSError as err:
+            raise DlcliError(f"cannot create the run directory under {base}: {err.strerror}") from None
+        run = cls(path, lock.acquire(path))  # a process given the same --run-version stops here
+        try:
+            if version is not None:  # ... or here, if the other one got the lock, wrote and ended first
+                _refuse_not_empty(path)
+            run._prepare()
+        except BaseException:
+            run.release()
+            raise
+        return run
+
+    def _prepare(self) -> None:
+        try:
+            self.checkpoints.mkdir()
+            probe = self.path / ".write-test"
             probe.write_text("ok")
             probe.unlink()
         except PermissionError as err:
             raise DlcliError(f"output directory not writable: {err.filename}") from None
         except OSError as err:
-            raise DlcliError(f"cannot create the run directory under {base}: {err.strerror}") from None
-        return cls(path)
+            raise DlcliError(f"cannot create the run directory {self.path}: {err.strerror}") from None
+
+    @classmethod
+    def open(cls, path: Path) -> "RunDir":
+        """An existing run folder, to resume: locked, then cleared of the temporary files that a
+        killed process left (with the lock held, no other process can be writing them)."""
+        run = cls(path, lock.acquire(path))
+        run.stale_temporaries = run.remove_stale_temporaries()
+        return run
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete the half-written files of saves cut short (checkpoints, links, summary, curves)."""
+        removed = []
+        for pattern in TEMPORARIES:
+            for path in self.path.glob(pattern):
+                try:
+                    path.unlink()
+                    removed.append(path)
+                except OSError:  # a folder that matches, or one removed meanwhile: not ours to force
+                    pass
+        return removed
+
+    def release(self) -> None:
+        """Give up the run directory (the kernel does it too, when the process ends)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def write_text(self, name: str, text: str) -> None:
         (self.path / name).write_text(text)
@@ -78,7 +127,8 @@ class RunDir:
                     self._tensorboard.add_scalar(key, value, record["step"])
 
     def write_summary(self, summary: dict) -> None:
-        (self.path / "summary.json").write_text(json.dumps(_finite(summary), indent=2) + "\n")
+        """Atomically: a write cut short (disk full, a kill) leaves the previous summary.json."""
+        _replace_file(self.path / "summary.json", json.dumps(_finite(summary), indent=2) + "\n")
 
     def truncate_log(self, step: int) -> None:
         """On resume: drop records logged after the checkpoint (they will be logged again)."""
@@ -86,7 +136,7 @@ class RunDir:
         if not path.exists():
             return
         kept = [r for r in read_records(path) if r.get("step", 0) <= step]
-        path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        _replace_file(path, "".join(json.dumps(r) + "\n" for r in kept))  # a kill meanwhile loses no record
 
     def close(self) -> None:
         if self._metrics is not None:
@@ -117,6 +167,34 @@ def read_records(path: Path) -> list[dict]:
         if isinstance(record, dict):
             records.append(record)
     return records
+
+
+# What a save cut short leaves: checkpoint and link temporaries (checkpoint.save, _link), summary.json's
+# (_replace_file), curves.png's (plot_curves) and create's write probe.
+TEMPORARIES = ("checkpoints/.*.tmp", ".*.tmp", "*.tmp.png", ".write-test")
+
+
+def _refuse_busy(path: Path) -> None:
+    who = lock.holder(path)
+    if who is not None:
+        raise lock.busy(path, who)
+
+
+def _refuse_not_empty(path: Path) -> None:
+    """A --run-version folder must be new or empty (its lock file aside)."""
+    if path.exists() and any(p.name != lock.LOCK_NAME for p in path.iterdir()):
+        raise ConfigError(f"--run-version: run directory {path} already exists and is not empty",
+                          hint="pick another --run-version, remove it, or continue it with --resume")
+
+
+def _replace_file(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _next_version(base: Path) -> Path:
@@ -165,6 +243,11 @@ def plot_curves(metrics_path: Path, out_path: Path) -> None:
         ax.legend()
     fig.tight_layout()
     tmp = out_path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, out_path)
+    try:
+        fig.savefig(tmp, dpi=100)
+        os.replace(tmp, out_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)

@@ -6,7 +6,9 @@ input shape, preprocessing statistics). Nothing in it is ever imported or called
 """
 
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import cast
 
@@ -14,6 +16,8 @@ from dlcli.errors import CheckpointError, first_line
 
 FORMAT = "dlcli-checkpoint"
 FORMAT_VERSION = 1
+# How torch.save's C++ stream writer reports a write that failed (a full disk, mostly).
+TORCH_WRITE_FAILED = ("inline_container.cc", "PytorchStreamWriter", "file write failed")
 
 
 def save(payload: dict, path: Path) -> None:
@@ -159,21 +163,61 @@ class CheckpointStore:
 
     def save(self, payload: dict, step: int, is_best: bool) -> Path:
         """Commit a new checkpoint, then point last.pt (and best.pt) at it, then prune old ones."""
-        from dlcli.errors import TrainingError
-
         target = self.folder / f"step-{step:09d}.pt"
-        try:
+        with self._failing_as(target):
             save(payload, target)
             _link(target, self.folder / "last.pt")
             if is_best:
                 _link(target, self.folder / "best.pt")
-        except OSError as err:
-            kept = self.folder / "last.pt"
-            raise TrainingError(f"could not save a checkpoint in {self.folder}: {err.strerror or err}; "
-                                f"the previous one is kept" + (f" ({kept})" if kept.exists() else ""),
-                                hint="free disk space or fix permissions, then resume with --resume") from None
         self._prune()
         return target
+
+    def save_as(self, payload: dict, name: str) -> Path:
+        """A checkpoint outside the numbered series (final.pt), failing as `save` does."""
+        target = self.folder / name
+        with self._failing_as(target):
+            save(payload, target)
+        return target
+
+    @contextmanager
+    def _failing_as(self, target: Path):
+        """A write that fails (disk full, quota, permissions) becomes one TrainingError naming the
+        file, the free space and the checkpoint that is kept; any other error passes unchanged."""
+        from dlcli.errors import TrainingError
+
+        try:
+            yield
+        except (OSError, RuntimeError) as err:
+            reason = self._write_failure(err)
+            if reason is None:
+                raise
+            kept = self.folder / "last.pt"
+            previous = f"the previous checkpoint {kept} is kept" if kept.exists() else "no earlier checkpoint exists"
+            raise TrainingError(f"could not save checkpoint {target}: {reason}; {previous}",
+                                hint="free disk space or fix permissions, then resume with --resume") from err
+
+    def _write_failure(self, err: BaseException) -> str | None:
+        """Why a save failed, in words, or None when `err` is not a failed write. torch.save reports a
+        write cut short by a full disk as its stream writer's RuntimeError ("[enforce fail at
+        inline_container.cc:...] unexpected pos"), with the OSError at most as its context."""
+        import errno
+
+        failed = next((e for e in (err, err.__context__, err.__cause__) if isinstance(e, OSError)), None)
+        if failed is not None and failed.errno == errno.ENOSPC:
+            return f"disk full ({self._free()})"
+        if failed is not None and failed.errno == errno.EDQUOT:
+            return f"disk quota exceeded ({self._free()})"
+        if failed is not None:
+            return str(failed.strerror or failed)
+        if any(mark in str(err) for mark in TORCH_WRITE_FAILED):
+            return f"the write stopped short, most likely a full disk ({self._free()})"
+        return None
+
+    def _free(self) -> str:
+        try:
+            return f"{shutil.disk_usage(self.folder).free // 2**20} MiB free"
+        except OSError:
+            return "free space unknown"
 
     def _prune(self) -> None:
         # Oldest written first, not lowest step: after resuming from an earlier checkpoint, the files of
@@ -185,8 +229,6 @@ class CheckpointStore:
 
 def _link(source: Path, name: Path) -> None:
     """Atomically make `name` refer to the same file as `source`."""
-    import shutil
-
     tmp = name.with_name(f".{name.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
     try:

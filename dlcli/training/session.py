@@ -1,16 +1,17 @@
-"""`dlcli train`: build everything, create (or reopen, on resume) the run directory, run the
-epochs with checkpoints at epoch ends, every `train.checkpoint_every` and on a stop signal."""
+"""`dlcli train`: build everything, open the run directory (a new one, or the one to resume:
+training/opening.py), run the epochs with checkpoints at epoch ends, every `train.checkpoint_every`
+and on a stop signal, and record how it ended (training/summary.py)."""
 
 import shutil
 import time
 
 import dlcli
-from dlcli.config.yamlio import dump_yaml
 from dlcli.errors import DlcliError, Interrupted
 from dlcli.runs import rundir as runs
-from dlcli.runs.rundir import RunDir, plot_curves
+from dlcli.runs.rundir import RunDir
 from dlcli.training import distributed
 from dlcli.training.checkpoint import CheckpointStore
+from dlcli.training.opening import open_run
 from dlcli.training.signals import StopSignals
 
 
@@ -47,14 +48,58 @@ def _with_task(sections: dict, task_state: dict) -> dict:
 class Session:
     """One training process: the trainer plus where and when it saves."""
 
-    def __init__(self, trainer, meta, run: RunDir, progress, signals: StopSignals, resume_hint: str):
+    def __init__(self, trainer, meta, run: RunDir, progress, signals: StopSignals, command: str):
+        import shlex
+
         self.trainer, self.meta, self.run, self.progress = trainer, meta, run, progress
         self.started = time.time()
         self.writer = distributed.rank() == 0  # under DDP only rank 0 writes checkpoints and files
-        self.signals, self.resume_hint = signals, resume_hint
+        self.signals, self.command = signals, command
+        self.resume_hint = f"{command} --resume {shlex.quote(str(run.path))}"
         self.store = CheckpointStore(run.checkpoints, trainer.config.train.keep_last)
         self.last_save = time.monotonic()
         self.artifacts: dict = {}  # files a task writes per epoch (a GAN's sample grids), for the summary
+
+    def execute(self, payload: dict | None) -> dict:
+        """Set up (restoring `payload`, a checkpoint to resume), train, finish; returns the summary.
+        However the run ends, summary.json records how, and the first error is the one raised."""
+        from dlcli.training import summary as summaries
+
+        status, error, failure = "failed", None, None
+        metrics = (payload or {}).get("metrics") or {}
+        try:
+            resume_at, on_resumed = self.start(payload)
+            metrics = self.run_epochs(resume_at, on_resumed) or metrics
+            self.finish(metrics)
+            status = "finished"
+        except BaseException as err:
+            status, error, failure = summaries.outcome(err)
+            raise
+        finally:
+            summary = summaries.summary(self.trainer, self.run, metrics, status, error, self.seconds()) | self.artifacts
+            summaries.write_up(self.run, summary, failure, self.progress)
+        return summary
+
+    def start(self, payload: dict | None):
+        """Everything before the first step; returns (resume_at batch, on_resumed callback)."""
+        from dlcli.training.resume import restore
+
+        t = self.trainer
+        if t.config.logging.tensorboard:
+            self.run.enable_tensorboard()
+        if self.writer:
+            check_free_space(self.run, t.model)
+        resume_at, on_resumed = restore(t, payload) if payload else (0, None)
+        t.step_logger = self.run.log
+        verb = f"resuming at epoch {t.state.epoch + 1}, step {t.state.step}" if payload else "run directory"
+        self.progress.message(f"{verb}: {self.run.path}  (device {t.device}, precision {t.precision}, "
+                              f"{t.config.task}, {t.task.describe_outputs(self.meta)}, input {self.meta.input_shape})")
+        if self.run.stale_temporaries:
+            self.progress.message(f"removed {len(self.run.stale_temporaries)} temporary file(s) left by a save "
+                                  f"that was cut short")
+        self.stop_if_signalled_before_start(resumed=payload is not None)
+        t.after_step = self.between_steps
+        return resume_at, on_resumed
 
     def save(self, metrics: dict, is_best: bool = False) -> None:
         """Commit a checkpoint (rank 0 writes; every rank calls this at the same step); mid-epoch, the
@@ -105,16 +150,27 @@ class Session:
                           f"saved {self.run.checkpoints / 'last.pt'}", self.signals.received,
                           hint=f"resume with: {self.resume_hint}")
 
+    def stop_if_signalled_before_start(self, resumed: bool) -> None:
+        """A stop signal that came while the run was being set up ends it before its first step."""
+        received = distributed.agreed_signal(self.signals.received)
+        if not received:
+            return
+        self.signals.received = received
+        if resumed:
+            raise Interrupted(f"stopped by {self.signals.name} before the first step; "
+                              f"{self.run.checkpoints / 'last.pt'} is unchanged", received,
+                              hint=f"resume with: {self.resume_hint}")
+        raise Interrupted(f"stopped by {self.signals.name} before the first step; no checkpoint was written yet",
+                          received, hint=f"nothing to resume; start it again: {self.command}")
+
     def finish(self, metrics: dict) -> None:
         """Callbacks' last word; restored best weights are saved as checkpoints/final.pt."""
-        from dlcli.training import checkpoint
-
         notes = [note for c in self.trainer.callbacks if (note := c.on_train_end(self.trainer.model))]
         for note in notes:
             self.progress.message(note)
         if notes and self.writer:
-            checkpoint.save(checkpoint_payload(self.trainer, self.meta, metrics, seconds=self.seconds()),
-                            self.run.checkpoints / "final.pt")
+            self.store.save_as(checkpoint_payload(self.trainer, self.meta, metrics, seconds=self.seconds()),
+                               "final.pt")
 
     def run_epochs(self, resume_at: int = 0, on_resumed=None) -> dict:
         """The epoch loop; returns the last epoch's metrics."""
@@ -151,28 +207,6 @@ def runs_root(output_dir: str | None, config) -> str:
     return runs.runs_root(output_dir, config.output.dir)
 
 
-def open_run(config, trainer, output_dir, version, resume):
-    """(RunDir, checkpoint payload or None): a new run, or the one being resumed."""
-    from dlcli.training import checkpoint
-    from dlcli.training import resume as resuming
-
-    root = runs_root(output_dir, config)
-    found = resuming.find_checkpoint(resume, config, root) if resume else None
-    if distributed.rank() != 0:  # other DDP ranks read the checkpoint to resume from but write nothing
-        payload = checkpoint.load(found) if found is not None else None
-        return runs.NullRun(), payload
-    if found is None:
-        run = RunDir.create(root, config.name, version)
-        run.write_text("config.yaml", dump_yaml(config.model_dump(mode="json")))
-        return run, None
-    payload = checkpoint.load(found)
-    resuming.check_compatible(payload, config, found)
-    run = RunDir(resuming.run_dir_of(found))
-    run.write_text("config.yaml", dump_yaml(config.model_dump(mode="json")))
-    run.truncate_log(payload["state"]["step"])
-    return run, payload
-
-
 def train_command(config: str, overrides: list[str], devices: int | None = None) -> str:
     """The `dlcli train` command line, quoted for a shell (the resume hint builds on it)."""
     import shlex
@@ -186,76 +220,36 @@ def train(config, output_dir: str | None, version: str | None, progress, resume:
     """Run (or resume) a whole training; returns the summary (also written to summary.json).
     `command` is how the user started it (config and overrides), for the printed resume command.
     Under torchrun (WORLD_SIZE > 1) this process is one DDP rank."""
-    device = distributed.setup(config.train.device) if distributed.world()[1] > 1 else None
-    try:
-        return _train(config, output_dir, version, progress, resume, command, device)
-    except RuntimeError as err:
-        peer = distributed.lost_peer(err)
-        if peer is None:
-            raise
-        raise peer from None
-    finally:
-        distributed.cleanup()
+    # The stop handlers come first: from here on a signal always stops the run gracefully, however
+    # early (one arriving while the run directory was being set up used to kill the process outright).
+    with StopSignals() as signals:
+        device = distributed.setup(config.train.device) if distributed.world()[1] > 1 else None
+        try:
+            return _train(config, output_dir, version, progress, resume, command, device, signals)
+        except RuntimeError as err:
+            peer = distributed.lost_peer(err)
+            if peer is None:
+                raise
+            raise peer from None
+        finally:
+            distributed.cleanup()
 
 
-def _train(config, output_dir, version, progress, resume, command, device) -> dict:
-    import shlex
-
+def _train(config, output_dir, version, progress, resume, command, device, signals) -> dict:
     from dlcli.training.build import build_trainer
-    from dlcli.training.resume import restore
 
     trainer, meta = build_trainer(config, device)  # every config/data error surfaces before anything is written
     if config.logging.tensorboard:
         _require_tensorboard()
-    run, payload = open_run(config, trainer, output_dir, version, resume)
-    if config.logging.tensorboard:
-        run.enable_tensorboard()
-    if distributed.rank() == 0:
-        check_free_space(run, trainer.model)
-    resume_at, on_resumed = restore(trainer, payload) if payload else (0, None)
-    trainer.step_logger = run.log
-    state = trainer.state
-    verb = f"resuming at epoch {state.epoch + 1}, step {state.step}" if payload else "run directory"
-    progress.message(f"{verb}: {run.path}  (device {trainer.device}, precision {trainer.precision}, "
-                     f"{config.task}, {trainer.task.describe_outputs(meta)}, input {meta.input_shape})")
-    failure: BaseException | None
-    status, error, failure, metrics = "failed", None, None, (payload or {}).get("metrics") or {}
-    with StopSignals() as signals:
-        session = Session(trainer, meta, run, progress, signals, f"{command} --resume {shlex.quote(str(run.path))}")
-        trainer.after_step = session.between_steps
-        try:
-            metrics = session.run_epochs(resume_at, on_resumed) or metrics
-            session.finish(metrics)
-            status = "finished"
-        except (Interrupted, KeyboardInterrupt) as err:
-            status, failure = "interrupted", err
-            raise
-        except DlcliError as err:
-            error, failure = str(err), err
-            raise
-        except Exception as err:
-            failure = err
-            raise
-        finally:
-            run.close()
-            summary = _summary(trainer, run, metrics, status, error, session.seconds()) | session.artifacts
-            run.write_summary(summary)
-            if failure is not None:
-                # for `train --json`, which prints it on failure too (cli.py reads it with getattr); an ad-hoc
-                # attribute on whatever was raised, KeyboardInterrupt included
-                setattr(failure, "summary", summary)  # noqa: B010
-            _plot(run)
-    return summary
-
-
-def _require_tensorboard() -> None:
+    received = distributed.agreed_signal(signals.received)
+    if received:  # stopped while building: leave no run directory behind
+        signals.received = received
+        raise Interrupted(f"stopped by {signals.name} before training started; nothing was written", received)
+    run, payload = open_run(config, runs_root(output_dir, config), version, resume)
     try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        from dlcli.errors import ConfigError
-
-        raise ConfigError("logging.tensorboard: needs the tensorboard package: "
-                          "pip install 'dlcli[tensorboard]'") from None
+        return Session(trainer, meta, run, progress, signals, command).execute(payload)
+    finally:
+        run.release()  # last: summary.json and curves.png are written under the lock too
 
 
 def check_free_space(run: RunDir, model) -> None:
@@ -267,27 +261,11 @@ def check_free_space(run: RunDir, model) -> None:
                          f"checkpoints need about {need // 2**20} MiB")
 
 
-def _summary(trainer, run, metrics, status, error, seconds) -> dict:
-    return {
-        "status": status,
-        "error": error,
-        "name": trainer.config.name,
-        "run_dir": str(run.path),
-        "epochs": trainer.state.epoch,
-        "steps": trainer.state.step,
-        "skipped_batches": trainer.state.skipped_batches,
-        "seconds": round(seconds, 2),
-        "device": str(trainer.device),
-        "precision": trainer.precision,
-        "monitor": trainer.monitor,
-        "best": {"value": trainer.state.best, "epoch": trainer.state.best_epoch},
-        "final": metrics,
-        "checkpoints": {name: (str(run.checkpoints / f"{name}.pt") if (run.checkpoints / f"{name}.pt").exists()
-                               else None) for name in ("last", "best", "final")},
-    }
+def _require_tensorboard() -> None:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        from dlcli.errors import ConfigError
 
-
-def _plot(run: RunDir) -> None:
-    metrics = run.path / "metrics.jsonl"
-    if metrics.exists():
-        plot_curves(metrics, run.path / "curves.png")
+        raise ConfigError("logging.tensorboard: needs the tensorboard package: "
+                          "pip install 'dlcli[tensorboard]'") from None
