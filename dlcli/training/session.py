@@ -153,20 +153,18 @@ def runs_root(output_dir: str | None, config) -> str:
 
 def open_run(config, trainer, output_dir, version, resume):
     """(RunDir, checkpoint payload or None): a new run, or the one being resumed."""
-    from dlcli.training import checkpoint
     from dlcli.training import resume as resuming
 
     root = runs_root(output_dir, config)
     found = resuming.find_checkpoint(resume, config, root) if resume else None
     if distributed.rank() != 0:  # other DDP ranks read the checkpoint to resume from but write nothing
-        payload = checkpoint.load(found) if found is not None else None
+        payload = resuming.load_for_resume(found, config, trainer) if found is not None else None
         return runs.NullRun(), payload
     if found is None:
         run = RunDir.create(root, config.name, version)
         run.write_text("config.yaml", dump_yaml(config.model_dump(mode="json")))
         return run, None
-    payload = checkpoint.load(found)
-    resuming.check_compatible(payload, config, found)
+    payload = resuming.load_for_resume(found, config, trainer)  # checked in full before the run dir changes
     run = RunDir(resuming.run_dir_of(found))
     run.write_text("config.yaml", dump_yaml(config.model_dump(mode="json")))
     run.truncate_log(payload["state"]["step"])
