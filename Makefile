@@ -34,6 +34,7 @@ bench: venv
 	$(PY) benchmarks/memory.py
 	$(PY) benchmarks/op_count.py
 	$(PY) benchmarks/throughput.py
+	$(PY) benchmarks/checkpoint_digest.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -10,15 +10,18 @@ def evaluate_checkpoint(path: str, split: str, overrides: list[str], device_spec
     from dlcli.training import checkpoint
     from dlcli.training.build import build_task, from_checkpoint, seed_everything
     from dlcli.training.engine import evaluate
+    from dlcli.training.verify import naming_checkpoint
 
-    payload = checkpoint.load(path)
-    config, meta, model, device, precision = from_checkpoint(payload, overrides, device_spec)
-    task = build_task(config, meta)
+    payload, source = checkpoint.load_for_inference(path)
+    config, meta, model, device, precision = from_checkpoint(payload, overrides, device_spec, source)
+    with naming_checkpoint(source):
+        task = build_task(config, meta)
     if features and "features" not in task.eval_options:
         raise ConfigError(f"--features: only for GAN checkpoints (this one is a {config.task} model)")
     classifier = None
     if features:  # a dlcli classifier whose features score a GAN's images
-        clf_config, clf_meta, clf_model, _, _ = from_checkpoint(checkpoint.load(features), [], str(device))
+        clf_payload, clf_source = checkpoint.load_for_inference(features)
+        clf_config, clf_meta, clf_model, _, _ = from_checkpoint(clf_payload, [], str(device), clf_source)
         classifier = (features, clf_config, clf_meta, clf_model)
     batches = split_for_eval(config, meta, split, device, type(task))
     seed_everything(config.seed)  # tasks that draw noise (GANs) report the same numbers every time

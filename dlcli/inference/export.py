@@ -17,9 +17,9 @@ def export(checkpoint_path: str, fmt: str, output: str, tolerance: float) -> dic
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format: expected one of {', '.join(FORMATS)} (got {fmt!r})")
-    payload = checkpoint.load(checkpoint_path)
-    out = writable_output(output, "--output", reads=[checkpoint.locate(checkpoint_path)])
-    config, meta, model, _, _ = from_checkpoint(payload, [], "cpu")
+    payload, source = checkpoint.load_for_inference(checkpoint_path)
+    out = writable_output(output, "--output", reads=[source])
+    config, meta, model, _, _ = from_checkpoint(payload, [], "cpu", source)
     model.eval()
     sample = sample_input(config, meta, model)
     with torch.inference_mode():

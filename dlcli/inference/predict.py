@@ -28,10 +28,12 @@ def infer(path: str, inputs: list[str], device_spec: str, top_k: int | None, opt
     "forecast", "images", "values", "labels"); the CLI shows each kind its own way."""
     from dlcli.training import checkpoint
     from dlcli.training.build import build_task, from_checkpoint
+    from dlcli.training.verify import naming_checkpoint
 
     options = {**(options or {}), "top_k": top_k}
-    payload = checkpoint.load(path)
-    config, meta, model, device, precision = from_checkpoint(payload, [], device_spec)
-    task = build_task(config, meta)
+    payload, source = checkpoint.load_for_inference(path)
+    config, meta, model, device, precision = from_checkpoint(payload, [], device_spec, source)
+    with naming_checkpoint(source):
+        task = build_task(config, meta)
     check_options(task, config, meta, options)
     return task.infer(model, config, meta, inputs, options, device, precision)

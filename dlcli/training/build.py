@@ -170,21 +170,22 @@ def _compiled(forward, networks: tuple, config, device):
     return SimpleNamespace(**{net: torch.compile(getattr(forward, net)) for net in networks})
 
 
-def from_checkpoint(payload: dict, overrides: list[str], device_spec: str):
-    """(config, meta, model, device, precision) rebuilt from a checkpoint alone."""
-    from dlcli.config import validate
+def from_checkpoint(payload: dict, overrides: list[str], device_spec: str, path="<checkpoint>"):
+    """(config, meta, model, device, precision) rebuilt from a checkpoint alone; every problem names
+    the checkpoint `path`: weights that do not fit or are not finite (exit 4), its config's problems."""
     from dlcli.data.pipeline import DataMeta
+    from dlcli.errors import CheckpointError
+    from dlcli.training.verify import check_weights, checkpoint_config, naming_checkpoint
 
-    config = validate(payload["config"], overrides, source="checkpoint")
-    meta = DataMeta(**payload["meta"])
+    config = checkpoint_config(payload, overrides, path)
+    try:
+        meta = DataMeta(**payload["meta"])
+    except TypeError as err:
+        raise CheckpointError(f"{path}: section meta: {first_line(err)}") from None
     device = resolve_device(device_spec)
     precision = resolve_precision(config.train.precision, device)
-    model = build_model(config, meta, device)
-    try:
-        model.load_state_dict(payload["model"])
-    except (RuntimeError, KeyError, TypeError) as err:
-        from dlcli.errors import CheckpointError
-
-        raise CheckpointError(f"checkpoint weights do not fit the model its config builds: "
-                              f"{first_line(err)[:160]}", hint="did an override change model.*?") from None
+    with naming_checkpoint(path):
+        model = build_model(config, meta, device)
+    check_weights(payload["model"], model, path, hint="did an override change model.*?" if overrides else None)
+    model.load_state_dict(payload["model"])
     return config, meta, model, device, precision

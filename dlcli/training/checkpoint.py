@@ -1,4 +1,5 @@
-"""Self-describing checkpoints: atomic save, safe load (weights_only=True, never a fallback).
+"""Self-describing checkpoints: atomic save, safe load (weights_only=True, never a fallback),
+verified by a digest of everything they hold.
 
 The payload holds only tensors and plain Python data: weights, optimizer/scheduler/scaler
 state, counters, RNG states, the resolved config and the data description (class names,
@@ -8,6 +9,7 @@ input shape, preprocessing statistics). Nothing in it is ever imported or called
 import os
 import shutil
 import tempfile
+from collections.abc import Collection
 from contextlib import contextmanager
 from pathlib import Path
 from typing import cast
@@ -18,18 +20,27 @@ FORMAT = "dlcli-checkpoint"
 FORMAT_VERSION = 1
 # How torch.save's C++ stream writer reports a write that failed (a full disk, mostly).
 TORCH_WRITE_FAILED = ("inline_container.cc", "PytorchStreamWriter", "file write failed")
+# Sections only a resume reads: eval, infer and export leave them unverified (with mmap, unread).
+TRAINING_STATE = ("optimizer", "scheduler", "scaler", "callbacks", "position", "rng")
 
 
-def save(payload: dict, path: Path) -> None:
-    """Write to a temp file in the same folder, fsync, then atomically replace `path`."""
+def save(payload: dict, path: Path, *, with_digest: bool = True) -> None:
+    """Write to a temp file in the same folder, fsync, then atomically replace `path`. The file holds
+    the payload's digest (`with_digest=False` only for benchmarks and for tests of older files)."""
     import torch
 
+    from dlcli.training.digest import digest
+
+    full = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
+    full.pop("digest", None)  # a payload read back with torch.load still has its old one
+    if with_digest:
+        full["digest"] = digest(full)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **payload}, handle)
+            torch.save(full, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
@@ -55,11 +66,13 @@ def locate(path: str | Path) -> Path:
     return path
 
 
-def load(path: str | Path) -> dict:
-    """Load and check a dlcli checkpoint; every failure is a one-line CheckpointError."""
+def load(path: str | Path, *, mmap: bool = True, skip: Collection[str] = ()) -> dict:
+    """Load and check a dlcli checkpoint, and its digest when it has one (files written before
+    digests load unverified); every failure is a one-line CheckpointError. `skip`: sections the
+    caller does not read, left unverified (eval skips TRAINING_STATE). `mmap`: the tensors stay in
+    the file's (copy-on-write) mapping, so the digest pass is the first read of the data, not a second
+    one after a copy; a caller that keeps the tensors for long (resume) passes False."""
     import pickle
-
-    import torch
 
     path = locate(path)
     if not path.is_file():
@@ -67,7 +80,7 @@ def load(path: str | Path) -> dict:
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file, not a checkpoint")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = _torch_load(path, mmap)
     except pickle.UnpicklingError as err:
         reason = _unpickler_reason(err)
         if "global" not in reason.lower():  # garbage bytes, not a blocked object
@@ -86,8 +99,52 @@ def load(path: str | Path) -> dict:
     if version > FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format version {version!r} is newer than this dlcli "
                               f"understands ({FORMAT_VERSION}); upgrade dlcli")
+    _verify_digest(payload, path, skip)
     _check_sections(payload, path)
     return payload
+
+
+def load_for_inference(path: str | Path) -> tuple[dict, Path]:
+    """(payload, the file it came from) for eval, infer and export: mapped, and verified but for the
+    training state they do not read."""
+    return load(path, skip=TRAINING_STATE), locate(path)
+
+
+def _torch_load(path: Path, mmap: bool):
+    import torch
+
+    if mmap and _is_zip(path):  # torch maps only its zip format; anything else gets the plain load's error
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except (RuntimeError, OSError):
+            pass  # a file system that cannot map files; the plain load decides
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _is_zip(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(4) == b"PK\x03\x04"
+
+
+def _verify_digest(payload: dict, path: Path, skip: Collection[str]) -> None:
+    """Recompute the digests of what was read (taking them out of the payload), but for the sections
+    in `skip`; no digest: a file from before digests, loaded unverified."""
+    from dlcli.training.digest import ALGORITHM, section_digests
+
+    stored = payload.pop("digest", None)
+    if stored is None:
+        return
+    algorithm = stored.get("algorithm") if isinstance(stored, dict) else ALGORITHM
+    if algorithm != ALGORITHM:
+        raise CheckpointError(f"checkpoint {path}: unknown digest algorithm {algorithm!r} (from a newer dlcli?)",
+                              hint="upgrade dlcli")
+    sections = stored.get("sections") if isinstance(stored, dict) else None
+    names = [name for name in payload if name not in skip]
+    if not isinstance(sections, dict) or set(sections) != set(payload) or \
+            section_digests(payload, names) != {name: sections[name] for name in names}:
+        raise CheckpointError(f"checkpoint {path} is corrupted (digest mismatch)",
+                              hint="the file changed after it was written (a disk or copy error); "
+                                   "use another checkpoint of the run (an older step-*.pt) or a backup")
 
 
 # What every command reading a checkpoint relies on: section -> keys it must hold.

@@ -12,42 +12,40 @@ from dlcli.runs.rundir import RunDir
 from dlcli.training import distributed
 
 
-def open_run(config, root: str, version: str | None, resume: str | None):
+def open_run(config, trainer, root: str, version: str | None, resume: str | None):
     """(RunDir, checkpoint payload or None): a new run, or the one being resumed, locked by this
-    process before anything is written (under DDP by rank 0 alone, which alone writes)."""
-    from dlcli.training import checkpoint
+    process before anything is written (under DDP by rank 0 alone, which alone writes). A checkpoint
+    to resume is checked in full against `trainer` before the run directory changes."""
     from dlcli.training import resume as resuming
 
     if resume and distributed.rank() == 0:  # a busy run may have no checkpoint yet: say it is busy
         _refuse_busy(resume, config, root)
     found = resuming.find_checkpoint(resume, config, root) if resume else None
     if distributed.rank() != 0:  # other DDP ranks read the checkpoint to resume from but write nothing
-        payload = checkpoint.load(found) if found is not None else None
+        payload = resuming.load_for_resume(found, config, trainer) if found is not None else None
         return runs.NullRun(), payload
     if found is None:
         run = RunDir.create(root, config.name, version)
         with _released_on_failure(run):
             run.write_text("config.yaml", _config_yaml(config))
         return run, None
-    run = RunDir.open(_run_dir_of(found, config))  # locked before reading: the checkpoint is its holder's
+    run = RunDir.open(_run_dir_of(found, config, trainer))  # locked before reading: the checkpoint is its holder's
     with _released_on_failure(run):
-        payload = checkpoint.load(found)
-        resuming.check_compatible(payload, config, found)
+        payload = resuming.load_for_resume(found, config, trainer)
         run.write_text("config.yaml", _config_yaml(config))
         run.truncate_log(payload["state"]["step"])
     return run, payload
 
 
-def _run_dir_of(found: Path, config) -> Path:
+def _run_dir_of(found: Path, config, trainer) -> Path:
     """The run directory of the checkpoint to resume. A file outside one is refused (exit 2) only
     after the file itself is checked: a broken or unsafe file is exit 4 wherever it lies."""
-    from dlcli.training import checkpoint
     from dlcli.training import resume as resuming
 
     try:
         return resuming.run_dir_of(found)
     except ConfigError:
-        resuming.check_compatible(checkpoint.load(found), config, found)
+        resuming.load_for_resume(found, config, trainer)
         raise
 
 

@@ -41,14 +41,27 @@ def config_differences(old: dict, new: dict) -> list[str]:
     return [k for k in keys if flat_old.get(k) != flat_new.get(k) and not k.startswith(MAY_CHANGE)]
 
 
-def check_compatible(payload: dict, config, source: Path) -> None:
+def load_for_resume(found: Path, config, trainer) -> dict:
+    """The checkpoint to resume from, checked in full before anything in the run directory changes:
+    its digest, the config it was trained with, then every section against the trainer `config`
+    built (exit 4 naming the section). Read without mmap: the optimizer keeps the loaded tensors."""
+    from dlcli.training import checkpoint
+    from dlcli.training.resume_checks import check_resumable
+
+    payload = checkpoint.load(found, mmap=False)
+    _check_same_config(payload, config, found)
+    check_resumable(payload, trainer, found)
+    _check_epochs(payload, config, found)
+    return payload
+
+
+def _check_same_config(payload: dict, config, source: Path) -> None:
     differing = config_differences(payload["config"], config.model_dump(mode="json"))
     if differing:
         raise ConfigError(f"--resume: {source} was trained with a different config; differing keys: "
                           f"{', '.join(differing[:8])}" + (" ..." if len(differing) > 8 else ""),
                           hint="only train.epochs, train.log_interval, train.checkpoint_every, train.keep_last, "
                                "train.on_nan, train.devices, train.compile and output.* may change on resume")
-    _check_epochs(payload, config, source)
 
 
 def _check_epochs(payload: dict, config, source: Path) -> None:

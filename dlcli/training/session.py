@@ -245,7 +245,7 @@ def _train(config, output_dir, version, progress, resume, command, device, signa
     if received:  # stopped while building: leave no run directory behind
         signals.received = received
         raise Interrupted(f"stopped by {signals.name} before training started; nothing was written", received)
-    run, payload = open_run(config, runs_root(output_dir, config), version, resume)
+    run, payload = open_run(config, trainer, runs_root(output_dir, config), version, resume)
     try:
         return Session(trainer, meta, run, progress, signals, command).execute(payload)
     finally:

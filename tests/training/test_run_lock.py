@@ -99,6 +99,7 @@ def test_a_busy_run_directory_refuses_other_processes_and_a_killed_holder_leaves
 
 def test_under_ddp_only_rank_0_takes_the_lock(tmp_path, monkeypatch):
     from dlcli.runs.rundir import NullRun
+    from dlcli.training.build import build_trainer
     from dlcli.training.opening import open_run
     from dlcli.training.session import train
     from tests.training.test_resume import quiet_progress
@@ -106,14 +107,15 @@ def test_under_ddp_only_rank_0_takes_the_lock(tmp_path, monkeypatch):
     config = validate(tiny_digits_config(train={"epochs": 1, "device": "cpu", "log_interval": 10}))
     run = tmp_path / "tiny" / "r"
     train(config, str(tmp_path), "r", quiet_progress(1))
+    trainer, _ = build_trainer(config, "cpu")
     held = lock.acquire(run)  # as rank 0 of a DDP job would while its other ranks open the run
     try:
         monkeypatch.setenv("RANK", "1")
-        opened, payload = open_run(config, str(tmp_path), None, str(run))
+        opened, payload = open_run(config, trainer, str(tmp_path), None, str(run))
         assert isinstance(opened, NullRun) and payload["state"]["epoch"] == 1
         monkeypatch.setenv("RANK", "0")
         with pytest.raises(Exception, match=f"run {run} is in use by pid {os.getpid()}"):
-            open_run(config, str(tmp_path), None, str(run))
+            open_run(config, trainer, str(tmp_path), None, str(run))
     finally:
         held.release()
 
