@@ -1,5 +1,7 @@
 """File-backed image datasets: decode one image per item, with errors naming the file."""
 
+import os
+
 from dlcli.errors import DataError, first_line
 
 
@@ -41,6 +43,38 @@ class ImageFiles:
 
     def __getitem__(self, index: int):
         return load_image(self.paths[index], self.channels), self.targets[index]
+
+
+# torchvision's ImageFolder extensions, so a folder holds the same samples it did when read by ImageFolder
+FOLDER_IMAGES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def class_folders(root: str) -> tuple[list[str], list[int], list[str]]:
+    """(image paths, class ids, class names) of root/<class>/**/<image>, ordered as torchvision's
+    ImageFolder orders them; each real folder is read once (links back into a folder already read are
+    skipped and reported), and a FIFO or other non-regular image file is a DataError."""
+    from dlcli.data.folders import FolderWalk
+
+    try:
+        classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+    except OSError as err:
+        raise DataError(f"dataset 'image_folder': cannot read folder {root}: {err.strerror or err}") from None
+    if not classes:
+        raise DataError(f"dataset 'image_folder': no class folders in {root}",
+                        hint="expected one sub-folder per class holding image files")
+    folders = [os.path.join(root, name) for name in classes]
+    walk = FolderWalk([root, *folders])  # a link inside one class to another class's folder is not followed
+    paths, targets, empty = [], [], []
+    for index, (name, folder) in enumerate(zip(classes, folders)):
+        found = walk.files(folder, FOLDER_IMAGES)
+        paths += found
+        targets += [index] * len(found)
+        empty += [] if found else [name]
+    if empty:
+        raise DataError(f"dataset 'image_folder': no image files ({', '.join(FOLDER_IMAGES)}) in the class "
+                        f"folder(s) {', '.join(empty)} of {root}")
+    walk.report(f"dataset 'image_folder' {root}")
+    return paths, targets, classes
 
 
 def labelled_images(folder, labels_file: str, channels: int):
