@@ -84,20 +84,24 @@ def labelled_images(folder, labels_file: str, channels: int):
 
     import torch
 
+    from dlcli.data.folders import regular_file
     from dlcli.data.source import Source
-    from dlcli.data.tabular import _binary, read_rows
+    from dlcli.data.tabular import _binary, read_header, table_rows
 
-    table = Path(folder) / labels_file
-    header, rows = read_rows(str(table))
+    table = str(Path(folder) / labels_file)
+    header = read_header(table)
     if len(header) < 2:
         raise DataError(f"{table}: expected a file column, then one 0/1 column per label")
-    file_column, names = header[0], header[1:]
+    names = header[1:]
     paths, targets = [], []
-    for line, row in rows:
-        image = Path(folder) / row[file_column].strip()
-        if not image.is_file():
-            raise DataError(f"{table}:{line}: image not found: {image}")
+    for line, row in table_rows(table, header):
+        try:
+            image = regular_file(Path(folder) / row[0].strip(), "image")
+        except DataError as err:
+            raise DataError(f"{table}:{line}: {err}") from None
         paths.append(str(image))
-        targets.append([_binary(row[c], str(table), line, c) for c in names])
+        targets.append([_binary(value, table, line, c) for c, value in zip(names, row[1:])])
+    if not paths:
+        raise DataError(f"{table}: no data rows")
     y = torch.tensor(targets)
     return Source(y=y, dataset=ImageFiles(paths, list(y), channels), class_names=names, kind="image")
