@@ -102,8 +102,8 @@ def _huge_integers(loader: yaml.SafeLoader, node, key: str) -> list[tuple[str, i
     """(dotted key, line, problem) of each integer beyond +-MAX_INT, found before they are built:
     Python refuses to convert a decimal string of more than 4300 digits (a ValueError)."""
     if isinstance(node, yaml.ScalarNode):
-        return [(key, node.start_mark.line + 1, problem)] if node.tag == INT_TAG and \
-            (problem := _integer_problem(loader, node)) else []
+        problem = _integer_problem(loader, node) if node.tag == INT_TAG else None
+        return [(key, node.start_mark.line + 1, problem)] if problem else []
     found = []
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:

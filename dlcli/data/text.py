@@ -5,8 +5,8 @@ import re
 import sys
 from collections import Counter
 from contextlib import contextmanager
-from pathlib import Path
 
+from dlcli.data.folders import regular_file
 from dlcli.errors import DataError
 
 PAD, UNK = "<pad>", "<unk>"  # ids 0 and 1 in every vocabulary
@@ -82,10 +82,8 @@ def decoded_text(path, encoding: str = "utf-8", hint: str = "save the file as UT
 
 
 def read_text(path: str, encoding: str = "utf-8") -> str:
-    """The whole file; clear errors for a missing, unreadable or empty file."""
-    file = Path(path)
-    if not file.is_file():
-        raise DataError(f"text file not found: {file.resolve()}")
+    """The whole file; clear errors for a missing, unreadable, non-regular (a FIFO) or empty file."""
+    file = regular_file(path, "text file")
     text = decoded_text(file, encoding, hint="set data.dataset.encoding to the file's encoding")
     if not text.strip():
         raise DataError(f"{path}: the text file is empty")

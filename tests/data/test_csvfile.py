@@ -74,7 +74,7 @@ def test_bytes_that_are_not_utf8_midway_name_the_line_and_byte(tmp_path):
     assert str(info.value).startswith(f"{path}:20002: not valid UTF-8 text (byte {byte})")
 
 
-@pytest.mark.parametrize("name", ["csv", "timeseries", "text_classification"])
+@pytest.mark.parametrize("name", ["csv", "timeseries", "text_classification", "text"])
 def test_a_fifo_is_refused_before_it_is_opened(tmp_path, name):
     fifo = tmp_path / "table.csv"
     os.mkfifo(fifo)  # opening it for reading would wait for a writer
