@@ -22,7 +22,7 @@ def read_config(path: str, _chain: tuple = ()) -> tuple[Any, dict[str, int]]:
     if not isinstance(parent, str) or not parent:
         raise ConfigError(f"{path}: extends: expected a file path (got {parent!r})")
     base_path = (here.parent / parent) if not Path(parent).is_absolute() else Path(parent)
-    if not base_path.is_file():
+    if not base_path.exists():  # read_yaml_file names a folder, a FIFO or a file too large
         raise ConfigError(f"{path}: extends: file not found: {base_path}")
     base, _ = read_config(str(base_path), _chain + (here,))
     if not isinstance(base, dict):

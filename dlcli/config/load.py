@@ -87,7 +87,7 @@ def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
         key, sep, text = item.partition("=")
         if not sep or not key or any(not part for part in key.split(".")):
             raise ConfigError(f"override {item!r}: expected key.path=value, e.g. optimizer.lr=0.01")
-        value, _ = parse_yaml(text, f"override {key}") if text.strip() else (None, {})
+        value, _ = parse_yaml(text, f"override {key}", at=key) if text.strip() else (None, {})
         _set_path(data, key.split("."), value, key)
     return data
 

@@ -87,9 +87,8 @@ def image_folder(split, *, root: str, test_root: str | None = None, channels: Li
     """ImageNet-style class folders (root/<class>/<image>), read from disk per batch; with `labels`
     (a CSV file in the folder: file, then one 0/1 column per label) multilabel images instead."""
     import torch
-    from torchvision.datasets import ImageFolder
 
-    from dlcli.data.files import ImageFiles
+    from dlcli.data.files import ImageFiles, class_folders
 
     path = split_file("image_folder", split, root, test_root, "test_root")
     if not Path(path).is_dir():
@@ -99,13 +98,9 @@ def image_folder(split, *, root: str, test_root: str | None = None, channels: Li
         from dlcli.data.files import labelled_images
 
         return labelled_images(Path(path), labels, channels)
-    try:
-        folder = ImageFolder(path)
-    except (FileNotFoundError, OSError) as err:
-        raise DataError(f"dataset 'image_folder': {err}") from None
-    y = torch.tensor(folder.targets, dtype=torch.long)
-    return Source(y=y, dataset=ImageFiles([p for p, _ in folder.samples], folder.targets, channels),
-                  class_names=list(folder.classes), kind="image")
+    paths, targets, classes = class_folders(path)
+    y = torch.tensor(targets, dtype=torch.long)
+    return Source(y=y, dataset=ImageFiles(paths, targets, channels), class_names=classes, kind="image")
 
 
 @DATASETS.register("csv", tags=("tabular", "label_sets"))

@@ -1,5 +1,7 @@
 """File-backed image datasets: decode one image per item, with errors naming the file."""
 
+import os
+
 from dlcli.errors import DataError, first_line
 
 
@@ -43,6 +45,38 @@ class ImageFiles:
         return load_image(self.paths[index], self.channels), self.targets[index]
 
 
+# torchvision's ImageFolder extensions, so a folder holds the same samples it did when read by ImageFolder
+FOLDER_IMAGES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def class_folders(root: str) -> tuple[list[str], list[int], list[str]]:
+    """(image paths, class ids, class names) of root/<class>/**/<image>, ordered as torchvision's
+    ImageFolder orders them; each real folder is read once (links back into a folder already read are
+    skipped and reported), and a FIFO or other non-regular image file is a DataError."""
+    from dlcli.data.folders import FolderWalk
+
+    try:
+        classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+    except OSError as err:
+        raise DataError(f"dataset 'image_folder': cannot read folder {root}: {err.strerror or err}") from None
+    if not classes:
+        raise DataError(f"dataset 'image_folder': no class folders in {root}",
+                        hint="expected one sub-folder per class holding image files")
+    folders = [os.path.join(root, name) for name in classes]
+    walk = FolderWalk([root, *folders])  # a link inside one class to another class's folder is not followed
+    paths, targets, empty = [], [], []
+    for index, (name, folder) in enumerate(zip(classes, folders)):
+        found = walk.files(folder, FOLDER_IMAGES)
+        paths += found
+        targets += [index] * len(found)
+        empty += [] if found else [name]
+    if empty:
+        raise DataError(f"dataset 'image_folder': no image files ({', '.join(FOLDER_IMAGES)}) in the class "
+                        f"folder(s) {', '.join(empty)} of {root}")
+    walk.report(f"dataset 'image_folder' {root}")
+    return paths, targets, classes
+
+
 def labelled_images(folder, labels_file: str, channels: int):
     """Multilabel images: `folder/labels_file` is a CSV whose first column names an image (relative to
     the folder) and whose other columns are 0/1 labels."""
@@ -50,20 +84,24 @@ def labelled_images(folder, labels_file: str, channels: int):
 
     import torch
 
+    from dlcli.data.folders import regular_file
     from dlcli.data.source import Source
-    from dlcli.data.tabular import _binary, read_rows
+    from dlcli.data.tabular import _binary, read_header, table_rows
 
-    table = Path(folder) / labels_file
-    header, rows = read_rows(str(table))
+    table = str(Path(folder) / labels_file)
+    header = read_header(table)
     if len(header) < 2:
         raise DataError(f"{table}: expected a file column, then one 0/1 column per label")
-    file_column, names = header[0], header[1:]
+    names = header[1:]
     paths, targets = [], []
-    for line, row in rows:
-        image = Path(folder) / row[file_column].strip()
-        if not image.is_file():
-            raise DataError(f"{table}:{line}: image not found: {image}")
+    for line, row in table_rows(table, header):
+        try:
+            image = regular_file(Path(folder) / row[0].strip(), "image")
+        except DataError as err:
+            raise DataError(f"{table}:{line}: {err}") from None
         paths.append(str(image))
-        targets.append([_binary(row[c], str(table), line, c) for c in names])
+        targets.append([_binary(value, table, line, c) for c, value in zip(names, row[1:])])
+    if not paths:
+        raise DataError(f"{table}: no data rows")
     y = torch.tensor(targets)
     return Source(y=y, dataset=ImageFiles(paths, list(y), channels), class_names=names, kind="image")

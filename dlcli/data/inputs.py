@@ -10,22 +10,26 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 
 def collect_inputs(inputs: list[str], text_files: bool = False) -> list[Path]:
-    """Expand folders into their image (or text-table) files, sorted; keep files as given."""
+    """Expand folders into their image (or text-table) files, sorted; keep files as given. Links to
+    folders are followed unless they lead back to a folder already read (reported on stderr); a FIFO,
+    device or other non-regular file is a DataError naming it."""
+    from dlcli.data.folders import FolderWalk, regular_file
+
     suffixes = {".csv", ".jsonl", ".ndjson"} if text_files else IMAGE_SUFFIXES
     files = []
+    walk = FolderWalk()
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             if not os.access(path, os.R_OK | os.X_OK):
                 raise DataError(f"cannot read folder {path}: permission denied")
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes)
+            found = sorted(map(Path, walk.files(path, suffixes)))
             if not found:
                 raise DataError(f"no {'text table' if text_files else 'image'} files in folder {path}")
             files += found
-        elif path.is_file():
-            files.append(path)
         else:
-            raise DataError(f"input not found: {path}")
+            files.append(regular_file(path, "input"))
+    walk.report("infer inputs")
     return files
 
 

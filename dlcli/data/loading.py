@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from dlcli.data.source import Source
-from dlcli.errors import DataError
+from dlcli.errors import DataError, DlcliError
 
 
 @dataclass
@@ -99,7 +99,7 @@ class LoaderBatches(_Batches):
         dataset = cast("torch.utils.data.Dataset", _Transformed(source.dataset, transform))
         sampler = _PermutationBatches(len(source.dataset), batch_size, shuffle, generator, item_seeds=True)
         self.loader = torch.utils.data.DataLoader(
-            dataset, generator=torch.Generator().manual_seed(seed), batch_sampler=sampler,
+            dataset, generator=torch.Generator().manual_seed(seed), batch_sampler=sampler, collate_fn=_collate,
             num_workers=num_workers, pin_memory=device.type == "cuda",
             persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers else None,
         )
@@ -109,7 +109,7 @@ class LoaderBatches(_Batches):
         """(index, Batch) pairs from batch `first` on. Skipped batches are still loaded (the loader's
         order and worker seeds come from the generator), then RNG states are restored."""
         try:
-            batches = iter(self.loader)
+            batches = map(_raise_failure, self.loader)
             for _ in range(first):
                 next(batches)
             if on_resumed is not None:  # before batch `first` is loaded: its augmentation must match
@@ -138,10 +138,39 @@ class _Transformed:
         import torch
 
         i, epoch_seed = key
-        if torch.utils.data.get_worker_info() is not None:  # the main process keeps its own (saved) stream
+        in_worker = torch.utils.data.get_worker_info() is not None
+        if in_worker:  # the main process keeps its own (saved) stream
             torch.manual_seed((epoch_seed + i) % 2**63)
-        x, y = self.dataset[i]
-        return (self.transform(x) if self.transform else x), y, i
+        try:
+            x, y = self.dataset[i]
+            return (self.transform(x) if self.transform else x), y, i
+        except DlcliError as err:
+            if in_worker:
+                return _Failure(err)
+            raise
+
+
+class _Failure:
+    """A dlcli error raised in a worker process, sent to the main process as the batch itself: torch
+    would re-raise it there with the worker's whole traceback as its message."""
+
+    def __init__(self, err: DlcliError):
+        self.kind, self.message, self.hint = type(err), str(err), err.hint
+
+
+def _collate(items):
+    """torch's default collation, unless an item failed: then the batch is that failure."""
+    import torch
+
+    failure = next((item for item in items if isinstance(item, _Failure)), None)
+    return failure if failure is not None else torch.utils.data.default_collate(items)
+
+
+def _raise_failure(batch):
+    """The batch, or the worker's own error (one line naming the file) raised in the main process."""
+    if isinstance(batch, _Failure):
+        raise batch.kind(batch.message, hint=batch.hint)
+    return batch
 
 
 class HostLoaderBatches(_Batches):

@@ -1,21 +1,26 @@
 """Sequence datasets: a text for language modelling, labelled texts, time series, image rows, sine
 waves. Builders return raw streams or token lists; `windows.prepare` splits and encodes them."""
 
-import csv as csvlib
 import json
 import math
+from array import array
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field
 
+from dlcli.data.folders import regular_file
 from dlcli.data.registry import DATASETS
 from dlcli.data.source import Source
 from dlcli.data.splits import split_file
-from dlcli.data.tabular import _canonical, _label_names, _number, open_csv
-from dlcli.data.text import decoded_text, read_text, tokenize
+from dlcli.data.tabular import _canonical, _label_names, _number, read_header, table_rows
+from dlcli.data.text import read_text, text_stream, tokenize
 from dlcli.errors import DataError
 from dlcli.types import NonNegativeFloat, PositiveInt
+
+if TYPE_CHECKING:
+    import torch
 
 Length = Annotated[int, Field(gt=0, le=100_000)]
 
@@ -41,48 +46,57 @@ def text_classification(split, *, path: str, test_path: str | None = None, text_
     import torch
 
     file = split_file("text_classification", split, path, test_path)
-    texts, labels = read_labelled_texts(file, text_column, label_column)
+    texts, labels = [], []
+    for text, label in labelled_texts(file, text_column, label_column):  # tokenized as read: one copy
+        texts.append(tokenize(text, level, lowercase))
+        labels.append(label)
     names = _label_names(labels)
     lookup = {name: i for i, name in enumerate(names)}
     options = {"level": level, "lowercase": lowercase, "max_len": max_len, "min_freq": min_freq,
                "max_vocab": max_vocab, "text_column": text_column}
     return Source(y=torch.tensor([lookup[v] for v in labels], dtype=torch.long), class_names=names, kind="text",
-                  texts=[tokenize(t, level, lowercase) for t in texts], options=options)
+                  texts=texts, options=options)
 
 
 def read_labelled_texts(file: str, text_column: str, label_column: str | None) -> tuple[list[str], list[str]]:
     """(texts, labels) from .csv or .jsonl; labels are empty when label_column is None (inference)."""
-    path = Path(file)
-    if not path.is_file():
-        raise DataError(f"file not found: {path.resolve()}")
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        rows = _jsonl_rows(path)
-    else:
-        with open_csv(path) as handle:
-            rows = [(line, row) for line, row in enumerate(csvlib.DictReader(handle), start=2)]
-    texts, labels = [], []
+    pairs = list(labelled_texts(file, text_column, label_column))
+    return [text for text, _ in pairs], [label for _, label in pairs if label_column]
+
+
+def labelled_texts(file: str, text_column: str, label_column: str | None) -> Iterator[tuple[str, str]]:
+    """(text, label) of each row of a .csv or .jsonl file, streamed; the label is "" when
+    label_column is None (inference)."""
+    path = regular_file(file, "file")
+    columns = [text_column] + ([label_column] if label_column else [])
+    rows = _jsonl_rows(path) if path.suffix.lower() in (".jsonl", ".ndjson") else _csv_rows(file, columns)
+    found = False
     for line, row in rows:
-        for column in [text_column] + ([label_column] if label_column else []):
+        for column in columns:
             if not isinstance(row, dict) or row.get(column) is None:
                 raise DataError(f"{file}:{line}: missing column {column!r}")
-        texts.append(str(row[text_column]))
-        if label_column:
-            labels.append(_canonical(str(row[label_column]).strip()))
-    if not texts:
+        found = True
+        yield str(row[text_column]), _canonical(str(row[label_column]).strip()) if label_column else ""
+    if not found:
         raise DataError(f"{file}: no data rows")
-    return texts, labels
 
 
-def _jsonl_rows(path: Path) -> list:
-    rows = []
-    text = decoded_text(path)
-    for line, raw in enumerate(text.splitlines(), start=1):
-        if raw.strip():
-            try:
-                rows.append((line, json.loads(raw)))
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{line}: not valid JSON: {err.msg}") from None
-    return rows
+def _csv_rows(file: str, columns: list[str]) -> Iterator[tuple[int, dict]]:
+    """Rows as {column: value} for just `columns` (a missing one is left out, for the caller to name)."""
+    header = read_header(file)
+    at = {c: header.index(c) for c in columns if c in header}
+    for line, row in table_rows(file, header):
+        yield line, {c: row[i] for c, i in at.items()}
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    with text_stream(path) as handle:
+        for line, raw in enumerate(handle, start=1):
+            if raw.strip():
+                try:
+                    yield line, json.loads(raw)
+                except json.JSONDecodeError as err:
+                    raise DataError(f"{path}:{line}: not valid JSON: {err.msg}") from None
 
 
 @DATASETS.register("timeseries", tags=("series",))
@@ -90,36 +104,37 @@ def timeseries(split, *, path: str, test_path: str | None = None, columns: list[
                targets: list[str] | None = None, window: Length = 32, horizon: Length = 1,
                stride: PositiveInt = 1):
     """Numeric CSV columns over time: each window of inputs predicts the next `horizon` rows of targets."""
-    import torch
-
     file = split_file("timeseries", split, path, test_path)
-    names, rows = read_series(file, columns)
+    names, values = read_series(file, columns)
     missing = [t for t in targets or [] if t not in names]
     if missing:
         raise DataError(f"data.dataset.targets: {missing} are not among the input columns {names}")
     options = {"window": window, "horizon": horizon, "stride": stride, "targets": targets or names}
-    return Source(y=None, class_names=[], kind="series", stream=torch.tensor(rows, dtype=torch.float32),
+    return Source(y=None, class_names=[], kind="series", stream=values,
                   feature_names=names, options=options)
 
 
-def read_series(file: str, columns: list[str] | None) -> tuple[list[str], list[list[float]]]:
-    with open_csv(Path(file)) as handle:
-        reader = csvlib.DictReader(handle)
-        header = cast(list[str], reader.fieldnames or [])  # DictReader reads the header row as a list
-        missing = [c for c in columns or [] if c not in header]
-        if missing:
-            raise DataError(f"{file}: missing column(s) {missing}; columns are {header}")
-        names = columns or header
-        rows = []
-        for line, row in enumerate(reader, start=2):
-            try:
-                rows.append([_number(row[c] or "", file, line, c) for c in names])
-            except DataError as err:
-                hint = "" if columns else "; choose numeric columns with data.dataset.columns"
-                raise DataError(f"{err}{hint}") from None
+def read_series(file: str, columns: list[str] | None) -> tuple[list[str], "torch.Tensor"]:
+    """(column names, float32 values [rows, columns]) of a numeric CSV, streamed."""
+    import torch
+
+    header = read_header(file)
+    missing = [c for c in columns or [] if c not in header]
+    if missing:
+        raise DataError(f"{file}: missing column(s) {missing}; columns are {header}")
+    names = columns or header
+    at = [header.index(c) for c in names]
+    values, rows = array("f"), 0
+    for line, row in table_rows(file, header):
+        try:
+            values.extend([_number(row[i], file, line, c) for c, i in zip(names, at)])
+        except DataError as err:
+            hint = "" if columns else "; choose numeric columns with data.dataset.columns"
+            raise DataError(f"{err}{hint}") from None
+        rows += 1
     if not rows:
         raise DataError(f"{file}: no data rows")
-    return names, rows
+    return names, torch.frombuffer(values, dtype=torch.float32).view(rows, len(names))
 
 
 @DATASETS.register("sine", tags=("series",))

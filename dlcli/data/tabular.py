@@ -5,15 +5,14 @@ A table's outputs are a label column (classification), numeric target columns (r
 (or are named in `categorical`): those stay strings here and are one-hot encoded by `encode`
 with the training split's vocabulary (see pipeline.describe)."""
 
-import csv as csvlib
 import math
+from array import array
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import cast
 
+from dlcli.data.csvfile import CsvFile
 from dlcli.data.source import Source
-from dlcli.data.text import decoded_text
 from dlcli.errors import DataError
 
 
@@ -38,21 +37,6 @@ def _is_number(text: str) -> bool:
         return math.isfinite(float(text))
     except ValueError:
         return False
-
-
-def _numeric_or_missing(text: str) -> bool:
-    return text.strip().lower() in MISSING or _is_number(text)
-
-
-def open_csv(path: Path):
-    """The file as a text stream for csv, decoded as UTF-8 (a BOM is dropped); a clear error otherwise."""
-    import io
-
-    if path.is_dir():
-        raise DataError(f"{path}: expected a CSV file, got a folder")
-    if not path.is_file():
-        raise DataError(f"CSV file not found: {path.resolve()}")
-    return io.StringIO(decoded_text(path, "utf-8-sig", newline=""), newline="")  # csv reads the line ends
 
 
 def _label_names(labels: list[str]) -> list[str]:
@@ -92,22 +76,18 @@ class Columns:
                 *(self.categorical or []), *(self.numeric or [])]
 
 
-def read_rows(file: str) -> tuple[list[str], list[tuple[int, dict]]]:
-    """(header, [(line, row)]) with repeated names and short or long rows refused."""
-    with open_csv(Path(file)) as handle:
-        reader = csvlib.DictReader(handle)
-        header = cast(list[str], reader.fieldnames or [])  # DictReader reads the header row as a list
-        repeated = sorted({c for c in header if header.count(c) > 1})
-        if repeated:
-            raise DataError(f"{file}: column name(s) {repeated} appear more than once in the header")
-        rows = []
-        for line, row in enumerate(reader, start=2):
-            if None in row or any(row[c] is None for c in header):
-                raise DataError(f"{file}:{line}: expected {len(header)} fields")
-            rows.append((line, row))
-    if not rows:
-        raise DataError(f"{file}: no data rows")
-    return header, rows
+def read_header(file: str) -> list[str]:
+    """The header row of a CSV file; a name that appears twice is a DataError."""
+    header = CsvFile(file).header()
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise DataError(f"{file}: column name(s) {repeated} appear more than once in the header")
+    return header
+
+
+def table_rows(file: str, header: list[str]) -> Iterator[tuple[int, list[str]]]:
+    """(line, fields) of each data row, streamed; a short or long row is a DataError naming its line."""
+    return CsvFile(file).rows(len(header))
 
 
 def feature_columns(file: str, header: list[str], cols: Columns) -> list[str]:
@@ -129,41 +109,110 @@ def feature_columns(file: str, header: list[str], cols: Columns) -> list[str]:
 
 
 def read_csv(file: str, cols: Columns) -> Source:
-    import torch
-
-    header, rows = read_rows(file)
+    """The table as tensors, read row by row. A feature column not named `categorical` or `numeric`
+    is numeric until a cell holds text; then it is categorical, and the file is read again."""
+    header = read_header(file)
     features = feature_columns(file, header, cols)
-    categorical = [c for c in features if c in (cols.categorical or [])
-                   or (c not in (cols.numeric or []) and not all(_numeric_or_missing(row[c]) for _, row in rows))]
-    numeric = [c for c in features if c not in categorical]
-    x = torch.tensor([[_number(row[c], file, line, c) for c in numeric] for line, row in rows],
-                     dtype=torch.float32).reshape(len(rows), len(numeric))
-    y, names = _outputs(file, rows, cols)
-    weights = None
-    if cols.weight:
-        weights = torch.tensor([_number(row[cols.weight], file, line, cols.weight) for line, row in rows])
-        if (weights < 0).any():
-            raise DataError(f"{file}: column {cols.weight!r}: sample weights must be >= 0")
-    return Source(y=y, x=x, weights=weights, class_names=names, kind="tabular", feature_names=numeric,
-                  table={c: [row[c].strip() for _, row in rows] for c in categorical},
-                  options={"file": file, "targets": cols.targets or []})
+    categorical = set(cols.categorical or [])
+    while True:
+        table = _Table(file, header, features, categorical, cols)
+        try:
+            for line, row in table_rows(file, header):
+                table.add(line, row)
+        except _HoldsText as found:
+            categorical.add(found.column)
+            continue
+        return table.source()
 
 
-def _outputs(file: str, rows, cols: Columns):
-    """(y, class names): float targets [N, T] (regression), 0/1 floats [N, L] (multilabel), or class ids."""
+class _HoldsText(Exception):
+    """A feature column of unknown kind holds text: it is categorical."""
+
+    def __init__(self, column: str):
+        super().__init__(column)
+        self.column = column
+
+
+class _Table:
+    """A table's cells converted as they are read (numbers into float32 arrays, repeated strings
+    shared), so a large file is never held as rows of Python strings."""
+
+    def __init__(self, file: str, header: list[str], features: list[str], categorical: set, cols: Columns):
+        at = {c: i for i, c in enumerate(header)}
+        self.file, self.cols, self.rows = file, cols, 0
+        self.numeric = [(c, at[c]) for c in features if c not in categorical]
+        self.unknown_kind = {c for c, _ in self.numeric} - set(cols.numeric or [])
+        self.categorical = [(c, at[c]) for c in features if c in categorical]
+        self.values = [(c, at[c]) for c in cols.targets or cols.labels or []]  # regression / multilabel
+        self.label = at[cols.label] if cols.label and not self.values else None  # classification
+        self.weight = at[cols.weight] if cols.weight else None
+        self.x, self.y, self.weights = array("f"), array("f"), array("f")
+        self.classes: list[str] = []
+        self.text: dict[str, list[str]] = {c: [] for c, _ in self.categorical}
+        self.shared: dict[str, str] = {}  # one string object per distinct value
+        self.missing: dict[str, int] = {}  # unknown-kind column -> first line with a missing cell
+
+    def add(self, line: int, row: list[str]) -> None:
+        file, share = self.file, self.shared.setdefault
+        self.rows += 1
+        self.x.extend([self._feature(row[i], line, c) for c, i in self.numeric])
+        convert = _binary if self.cols.labels else _number
+        self.y.extend([convert(row[i], file, line, c) for c, i in self.values])
+        if self.label is not None:
+            label = _canonical(row[self.label].strip())
+            self.classes.append(share(label, label))
+        if self.weight is not None:
+            self.weights.append(_number(row[self.weight], file, line, str(self.cols.weight)))
+        for c, i in self.categorical:
+            value = row[i].strip()
+            self.text[c].append(share(value, value))
+
+    def _feature(self, text: str, line: int, column: str) -> float:
+        if column not in self.unknown_kind:
+            return _number(text, self.file, line, column)
+        if text.strip().lower() in MISSING:  # an error only if the column stays numeric
+            self.missing.setdefault(column, line)
+            return math.nan
+        if not _is_number(text):
+            raise _HoldsText(column)
+        return float(text)
+
+    def source(self) -> Source:
+        if not self.rows:
+            raise DataError(f"{self.file}: no data rows")
+        if self.missing:
+            column, line = min(self.missing.items(), key=lambda item: item[1])
+            raise DataError(f"{self.file}:{line}: column {column!r}: missing value")
+        weights = None
+        if self.weight is not None:
+            weights = _matrix(self.weights, self.rows, 1)[:, 0]
+            if (weights < 0).any():
+                raise DataError(f"{self.file}: column {self.cols.weight!r}: sample weights must be >= 0")
+        y, names = self._outputs()
+        return Source(y=y, x=_matrix(self.x, self.rows, len(self.numeric)), weights=weights, class_names=names,
+                      kind="tabular", feature_names=[c for c, _ in self.numeric], table=self.text,
+                      options={"file": self.file, "targets": self.cols.targets or []})
+
+    def _outputs(self):
+        """(y, class names): float targets [N, T] (regression), 0/1 floats [N, L] (multilabel), or class ids."""
+        import torch
+
+        if self.values:
+            return _matrix(self.y, self.rows, len(self.values)), self.cols.labels or []
+        if self.label is None:
+            return torch.zeros(self.rows), []
+        names = _label_names(self.classes)
+        lookup = {name: i for i, name in enumerate(names)}
+        return torch.tensor([lookup[v] for v in self.classes], dtype=torch.long), names
+
+
+def _matrix(values: array, rows: int, width: int):
+    """A float32 array as a [rows, width] tensor, sharing its memory."""
     import torch
 
-    if cols.targets:
-        values = [[_number(row[c], file, line, c) for c in cols.targets] for line, row in rows]
-        return torch.tensor(values, dtype=torch.float32), []
-    if not cols.outputs():
-        return torch.zeros(len(rows)), []
-    if cols.labels:
-        return torch.tensor([[_binary(row[c], file, line, c) for c in cols.labels] for line, row in rows]), cols.labels
-    labels = [_canonical(row[str(cols.label)].strip()) for _, row in rows]
-    names = _label_names(labels)
-    lookup = {name: i for i, name in enumerate(names)}
-    return torch.tensor([lookup[v] for v in labels], dtype=torch.long), names
+    if not values:
+        return torch.zeros(rows, width)
+    return torch.frombuffer(values, dtype=torch.float32).view(rows, width)
 
 
 def _binary(text: str, file: str, line: int, column: str) -> float:
@@ -199,12 +248,12 @@ def read_features(file: str, meta):
     """(encoded feature rows, the columns whose value was unseen in training, per row) of a CSV for
     inference; other columns (a label, targets) are ignored."""
     names = [*meta.feature_names, *(meta.categories or {})]
-    header, rows = read_rows(file)
-    missing = [c for c in names if c not in header]
+    missing = [c for c in names if c not in read_header(file)]
     if missing:
         raise DataError(f"{file}: missing feature column(s) {missing} the model was trained on")
     source = read_csv(file, Columns(label=None, features=names, categorical=list(meta.categories or {}),
                                     numeric=list(meta.feature_names)))
+    known = {column: set(vocab) for column, vocab in (meta.categories or {}).items()}
+    unseen = [[c for c, vocab in known.items() if source.table[c][i] not in vocab] for i in range(len(source.y))]
     encode(source, meta)
-    unseen = [[c for c, vocab in (meta.categories or {}).items() if row[c].strip() not in vocab] for _, row in rows]
     return source.x, unseen

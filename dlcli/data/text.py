@@ -2,9 +2,11 @@
 checkpoint, so eval/infer encode new text exactly as training did; unseen tokens become <unk>."""
 
 import re
+import sys
 from collections import Counter
-from pathlib import Path
+from contextlib import contextmanager
 
+from dlcli.data.folders import regular_file
 from dlcli.errors import DataError
 
 PAD, UNK = "<pad>", "<unk>"  # ids 0 and 1 in every vocabulary
@@ -12,9 +14,11 @@ _WORD = re.compile(r"\w+|[^\w\s]")  # words and single punctuation marks
 
 
 def tokenize(text: str, level: str, lowercase: bool = False) -> list[str]:
+    """Characters or words. Words are interned: a large corpus repeats a few thousand words millions of
+    times, and one shared string per word (8 bytes a token, not ~60) keeps its token lists small."""
     if lowercase:
         text = text.lower()
-    return list(text) if level == "char" else _WORD.findall(text)
+    return list(text) if level == "char" else list(map(sys.intern, _WORD.findall(text)))
 
 
 def detokenize(tokens: list[str], level: str) -> str:
@@ -34,24 +38,52 @@ def encode(tokens: list[str], index: dict[str, int]) -> list[int]:
     return [index.get(t, 1) for t in tokens]
 
 
-def decoded_text(path, encoding: str = "utf-8", hint: str = "save the file as UTF-8",
-                 newline: str | None = None) -> str:
-    """A file's whole text; a file that cannot be read or decoded is a DataError naming it."""
+@contextmanager
+def text_stream(path, encoding: str = "utf-8", hint: str = "save the file as UTF-8", newline: str | None = None):
+    """The file opened as a text stream (read it line by line: large files are never held whole); a
+    file that cannot be opened, read or decoded, also midway, is a DataError naming it (and the line)."""
     try:
         with open(path, encoding=encoding, newline=newline) as handle:
-            return handle.read()
-    except UnicodeDecodeError as err:
-        name = "UTF-8" if encoding.lower().startswith("utf-8") else encoding
-        raise DataError(f"{path}: not valid {name} text (byte {err.start}); {hint}") from None
+            yield handle
+    except UnicodeDecodeError:
+        name = "UTF-8" if encoding.lower().replace("_", "-").startswith("utf-8") else encoding
+        line, byte = _first_undecodable(path, encoding)
+        raise DataError(f"{path}:{line}: not valid {name} text (byte {byte}); {hint}") from None
     except OSError as err:
         raise DataError(f"{path}: cannot read the file: {err.strerror or err}") from None
 
 
+def _first_undecodable(path, encoding: str) -> tuple[int, int]:
+    """(line, byte offset) of the first byte `encoding` cannot decode: a stream decodes in chunks, so
+    its error's offset is relative to one chunk."""
+    import codecs
+
+    # a UTF-8 BOM is valid UTF-8, so plain UTF-8 finds the same offsets as utf-8-sig
+    decoder = codecs.getincrementaldecoder("utf-8" if "sig" in encoding.lower() else encoding)()
+    offset, lines = 0, 1
+    with open(path, "rb") as handle:
+        while True:
+            chunk = handle.read(1 << 20)
+            pending = len(decoder.getstate()[0])  # undecoded bytes the decoder carries from the last chunk
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as err:
+                inside = max(0, err.start - pending)  # the bad byte may be one carried over
+                return lines + chunk[:inside].count(b"\n"), offset + err.start - pending
+            if not chunk:
+                return lines, offset
+            offset, lines = offset + len(chunk), lines + chunk.count(b"\n")
+
+
+def decoded_text(path, encoding: str = "utf-8", hint: str = "save the file as UTF-8") -> str:
+    """A file's whole text; a file that cannot be read or decoded is a DataError naming it."""
+    with text_stream(path, encoding, hint) as handle:
+        return handle.read()
+
+
 def read_text(path: str, encoding: str = "utf-8") -> str:
-    """The whole file; clear errors for a missing, unreadable or empty file."""
-    file = Path(path)
-    if not file.is_file():
-        raise DataError(f"text file not found: {file.resolve()}")
+    """The whole file; clear errors for a missing, unreadable, non-regular (a FIFO) or empty file."""
+    file = regular_file(path, "text file")
     text = decoded_text(file, encoding, hint="set data.dataset.encoding to the file's encoding")
     if not text.strip():
         raise DataError(f"{path}: the text file is empty")

@@ -126,7 +126,7 @@ def forecast(model, task, meta, device, precision, file: str, steps: int | None)
     _, rows = read_series(file, meta.feature_names)
     if len(rows) < window:
         raise DataError(f"{file}: {len(rows)} rows; the model needs the last {window} (its window)")
-    values = normalize(torch.tensor(rows[-window:], dtype=torch.float32), meta).to(device)
+    values = normalize(rows[-window:], meta).to(device)
     predicted: list[torch.Tensor] = []
     model.eval()
     with torch.inference_mode(), autocast(device, precision):

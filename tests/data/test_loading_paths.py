@@ -8,7 +8,7 @@ import torch
 from dlcli.cli.progress import Progress
 from dlcli.config import validate
 from dlcli.data.loading import HostLoaderBatches, LoaderBatches, TensorBatches
-from dlcli.errors import ConfigError
+from dlcli.errors import ConfigError, DataError
 from dlcli.training.build import build_trainer
 from tests.conftest import tiny_digits_config
 
@@ -159,3 +159,39 @@ def test_training_on_a_single_class_is_a_data_error_but_evaluating_one_is_fine(t
     config["train"]["monitor"] = "train/loss"
     with pytest.raises(DataError, match="single class \\(yes\\)"):
         build_trainer(validate(config))
+
+
+class _BrokenItem(_Numbers):
+    """Item 13 cannot be read, as a corrupt image file cannot."""
+
+    def __getitem__(self, i):
+        if i == 13:
+            raise DataError("cannot read image photos/13.png: broken data stream", hint="replace the file")
+        return super().__getitem__(i)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_item_that_cannot_be_read_raises_its_own_error_also_from_a_worker(workers):
+    """torch re-raises a worker's exception with the worker's whole traceback as its message; the
+    loader raises the worker's own error instead."""
+    source = numbers_source()
+    source.dataset = _BrokenItem()
+    batches = LoaderBatches(source, 8, torch.device("cpu"), None, False, num_workers=workers)
+    with pytest.raises(DataError) as info:
+        epoch_items(batches)
+    assert str(info.value) == "cannot read image photos/13.png: broken data stream"
+    assert info.value.hint == "replace the file"
+
+
+def test_a_corrupt_image_read_by_a_worker_process_is_one_error_line(tmp_path, write_config, run_cli):
+    from tests.data.test_datasets import image_folder_config, make_image_folder
+
+    folder = make_image_folder(tmp_path / "colours")
+    bad = folder / "red" / "zz_corrupt.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
+    cfg = write_config(image_folder_config(folder, batch_size=4, num_workers=2))
+    result = run_cli("train", cfg, "--output-dir", tmp_path / "runs", "--quiet")
+    assert result.returncode == 3, result.stderr
+    assert "Caught" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("run directory:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: cannot read image {bad}: "), result.stderr

@@ -107,7 +107,7 @@ def test_under_ddp_only_rank_0_takes_the_lock(tmp_path, monkeypatch):
     config = validate(tiny_digits_config(train={"epochs": 1, "device": "cpu", "log_interval": 10}))
     run = tmp_path / "tiny" / "r"
     train(config, str(tmp_path), "r", quiet_progress(1))
-    trainer, _ = build_trainer(config, "cpu")
+    trainer, _ = build_trainer(config)
     held = lock.acquire(run)  # as rank 0 of a DDP job would while its other ranks open the run
     try:
         monkeypatch.setenv("RANK", "1")
