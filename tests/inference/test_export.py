@@ -3,6 +3,8 @@
 import io
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -11,7 +13,7 @@ from dlcli.cli import app
 from dlcli.cli.progress import Progress
 from dlcli.config import validate
 from dlcli.training.session import train
-from tests.conftest import tiny_digits_config
+from tests.conftest import REPO, tiny_digits_config
 
 
 @pytest.fixture(scope="module", params=["mlp", "cnn"])
@@ -122,38 +124,41 @@ def mlp_checkpoint(tmp_path_factory):
     return _trained(tiny_digits_config(train={"epochs": 1, "device": "cpu"}), tmp_path_factory.mktemp("mlp"))
 
 
-@pytest.fixture(scope="module")
-def nan_checkpoint(mlp_checkpoint, tmp_path_factory):
-    """A checkpoint whose weights are NaN: every format's export gives NaN outputs, so the
-    numerical check rejects it."""
-    import torch
-
-    from dlcli.training import checkpoint as checkpoints
-
-    folder = tmp_path_factory.mktemp("nan")
-    payload = checkpoints.load(mlp_checkpoint)
-    payload["model"] = {name: torch.full_like(value, float("nan")) if value.is_floating_point() else value
-                        for name, value in payload["model"].items()}
-    checkpoints.save(payload, folder / "nan.pt")
-    return folder / "nan.pt"
+# An exported file that disagrees with the PyTorch model (a runtime or exporter bug): its reader's
+# outputs shifted by 1, far above any tolerance. (A checkpoint with NaN weights is refused before
+# export starts: exit 4, tests/training/test_checkpoint_integrity.py.)
+DISAGREEING = """import sys
+import dlcli.inference.export as export
+honest = export._run_{fmt}
+export._run_{fmt} = lambda out, sample: honest(out, sample) + 1
+from dlcli.cli import main
+sys.argv[0] = "dlcli"
+main()
+"""
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript", "safetensors"])
-def test_a_rejected_export_leaves_the_existing_file_as_it_was(nan_checkpoint, tmp_path, fmt):
+def test_a_rejected_export_leaves_the_existing_file_as_it_was(mlp_checkpoint, tmp_path, fmt, monkeypatch):
+    from dlcli.inference import export
+
+    honest = getattr(export, f"_run_{fmt}")
+    monkeypatch.setattr(export, f"_run_{fmt}", lambda out, sample: honest(out, sample) + 1)
     existing = tmp_path / "existing.bin"
     existing.write_bytes(b"an earlier, good export")
-    result = CliRunner().invoke(app, ["export", str(nan_checkpoint), "--format", fmt, "--output", str(existing)])
-    assert result.exit_code == 1 and "differs from the PyTorch model by nan" in result.stderr, result.output
+    result = CliRunner().invoke(app, ["export", str(mlp_checkpoint), "--format", fmt, "--output", str(existing)])
+    assert result.exit_code == 1 and "differs from the PyTorch model by 1 (> 0.0001)" in result.stderr, result.output
     assert existing.read_bytes() == b"an earlier, good export"
     assert os.listdir(tmp_path) == ["existing.bin"]  # no temporary left
 
 
-def test_a_rejected_export_in_a_real_process_keeps_the_file_and_prints_no_library_warning(run_cli, nan_checkpoint,
-                                                                                           tmp_path):
+def test_a_rejected_export_in_a_real_process_keeps_the_file_and_prints_no_library_warning(mlp_checkpoint, tmp_path):
     existing = tmp_path / "existing.bin"
     existing.write_bytes(b"an earlier, good export")
-    result = run_cli("export", nan_checkpoint, "--format", "torchscript", "--output", existing)
-    assert result.returncode == 1 and "differs from the PyTorch model by nan" in result.stderr, result.stderr
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", DISAGREEING.format(fmt="torchscript"), "export", str(mlp_checkpoint),
+                             "--format", "torchscript", "--output", str(existing)], capture_output=True, text=True,
+                            env=env, cwd=tmp_path, timeout=300)
+    assert result.returncode == 1 and "differs from the PyTorch model by 1" in result.stderr, result.stderr
     assert existing.read_bytes() == b"an earlier, good export" and os.listdir(tmp_path) == ["existing.bin"]
     assert "Warning" not in result.stderr  # torch.jit.trace's FutureWarning (see below)
 
