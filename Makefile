@@ -27,7 +27,7 @@ demo: venv
 test: venv
 	$(VENV)/bin/ruff check dlcli tests
 	$(VENV)/bin/mypy
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n auto --maxprocesses 4 --dist loadfile  # one module per worker: its fixtures built once
 
 bench: venv
 	$(PY) benchmarks/startup.py

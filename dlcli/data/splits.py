@@ -8,7 +8,7 @@ def split_indices(labels, val_split: float, seed: int, stratify: bool) -> tuple[
     """Train/val index lists; stratified by label where every class has at least 2 samples."""
     from collections import Counter
 
-    from sklearn.model_selection import train_test_split
+    from dlcli.data.shuffle_split import train_test_indices
 
     index = list(range(len(labels)))
     if val_split == 0:
@@ -19,8 +19,7 @@ def split_indices(labels, val_split: float, seed: int, stratify: bool) -> tuple[
     counts = Counter(labels.tolist()) if stratify else Counter()
     k = len(counts)
     can_stratify = stratify and min(counts.values()) >= 2 and n_val >= k and len(index) - n_val >= k
-    train, val = train_test_split(index, test_size=n_val, random_state=seed,
-                                  stratify=labels.tolist() if can_stratify else None)
+    train, val = train_test_indices(len(index), n_val, seed, labels.tolist() if can_stratify else None)
     return sorted(train), sorted(val)
 
 
