@@ -14,3 +14,8 @@ def is_distributed() -> bool:
     import torch.distributed as dist
 
     return dist.is_available() and dist.is_initialized()
+
+
+def is_main() -> bool:
+    """Whether this process is rank 0, the one that writes files and reports (any plain process)."""
+    return world()[0] == 0

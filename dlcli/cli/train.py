@@ -8,6 +8,7 @@ import typer
 
 from dlcli.cli.base import OVERRIDES_HELP, command, emit_json
 from dlcli.errors import ConfigError, Interrupted
+from dlcli.ranks import is_main
 
 
 @command()
@@ -44,7 +45,7 @@ def train(
         if code != 0:
             raise distributed.launcher_error(code, received, cfg.train.devices)
         return
-    main_rank = distributed.rank() == 0
+    main_rank = is_main()
     assert cfg.task is not None  # load() resolves it
     progress = Progress(cfg.train.epochs, quiet or not main_rank, None if main_rank else open(os.devnull, "w"),
                         task_class(cfg.task).progress_metrics())

@@ -63,9 +63,9 @@ class FolderWalk:
 
     def report(self, where: str) -> None:
         """One line on stderr (rank 0) naming the links not followed, if any."""
-        from dlcli.ranks import world
+        from dlcli.ranks import is_main
 
-        if self.skipped and world()[0] == 0:
+        if self.skipped and is_main():
             shown = ", ".join(self.skipped[:3]) + (", ..." if len(self.skipped) > 3 else "")
             print(f"note: {where}: skipped {len(self.skipped)} link(s) to folders already read "
                   f"(a loop, or a second link to one folder): {shown}", file=sys.stderr)

@@ -6,6 +6,7 @@ and decide (early stopping) are callbacks.
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,14 @@ from dlcli.components.callbacks import improved
 from dlcli.compute import autocast
 from dlcli.errors import TrainingError
 from dlcli.training.state import TrainState
+
+
+@dataclass(frozen=True)
+class EpochHooks:
+    """What the session around the engine does during an epoch, handed to train_epoch."""
+
+    log: Callable[[dict], None] | None = None  # a record at each log interval (metrics.jsonl)
+    after_step: Callable[[], None] | None = None  # after each optimizer step but the last (signals, saves)
 
 
 @dataclass
@@ -31,9 +40,7 @@ class Trainer:
     config: Any
     callbacks: list = field(default_factory=list)
     generator: Any = None  # drives the training-set shuffle
-    step_logger: Any = None  # called with a record at each log interval (metrics.jsonl)
     forward_model: Any = None  # what the step calls: the model, its DDP wrapper, or its compiled form
-    after_step: Any = None  # called after each optimizer step inside an epoch (signals, periodic saves)
     monitor: str = "val/loss"
     mode: str = "min"
     state: TrainState = field(default_factory=TrainState)  # counters and position, saved in checkpoints
@@ -104,7 +111,7 @@ class Trainer:
         if schedule is not None and not skipped:
             schedule.after_optimizer_step()
 
-    def train_epoch(self, progress, resume_at: int = 0, on_resumed=None) -> dict:
+    def train_epoch(self, progress, resume_at: int = 0, on_resumed=None, hooks: EpochHooks = EpochHooks()) -> dict:
         """One pass over the training data, from batch `resume_at` when resuming mid-epoch."""
         self.model.train()
         if not resume_at:
@@ -122,9 +129,9 @@ class Trainer:
             if not stepped:
                 continue
             if self.state.step % self.config.train.log_interval == 0:
-                self._log_running(progress)
-            if self.after_step is not None and i + 1 < total:
-                self.after_step()
+                self._log_running(progress, hooks.log)
+            if hooks.after_step is not None and i + 1 < total:
+                hooks.after_step()
         result = self.synced(self.state.running).compute("train")
         if result:  # empty only when on_nan: skip_batch skipped every batch so far
             check_finite(result["train/loss"], self.state.epoch, self.state.step)
@@ -140,14 +147,14 @@ class Trainer:
         rows = self.train_batches.batch_rows
         return rows(index) / sum(rows(j) for j in range(start, min(start + accumulate, total)))
 
-    def _log_running(self, progress) -> None:
+    def _log_running(self, progress, log) -> None:
         running = self.synced(self.state.running).compute("train")  # running averages over the epoch so far
         if not running:
             return
         check_finite(running["train/loss"], self.state.epoch, self.state.step)
         progress.log(self.state.step, running, self.lr)
-        if self.step_logger is not None:
-            self.step_logger({"event": "step", "epoch": self.state.epoch, "step": self.state.step, **running,
+        if log is not None:
+            log({"event": "step", "epoch": self.state.epoch, "step": self.state.step, **running,
                               "lr": self.lr})
 
     def synced(self, metrics):

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from dlcli.config.yamlio import dump_yaml
 from dlcli.errors import ConfigError
+from dlcli.ranks import is_main
 from dlcli.runs import lock as run_lock
 from dlcli.runs import rundir as runs
 from dlcli.runs.rundir import RunDir
-from dlcli.training import distributed
 
 
 def open_run(config, trainer, root: str, version: str | None, resume: str | None):
@@ -18,10 +18,10 @@ def open_run(config, trainer, root: str, version: str | None, resume: str | None
     to resume is checked in full against `trainer` before the run directory changes."""
     from dlcli.training import resume as resuming
 
-    if resume and distributed.rank() == 0:  # a busy run may have no checkpoint yet: say it is busy
+    if resume and is_main():  # a busy run may have no checkpoint yet: say it is busy
         _refuse_busy(resume, config, root)
     found = resuming.find_checkpoint(resume, config, root) if resume else None
-    if distributed.rank() != 0:  # other DDP ranks read the checkpoint to resume from but write nothing
+    if not is_main():  # other DDP ranks read the checkpoint to resume from but write nothing
         payload = resuming.load_for_resume(found, config, trainer) if found is not None else None
         return runs.NullRun(), payload
     if found is None:

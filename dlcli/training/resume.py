@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 
 from dlcli.errors import ConfigError
-from dlcli.training.distributed import rank
+from dlcli.ranks import is_main
 
 # Keys that may change between the interrupted run and its resumption.
 MAY_CHANGE = ("train.epochs", "train.log_interval", "train.checkpoint_every", "train.keep_last",
@@ -109,7 +109,7 @@ def restore(trainer, payload: dict):
         state.running = trainer.task.metrics(trainer.device, full=False)
         # The saved sums cover every rank's share: rank 0 takes them up, the others start from zero
         # (in the same layout, so the ranks' metric all-reduces still match).
-        state.running.load_state_dict(position["running"] if rank() == 0 else _zeroed(position["running"]))
+        state.running.load_state_dict(position["running"] if is_main() else _zeroed(position["running"]))
         return state.batch_in_epoch, lambda: _restore_streams(rng, trainer)
     trainer.generator.set_state(rng["shuffle"])
     _restore_streams(rng, trainer)

@@ -7,10 +7,12 @@ import time
 
 import dlcli
 from dlcli.errors import DlcliError, Interrupted
+from dlcli.ranks import is_main
 from dlcli.runs import rundir as runs
 from dlcli.runs.rundir import RunDir
 from dlcli.training import distributed
 from dlcli.training.checkpoint import CheckpointStore
+from dlcli.training.engine import EpochHooks
 from dlcli.training.opening import open_run
 from dlcli.training.signals import StopSignals
 
@@ -53,12 +55,13 @@ class Session:
 
         self.trainer, self.meta, self.run, self.progress = trainer, meta, run, progress
         self.started = time.time()
-        self.writer = distributed.rank() == 0  # under DDP only rank 0 writes checkpoints and files
+        self.writer = is_main()  # under DDP only rank 0 writes checkpoints and files
         self.signals, self.command = signals, command
         self.resume_hint = f"{command} --resume {shlex.quote(str(run.path))}"
         self.store = CheckpointStore(run.checkpoints, trainer.config.train.keep_last)
         self.last_save = time.monotonic()
         self.artifacts: dict = {}  # files a task writes per epoch (a GAN's sample grids), for the summary
+        self.hooks = EpochHooks(log=run.log, after_step=self.between_steps)
 
     def execute(self, payload: dict | None) -> dict:
         """Set up (restoring `payload`, a checkpoint to resume), train, finish; returns the summary.
@@ -90,7 +93,6 @@ class Session:
         if self.writer:
             check_free_space(self.run, t.model)
         resume_at, on_resumed = restore(t, payload) if payload else (0, None)
-        t.step_logger = self.run.log
         verb = f"resuming at epoch {t.state.epoch + 1}, step {t.state.step}" if payload else "run directory"
         self.progress.message(f"{verb}: {self.run.path}  (device {t.device}, precision {t.precision}, "
                               f"{t.config.task}, {t.task.describe_outputs(self.meta)}, input {self.meta.input_shape})")
@@ -98,7 +100,6 @@ class Session:
             self.progress.message(f"removed {len(self.run.stale_temporaries)} temporary file(s) left by a save "
                                   f"that was cut short")
         self.stop_if_signalled_before_start(resumed=payload is not None)
-        t.after_step = self.between_steps
         return resume_at, on_resumed
 
     def save(self, metrics: dict, is_best: bool = False) -> None:
@@ -182,7 +183,7 @@ class Session:
                 break
             t.state.epoch = epoch
             started = time.perf_counter()
-            metrics = t.train_epoch(self.progress, resume_at, on_resumed)
+            metrics = t.train_epoch(self.progress, resume_at, on_resumed, self.hooks)
             resume_at, on_resumed = 0, None
             if t.val_batches is not None:
                 val = evaluate(t.model, t.task, t.val_batches, t.device, t.precision)
