@@ -123,7 +123,7 @@ def _integer_problem(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> str | No
             return None
     except ValueError:  # an explicit !!int tag on text that is no integer
         return f"not an integer: {node.value[:30]!r}"
-    return f"integer out of range ({size}); at most 2**63 - 1"
+    return f"integer out of range ({size}); integers lie within +-(2**63 - 1)"
 
 
 def read_yaml_file(path: str) -> tuple[Any, dict[str, int]]:

@@ -26,7 +26,7 @@ def problems(path, overrides=()) -> list[str]:
 def test_a_5000_digit_seed_in_the_file_names_the_key_and_line(tmp_path):
     path = tmp_path / "exp.yaml"
     path.write_text(f"seed: {DIGITS}\n{MINIMAL}")
-    assert problems(path) == [f"seed: integer out of range (5000 digits); at most 2**63 - 1  [{path}:1]"]
+    assert problems(path) == [f"seed: integer out of range (5000 digits); integers lie within +-(2**63 - 1)  [{path}:1]"]
 
 
 @pytest.mark.parametrize("key", ["seed", "data.batch_size", "train.log_interval", "model.hidden.0"])
@@ -36,7 +36,7 @@ def test_a_huge_integer_override_names_the_key(tmp_path, key):
     value = f"[{DIGITS}]" if key == "model.hidden.0" else DIGITS
     override = "model.hidden" if key == "model.hidden.0" else key
     assert problems(path, [f"{override}={value}"]) == [
-        f"{key}: integer out of range (5000 digits); at most 2**63 - 1  [command-line override]"]
+        f"{key}: integer out of range (5000 digits); integers lie within +-(2**63 - 1)  [command-line override]"]
 
 
 def test_integers_past_int64_are_refused_and_in_range_ones_meet_the_schema(tmp_path):
@@ -44,7 +44,7 @@ def test_integers_past_int64_are_refused_and_in_range_ones_meet_the_schema(tmp_p
     path.write_text(MINIMAL)
     # log_interval has no upper bound of its own: 2**63 would overflow torch later
     assert problems(path, [f"train.log_interval={2**63}"]) == [
-        f"train.log_interval: integer out of range ({2**63}); at most 2**63 - 1  [command-line override]"]
+        f"train.log_interval: integer out of range ({2**63}); integers lie within +-(2**63 - 1)  [command-line override]"]
     assert problems(path, [f"seed={2**63 - 1}"]) == [
         "seed: Input should be less than or equal to 4294967295 (got 9223372036854775807)  [command-line override]"]
     assert load(str(path), [f"train.log_interval={2**63 - 1}"]).train.log_interval == 2**63 - 1

@@ -472,3 +472,18 @@ def test_every_section_is_checked_against_the_trainer_without_changing_it(run, t
     assert before[0] == after[0]  # the RNG trial put every generator back
     assert all(v.equal(after[1][k]) for k, v in before[1].items())
     assert trainer.optimizer.state_dict()["state"] == {}  # nothing was loaded into the trainer
+
+
+def test_a_section_taken_out_of_a_checkpoint_with_its_digest_is_named_missing_not_corrupted(run, tmp_path, run_cli):
+    """What a user doing `del ck["optimizer"]; torch.save(ck, ...)` gets: the digest still covers
+    every section left, so the missing one is named (found by a new-user review)."""
+    import torch
+
+    copy, last, cfg = doctored_run(run, tmp_path, lambda payload: None)
+    payload = torch.load(run / "checkpoints" / BOUNDARY, weights_only=True)
+    del payload["optimizer"]
+    write_raw(payload, last)  # the original digest kept
+    before = snapshot(copy)
+    line = one_error_line(run_cli("train", cfg, "--resume", copy, "-q"))
+    assert line.startswith(f"error: {last}: cannot resume: section optimizer: missing"), line
+    assert snapshot(copy) == before
