@@ -138,15 +138,19 @@ def test_save_stores_a_digest_of_every_section_that_load_verifies_and_takes_out(
     assert checkpoint.load(tmp_path / "stale.pt")["state"] == payload["state"]
 
 
-def test_a_section_taken_out_or_added_is_a_digest_mismatch(run, tmp_path):
+def test_a_section_the_digest_does_not_cover_is_a_mismatch_and_one_taken_out_is_left_to_the_section_checks(
+        run, tmp_path):
     import torch
 
     full = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
-    for name, doctored in [("fewer", {k: v for k, v in full.items() if k != "metrics"}),
-                           ("more", {**full, "extra": 1})]:
-        write_raw(doctored, tmp_path / f"{name}.pt")
-        with pytest.raises(CheckpointError, match=r"is corrupted \(digest mismatch\)"):
-            checkpoint.load(tmp_path / f"{name}.pt")
+    write_raw({**full, "extra": 1}, tmp_path / "more.pt")
+    with pytest.raises(CheckpointError, match=r"is corrupted \(digest mismatch\)"):
+        checkpoint.load(tmp_path / "more.pt")
+    write_raw({k: v for k, v in full.items() if k != "metrics"}, tmp_path / "fewer.pt")
+    assert "metrics" not in checkpoint.load(tmp_path / "fewer.pt")  # what is left still verifies
+    write_raw({k: v for k, v in full.items() if k != "model"}, tmp_path / "no_model.pt")
+    with pytest.raises(CheckpointError, match=r"incomplete dlcli checkpoint \(missing model"):
+        checkpoint.load(tmp_path / "no_model.pt")
 
 
 def test_eval_verifies_what_it_reads_and_resume_verifies_the_training_state_too(run, tmp_path):
