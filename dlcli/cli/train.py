@@ -46,9 +46,8 @@ def train(
             raise distributed.launcher_error(code, received, cfg.train.devices)
         return
     main_rank = is_main()
-    assert cfg.task is not None  # load() resolves it
     progress = Progress(cfg.train.epochs, quiet or not main_rank, None if main_rank else open(os.devnull, "w"),
-                        task_class(cfg.task).progress_metrics())
+                        task_class(cfg.task_name).progress_metrics())
     try:
         summary = run_training(cfg, output_dir, run_version, progress, resume,
                                train_command(config, overrides or [], devices))

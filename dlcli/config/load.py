@@ -63,7 +63,8 @@ def validate(data: Any, overrides: Sequence[str] = (), lines: dict | None = None
     if problems:
         overridden = [item.partition("=")[0] for item in overrides]
         raise ConfigError([_with_line(p, lines or {}, source, overridden) for p in _one_per_key(problems)])
-    assert config is not None, "a config that failed validation has added problems"
+    if config is None:  # a config that fails validation adds its problems, raised above
+        raise ConfigError("the config did not validate")
     _resolve_components(config)
     return config
 
@@ -197,8 +198,7 @@ def _cross_checks(config: Config) -> list[str]:
     """Checks that span sections: monitored metric names exist, and so on."""
     from dlcli.tasks import known_metrics
 
-    assert config.task is not None, "resolve_task has set the task"
-    problems = monitor_problems(config, known_metrics(config.task, config.data.val_split > 0, config=config))
+    problems = monitor_problems(config, known_metrics(config.task_name, config.data.val_split > 0, config=config))
     if config.data.batch_size % config.train.devices:
         problems.append(f"data.batch_size: the global batch {config.data.batch_size} does not split evenly "
                         f"over {config.train.devices} processes (train.devices)")

@@ -98,5 +98,14 @@ class Config(Strict):
     output: OutputConfig = OutputConfig()
     logging: LoggingConfig = LoggingConfig()
 
+    @property
+    def task_name(self) -> str:
+        """The task, which load() always resolves (given, or claimed by the model or the dataset)."""
+        if self.task is None:
+            from dlcli.errors import ConfigError
+
+            raise ConfigError("task: not resolved yet (read configs with dlcli.config.load or validate)")
+        return self.task
+
 
 __all__ = ["Config", "DataConfig", "TrainConfig", "GradClip", "OutputConfig", "NonNegativeFloat"]

@@ -9,8 +9,7 @@ from dlcli.errors import ConfigError
 def _task(config: Config):
     from dlcli.tasks import task_class
 
-    assert config.task is not None, "resolve_task sets the task before it is asked for"
-    return task_class(config.task)
+    return task_class(config.task_name)
 
 
 def resolved_section(config: Config, key: str, registry):
