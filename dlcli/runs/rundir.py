@@ -188,13 +188,10 @@ def _refuse_not_empty(path: Path) -> None:
 
 
 def _replace_file(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    from dlcli.runs.paths import replaced_atomically
+
+    with replaced_atomically(path) as tmp:
         tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _next_version(base: Path) -> Path:
