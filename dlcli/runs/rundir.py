@@ -188,10 +188,13 @@ def _refuse_not_empty(path: Path) -> None:
 
 
 def _replace_file(path: Path, text: str) -> None:
-    from dlcli.runs.paths import replaced_atomically
-
-    with replaced_atomically(path) as tmp:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
         tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _next_version(base: Path) -> Path:
