@@ -25,12 +25,22 @@ class DataMeta:
     vocab: list[str] | None = None  # token datasets: id -> token (0 <pad>, 1 <unk>)
     sequence: dict = field(default_factory=dict)  # sequence datasets: tokenising / windowing settings
     categories: dict = field(default_factory=dict)  # tabular: categorical column -> training values (one-hot)
-    targets: list[str] = field(default_factory=list)  # regression: the target columns
-    target_mean: list[float] | None = None  # regression: training-split statistics of the targets
-    target_std: list[float] | None = None
+    # What the task learned from the training split's outputs (regression: the target columns, their
+    # mean and spread): the task writes it (Task.fit_outputs) and alone reads it.
+    outputs: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> "DataMeta":
+        """A checkpoint's meta; regression statistics saved by dlcli 0.1 before `outputs` are moved into it."""
+        saved = dict(saved)
+        legacy = {key: saved.pop(key) for key in ("targets", "target_mean", "target_std") if key in saved}
+        if legacy.get("target_mean") is not None:
+            saved["outputs"] = {"targets": legacy["targets"], "mean": legacy["target_mean"],
+                                "std": legacy["target_std"]}
+        return cls(**saved)
 
 
 def train_val_sources(data_cfg, seed: int) -> tuple[Source, Source | None]:
@@ -45,17 +55,12 @@ def train_val_sources(data_cfg, seed: int) -> tuple[Source, Source | None]:
 
 
 def standardize(source: Source, meta: DataMeta) -> None:
-    """Tabular data in place, with the training split's statistics: features z-scored and one-hot
-    encoded (tabular.encode), regression targets z-scored."""
-    import torch
-
+    """Tabular features in place, with the training split's statistics: z-scored and one-hot encoded
+    (tabular.encode)."""
     from dlcli.data.tabular import encode
 
-    if source is None or source.kind != "tabular":
-        return
-    encode(source, meta)
-    if meta.target_mean is not None:
-        source.y = (source.y - torch.tensor(meta.target_mean)) / torch.tensor(meta.target_std)
+    if source is not None and source.kind == "tabular":
+        encode(source, meta)
 
 
 def describe(train: Source, data_cfg) -> DataMeta:
@@ -76,7 +81,7 @@ def describe(train: Source, data_cfg) -> DataMeta:
 
 
 def describe_table(train: Source, meta: DataMeta, standardize_features: bool) -> None:
-    """Feature statistics, categorical vocabularies and (regression) target statistics of the training split."""
+    """Feature statistics and categorical vocabularies of the training split."""
     from dlcli.data.tabular import vocabulary
 
     if standardize_features and train.x.shape[1]:
@@ -85,14 +90,6 @@ def describe_table(train: Source, meta: DataMeta, standardize_features: bool) ->
     meta.categories = {column: vocabulary(values, train.options.get("max_categories", 100))
                        for column, values in (train.table or {}).items()}
     meta.input_shape = [train.x.shape[1] + sum(len(v) + 1 for v in meta.categories.values())]
-    meta.targets = list(train.options.get("targets") or [])
-    if meta.targets:
-        std = train.y.std(0) if len(train.y) > 1 else train.y.new_zeros(len(meta.targets))
-        for name, value, spread in zip(meta.targets, train.y[0].tolist(), std.tolist()):
-            if not spread > 0:
-                raise DataError(f"{train.options['file']}: target column {name!r} is constant ({value:g}) in the "
-                                f"training split: there is nothing to learn")
-        meta.target_mean, meta.target_std = train.y.mean(0).tolist(), std.tolist()
 
 
 def _image_shape(train: Source, transforms: list, section: str) -> list[int]:
@@ -132,7 +129,7 @@ def sample_weights(source: Source, data_cfg, num_classes: int):
 
 def train_batches(config, device, generator, task):
     """(train batches, val batches or None, DataMeta) for `dlcli train`; `task` (its class) checks
-    the training data and says whether class weights apply."""
+    the training data, learns what it needs of its outputs and says whether class weights apply."""
     data_cfg = config.data
     train, val = train_val_sources(data_cfg, config.seed)
     meta = describe(train, data_cfg)
@@ -140,6 +137,9 @@ def train_batches(config, device, generator, task):
     standardize(train, meta)
     standardize(val, meta)
     task.check_data(train, meta)
+    task.fit_outputs(train, meta)
+    for source in (train, val):
+        task.encode_outputs(source, meta)
     transform = compose(data_cfg.train_transforms) if train.kind == "image" else None
     weights = sample_weights(train, data_cfg, len(meta.class_names)) if task.class_weights else train.weights
     shuffle = data_cfg.shuffle
@@ -178,6 +178,7 @@ def split_for_eval(config, meta: DataMeta, split: str, device, task):
             source, _ = split_positional(source, 0.0)
     source = task.prepare_eval(prepare(source, meta, f"{split} split's"), meta)
     standardize(source, meta)
+    task.encode_outputs(source, meta)
     batches = eval_batches(source, config, device)
     # categorical values training never saw (read as the unknown slot), per column: eval reports them
     batches.unknown_categories = {column: n for column, n in (source.unknown or {}).items() if n}

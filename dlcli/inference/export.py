@@ -106,7 +106,7 @@ def _run_safetensors(out, sample):
     if "dlcli_config" not in metadata:
         raise DataError(f"{out}: no dlcli_config metadata")
     config = validate(json.loads(metadata["dlcli_config"]), source="checkpoint")
-    meta = DataMeta(**json.loads(metadata["dlcli_meta"]))
+    meta = DataMeta.from_dict(json.loads(metadata["dlcli_meta"]))
     model = build_model(config, meta, torch.device("cpu"))
     load_model(model, str(out))
     model.eval()

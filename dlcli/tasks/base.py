@@ -159,6 +159,15 @@ class Task:
         """Refuse training data this task cannot learn from (DataError)."""
 
     @staticmethod
+    def fit_outputs(train, meta) -> None:
+        """Learn from the training split's outputs what the loss and the reports need, into
+        `meta.outputs` (kept in the checkpoint); a DataError when there is nothing to learn."""
+
+    @staticmethod
+    def encode_outputs(source, meta) -> None:
+        """A split's outputs (`source.y`, None: no split) turned in place into what the loss takes."""
+
+    @staticmethod
     def prepare_eval(source, meta):
         """A test split made to match training (e.g. its class order)."""
         return source

@@ -98,8 +98,8 @@ class RegressionTask(Task):
     metrics_class = RegressionMetrics
 
     def __init__(self, loss_fn, meta):
-        self.loss_fn, self.targets = loss_fn, list(meta.targets)
-        self.mean, self.std = list(meta.target_mean), list(meta.target_std)
+        self.loss_fn, self.targets = loss_fn, list(meta.outputs["targets"])
+        self.mean, self.std = list(meta.outputs["mean"]), list(meta.outputs["std"])
 
     @classmethod
     def problems(cls, config) -> list[str]:
@@ -114,6 +114,26 @@ class RegressionTask(Task):
     def create(cls, config, meta, loss_fn):
         return cls(loss_fn, meta)
 
+    @staticmethod
+    def fit_outputs(train, meta) -> None:
+        """The targets' training-split mean and spread: the loss sees z-scores, reports the data's units."""
+        from dlcli.errors import DataError
+
+        targets = list(train.options["targets"])
+        std = train.y.std(0) if len(train.y) > 1 else train.y.new_zeros(len(targets))
+        for name, value, spread in zip(targets, train.y[0].tolist(), std.tolist()):
+            if not spread > 0:
+                raise DataError(f"{train.options['file']}: target column {name!r} is constant ({value:g}) in the "
+                                f"training split: there is nothing to learn")
+        meta.outputs = {"targets": targets, "mean": train.y.mean(0).tolist(), "std": std.tolist()}
+
+    @staticmethod
+    def encode_outputs(source, meta) -> None:
+        import torch
+
+        if source is not None:
+            source.y = (source.y - torch.tensor(meta.outputs["mean"])) / torch.tensor(meta.outputs["std"])
+
     def loss(self, model, batch):
         out = model(batch.x).view(batch.y.shape)  # [B, targets]
         return self.loss_fn(out, batch.y, batch.weights), out
@@ -123,11 +143,12 @@ class RegressionTask(Task):
 
     @staticmethod
     def num_outputs(meta) -> int:
-        return len(meta.targets)
+        return len(meta.outputs["targets"])
 
     @staticmethod
     def describe_outputs(meta) -> str:
-        return f"{len(meta.targets)} target(s): {', '.join(meta.targets)}"
+        targets = meta.outputs["targets"]
+        return f"{len(targets)} target(s): {', '.join(targets)}"
 
     def eval_report(self, metrics, meta, context: dict) -> dict:
         return {"targets": self.targets}

@@ -179,7 +179,7 @@ def from_checkpoint(payload: dict, overrides: list[str], device_spec: str, path=
 
     config = checkpoint_config(payload, overrides, path)
     try:
-        meta = DataMeta(**payload["meta"])
+        meta = DataMeta.from_dict(payload["meta"])
     except TypeError as err:
         raise CheckpointError(f"{path}: section meta: {first_line(err)}") from None
     device = resolve_device(device_spec)

@@ -222,7 +222,7 @@ def test_mid_epoch_resume_of_a_regression_is_bitwise_exact(diabetes, tmp_path, w
     a = torch.load(reference / "checkpoints" / "last.pt", weights_only=True)
     b = torch.load(copy / "checkpoints" / "last.pt", weights_only=True)
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    assert b["meta"]["target_mean"] == a["meta"]["target_mean"]
+    assert b["meta"]["outputs"] == a["meta"]["outputs"]
 
 
 def test_a_regression_model_exports_to_every_format(tmp_path, write_config):
@@ -238,6 +238,28 @@ def test_a_regression_model_exports_to_every_format(tmp_path, write_config):
     for fmt, suffix in (("onnx", ".onnx"), ("torchscript", ".pt"), ("safetensors", ".safetensors")):
         result = export(run["run_dir"], fmt, str(tmp_path / f"model{suffix}"), 1e-4)
         assert result["max_abs_diff"] <= 1e-4 and result["input_shape"] == ["batch", 3]
+
+
+def test_a_regression_checkpoint_from_before_meta_outputs_evaluates_the_same(tmp_path, write_config):
+    """dlcli 0.1 checkpoints kept the target statistics as meta.targets/target_mean/target_std; they
+    load into meta.outputs and evaluate to the same numbers."""
+    from dlcli.cli.progress import Progress
+    from dlcli.config import load
+    from dlcli.inference.evaluate import evaluate_checkpoint
+    from dlcli.training import checkpoint
+    from dlcli.training.session import train
+
+    table = linear_table(tmp_path / "old.csv", n=120)
+    cfg = write_config({"name": "o", "data": {"dataset": {"name": "csv", "path": str(table), "targets": ["y1", "y2"]}},
+                        "model": {"name": "mlp", "hidden": [8]}, "train": {"epochs": 2, "device": "cpu"}})
+    run = train(load(str(cfg)), str(tmp_path / "runs"), None, Progress(1, quiet=True, stream=open("/dev/null", "w")))
+    payload = checkpoint.load(run["checkpoints"]["last"])
+    outputs = payload["meta"].pop("outputs")
+    payload["meta"].update(targets=outputs["targets"], target_mean=outputs["mean"], target_std=outputs["std"])
+    checkpoint.save(payload, tmp_path / "old.pt")
+    old, new = (evaluate_checkpoint(str(path), "val", [], "cpu")["metrics"]
+                for path in (tmp_path / "old.pt", run["checkpoints"]["last"]))
+    assert old == new and old["mae"] == pytest.approx(run["final"]["val/mae"])
 
 
 def test_classification_tables_take_categorical_columns_too(tmp_path, write_config, run_cli):

@@ -29,7 +29,7 @@ def classification():
 
 def regression():
     config = _config({"name": "csv", "path": "t.csv", "targets": ["a", "b"]})
-    meta = SimpleNamespace(targets=["a", "b"], target_mean=[0.0, 1.0], target_std=[1.0, 2.0])
+    meta = SimpleNamespace(outputs={"targets": ["a", "b"], "mean": [0.0, 1.0], "std": [1.0, 2.0]})
     task = TASKS["regression"].create(config, meta, None)
     return config, task, None, torch.randn(B, 2), Batch(torch.zeros(B, 3), torch.randn(B, 2))
 
@@ -127,7 +127,7 @@ def test_a_checkpoint_written_before_the_task_redesign_still_evaluates(tmp_path,
     run = train(load(str(cfg)), str(tmp_path / "runs"), None, Progress(1, quiet=True, stream=open("/dev/null", "w")))
     path = tmp_path / "old.pt"
     payload = checkpoint.load(run["checkpoints"]["last"])
-    for key in ("categories", "targets", "target_mean", "target_std"):
+    for key in ("categories", "outputs"):
         del payload["meta"][key]
     del payload["format"], payload["format_version"]
     checkpoint.save(payload, path)
