@@ -2,13 +2,12 @@
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import Field
 
 from dlcli.data.registry import DATASETS
 from dlcli.data.source import Source
-from dlcli.data.splits import split_file
 from dlcli.errors import DataError, first_line
 from dlcli.types import PositiveInt, TestFraction
 
@@ -41,7 +40,6 @@ def _bundled_digits():
     """(pixels [1797, 64], labels) from the CSV scikit-learn ships, read with numpy: what
     sklearn.datasets.load_digits reads, without importing sklearn (about 2 s per process)."""
     import importlib.util
-    from pathlib import Path
 
     import numpy as np
 
@@ -100,45 +98,6 @@ for _name, (_cls, _summary) in TORCHVISION.items():
     _register_torchvision(_name, _cls, _summary)
 
 
-@DATASETS.register("image_folder", tags=("image", "label_sets"))
-def image_folder(split, *, root: str, test_root: str | None = None, channels: Literal[1, 3] = 3,
-                 labels: str | None = None):
-    """ImageNet-style class folders (root/<class>/<image>), read from disk per batch; with `labels`
-    (a CSV file in the folder: file, then one 0/1 column per label) multilabel images instead."""
-    import torch
-
-    from dlcli.data.files import ImageFiles, class_folders
-
-    path = split_file("image_folder", split, root, test_root, "test_root")
-    if not Path(path).is_dir():
-        raise DataError(f"dataset 'image_folder': folder not found: {os.path.abspath(path)}",
-                        hint="expected one sub-folder per class holding image files")
-    if labels is not None:
-        from dlcli.data.files import labelled_images
-
-        return labelled_images(Path(path), labels, channels)
-    paths, targets, classes = class_folders(path)
-    y = torch.tensor(targets, dtype=torch.long)
-    return Source(y=y, dataset=ImageFiles(paths, targets, channels), class_names=classes, kind="image")
-
-
-@DATASETS.register("csv", tags=("tabular", "label_sets"))
-def csv(split, *, path: str, label: str = "label", targets: list[str] | str | None = None,
-        labels: Annotated[list[str], Field(min_length=1)] | None = None, features: list[str] | None = None,
-        categorical: list[str] | None = None, numeric: list[str] | None = None,
-        max_categories: Annotated[int, Field(ge=1, le=100_000)] = 100, weight: str | None = None,
-        test_path: str | None = None):
-    """A CSV table: feature columns (numeric or categorical) and a label column, numeric `targets`
-    (regression) or 0/1 `labels` columns (multilabel); optional per-sample weight column."""
-    from dlcli.data.tabular import Columns, read_csv
-
-    file = split_file("csv", split, path, test_path)
-    targets = [targets] if isinstance(targets, str) else targets
-    source = read_csv(file, Columns(label, targets, labels, features, weight, categorical, numeric))
-    source.options["max_categories"] = max_categories
-    return source
-
-
 @DATASETS.register("synthetic", tags=("image",))
 def synthetic(split, *, samples: Annotated[int, Field(gt=0, le=10_000_000)] = 4096,
               shape: list[PositiveInt] = [1, 28, 28], classes: Annotated[int, Field(ge=2)] = 10, seed: int = 0):
@@ -166,4 +125,4 @@ def mnist_rows(split, *, root: str = "data/", download: bool = True):
     return source
 
 
-from dlcli.data import sequences  # noqa: E402,F401  (registers the sequence datasets)
+from dlcli.data import files, sequences, tabular  # noqa: E402,F401  (register the datasets they read)

@@ -1,7 +1,12 @@
 """File-backed image datasets: decode one image per item, with errors naming the file."""
 
 import os
+from pathlib import Path
+from typing import Literal
 
+from dlcli.data.registry import DATASETS
+from dlcli.data.source import Source
+from dlcli.data.splits import split_file
 from dlcli.errors import DataError, first_line
 
 
@@ -80,12 +85,9 @@ def class_folders(root: str) -> tuple[list[str], list[int], list[str]]:
 def labelled_images(folder, labels_file: str, channels: int):
     """Multilabel images: `folder/labels_file` is a CSV whose first column names an image (relative to
     the folder) and whose other columns are 0/1 labels."""
-    from pathlib import Path
-
     import torch
 
     from dlcli.data.folders import regular_file
-    from dlcli.data.source import Source
     from dlcli.data.tabular import _binary, read_header, table_rows
 
     table = str(Path(folder) / labels_file)
@@ -105,3 +107,21 @@ def labelled_images(folder, labels_file: str, channels: int):
         raise DataError(f"{table}: no data rows")
     y = torch.tensor(targets)
     return Source(y=y, dataset=ImageFiles(paths, list(y), channels), class_names=names, kind="image")
+
+
+@DATASETS.register("image_folder", tags=("image", "label_sets"))
+def image_folder(split, *, root: str, test_root: str | None = None, channels: Literal[1, 3] = 3,
+                 labels: str | None = None):
+    """ImageNet-style class folders (root/<class>/<image>), read from disk per batch; with `labels`
+    (a CSV file in the folder: file, then one 0/1 column per label) multilabel images instead."""
+    import torch
+
+    path = split_file("image_folder", split, root, test_root, "test_root")
+    if not Path(path).is_dir():
+        raise DataError(f"dataset 'image_folder': folder not found: {os.path.abspath(path)}",
+                        hint="expected one sub-folder per class holding image files")
+    if labels is not None:
+        return labelled_images(Path(path), labels, channels)
+    paths, targets, classes = class_folders(path)
+    y = torch.tensor(targets, dtype=torch.long)
+    return Source(y=y, dataset=ImageFiles(paths, targets, channels), class_names=classes, kind="image")

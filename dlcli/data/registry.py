@@ -1,4 +1,6 @@
-"""The dataset registry (datasets.py and sequences.py register into it; datasets.py imports both)."""
+"""The dataset registry. Each dataset registers in the module that reads it (datasets.py: the
+bundled and torchvision ones; tabular.py: csv; files.py: image_folder; sequences.py: texts and
+series); importing dlcli.data.datasets registers them all."""
 
 from dlcli.registry import Registry
 

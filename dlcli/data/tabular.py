@@ -10,9 +10,14 @@ from array import array
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import Field
 
 from dlcli.data.csvfile import CsvFile
+from dlcli.data.registry import DATASETS
 from dlcli.data.source import Source
+from dlcli.data.splits import split_file
 from dlcli.errors import DataError
 
 
@@ -257,3 +262,18 @@ def read_features(file: str, meta):
     unseen = [[c for c, vocab in known.items() if source.table[c][i] not in vocab] for i in range(len(source.y))]
     encode(source, meta)
     return source.x, unseen
+
+
+@DATASETS.register("csv", tags=("tabular", "label_sets"))
+def csv(split, *, path: str, label: str = "label", targets: list[str] | str | None = None,
+        labels: Annotated[list[str], Field(min_length=1)] | None = None, features: list[str] | None = None,
+        categorical: list[str] | None = None, numeric: list[str] | None = None,
+        max_categories: Annotated[int, Field(ge=1, le=100_000)] = 100, weight: str | None = None,
+        test_path: str | None = None):
+    """A CSV table: feature columns (numeric or categorical) and a label column, numeric `targets`
+    (regression) or 0/1 `labels` columns (multilabel); optional per-sample weight column."""
+    file = split_file("csv", split, path, test_path)
+    targets = [targets] if isinstance(targets, str) else targets
+    source = read_csv(file, Columns(label, targets, labels, features, weight, categorical, numeric))
+    source.options["max_categories"] = max_categories
+    return source
