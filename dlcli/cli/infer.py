@@ -53,7 +53,7 @@ def infer(
 
 def show_inference(kind: str, result, output: str | None, as_json: bool) -> None:
     """Generated images are reported; predictions go to --output, JSON on stdout, or a table."""
-    from dlcli.cli.report import print_generation, print_labels, print_predictions, print_rows, write_predictions
+    from dlcli.cli.report import print_generation, print_predictions, print_rows, write_predictions
 
     if kind == "images":
         files = result["files"]
@@ -67,6 +67,5 @@ def show_inference(kind: str, result, output: str | None, as_json: bool) -> None
     if as_json:
         emit_json(result)
     elif not output:
-        printers: dict[str, Callable[[Any], None]] = {"generation": print_generation, "forecast": print_rows,
-                                                      "values": print_rows, "labels": print_labels}
-        printers.get(kind, print_predictions)(result)
+        printers: dict[str, Callable[[Any], None]] = {"generation": print_generation, "classes": print_predictions}
+        printers.get(kind, print_rows)(result)  # values, forecasts, label sets: a column per field

@@ -108,19 +108,21 @@ def print_generation(result: dict) -> None:
     sys.stdout.write(result["text"] + "\n")  # plain text, ready to pipe
 
 
-def print_labels(rows: list[dict]) -> None:
-    """Multilabel predictions: the labels above the threshold, with their probabilities."""
-    table = Table()
-    for col in ("input", "labels", *(["unseen"] if "unseen" in rows[0] else [])):
-        table.add_column(col, overflow="fold")
-    for row in rows:
-        chosen = ", ".join(f"{label} {row['probabilities'][label]:.3f}" for label in row["labels"]) or "-"
-        table.add_row(shown(row["input"]), shown(chosen), *([shown(row["unseen"] or "-")] if "unseen" in row else []))
-    out.print(table)
+def flat(row: dict) -> dict:
+    """A prediction as one level of columns: a list is ';'-joined, a dict's entries are columns of
+    their own (a multilabel row's probability per label)."""
+    columns: dict = {}
+    for key, value in row.items():
+        if isinstance(value, dict):
+            columns.update(value)
+        else:
+            columns[key] = ";".join(map(str, value)) if isinstance(value, list) else value
+    return columns
 
 
 def print_rows(rows: list[dict]) -> None:
-    """Rows of plain values (forecasts, regression predictions), one column per field."""
+    """Predictions other than classes (values, forecasts, label sets), one column per field."""
+    rows = [flat(row) for row in rows]
     table = Table()
     for col in rows[0]:
         table.add_column(shown(col), justify="right")
@@ -146,12 +148,8 @@ def write_predictions(rows: list[dict], path: str) -> None:
 def _write_csv(rows: list[dict], handle) -> None:
     writer = csv.writer(handle)
     extra = ["unseen"] if "unseen" in rows[0] else []
-    if "probabilities" in rows[0]:  # multilabel: the chosen labels, then one probability column per label
-        labels = list(rows[0]["probabilities"])
-        writer.writerow(["input", "labels", *labels, *extra])
-        writer.writerows([row["input"], ";".join(row["labels"]), *row["probabilities"].values(),
-                          *[row[e] for e in extra]] for row in rows)
-    elif "top_k" not in rows[0]:  # forecasts, regression values, generated text: one column per field
+    if "top_k" not in rows[0]:  # anything but classes (values, label sets, generated text): one column per field
+        rows = [flat(row) for row in rows]
         dict_writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         dict_writer.writeheader()
         dict_writer.writerows(rows)
