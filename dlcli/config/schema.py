@@ -72,7 +72,9 @@ class TrainConfig(Strict):
     devices: Annotated[int, Field(gt=0, le=1024)] = 1  # > 1: that many DDP processes on this machine (torchrun)
     compile: bool = False  # run the training step's model through torch.compile (opt-in)
     tbptt: bool = False  # language models: carry the (detached) hidden state across consecutive windows
-    threshold: Annotated[float, Field(gt=0, lt=1)] | None = None  # multilabel: probability that predicts a label (0.5)
+    # Tasks that threshold probabilities (Task.uses_threshold: multilabel): the probability above which a
+    # label is predicted; None: the task's default (0.5).
+    threshold: Annotated[float, Field(gt=0, lt=1)] | None = None
 
 
 class LoggingConfig(Strict):
