@@ -27,12 +27,13 @@ def print_train_summary(summary: dict) -> None:
 
 
 def print_sweep(rows: list[dict], csv_path, metric: str) -> None:
-    table = Table(title=f"sweep: {len(rows)} runs, sorted by {metric} (also in {csv_path})")
-    for col in ("#", "overrides", "status", metric, "run directory / error"):
+    table = Table(title=f"sweep: {len(rows)} trials, sorted by {metric} (also in {csv_path})")
+    for col in ("trial", "overrides", "status", metric, "epochs", "run directory / error"):
         table.add_column(col, overflow="fold")
-    for i, r in enumerate(rows, 1):
+    for r in rows:
         value = f"{r[metric]:.4f}" if isinstance(r[metric], (int, float)) else "-"
-        table.add_row(str(i), escape(r["overrides"]), r["status"], value, escape(r["run_dir"] or r["error"] or ""))
+        table.add_row(str(r["trial"]), escape(r["overrides"]), r["status"], value, str(r.get("epochs") or "-"),
+                      escape(r["error"] or r["run_dir"] or ""))
     out.print(table)
 
 

@@ -50,10 +50,12 @@ def _with_task(sections: dict, task_state: dict) -> dict:
 class Session:
     """One training process: the trainer plus where and when it saves."""
 
-    def __init__(self, trainer, meta, run: RunDir, progress, signals: StopSignals, command: str):
+    def __init__(self, trainer, meta, run: RunDir, progress, signals: StopSignals, command: str, on_epoch=None):
         import shlex
 
         self.trainer, self.meta, self.run, self.progress = trainer, meta, run, progress
+        # on_epoch(epoch, metrics) -> True to stop here as `pruned` (a sweep's pruner); after the save
+        self.on_epoch, self.pruned = on_epoch, False
         self.started = time.time()
         self.writer = is_main()  # under DDP only rank 0 writes checkpoints and files
         self.signals, self.command = signals, command
@@ -74,7 +76,7 @@ class Session:
             resume_at, on_resumed = self.start(payload)
             metrics = self.run_epochs(resume_at, on_resumed) or metrics
             self.finish(metrics)
-            status = "finished"
+            status = "pruned" if self.pruned else "finished"
         except BaseException as err:
             status, error, failure = summaries.outcome(err)
             raise
@@ -198,6 +200,10 @@ class Session:
             self.save(metrics, is_best)
             self.progress.epoch_end(epoch, metrics, seconds, "  *best" if is_best else "")
             self.stop_if_signalled()
+            if self.on_epoch is not None and self.on_epoch(epoch, metrics):
+                self.pruned = True
+                self.progress.message(f"pruned by the sweep at epoch {epoch}")
+                break
             if t.should_stop:
                 self.progress.message(f"early stopping at epoch {epoch}")
                 break
@@ -217,16 +223,17 @@ def train_command(config: str, overrides: list[str], devices: int | None = None)
 
 
 def train(config, output_dir: str | None, version: str | None, progress, resume: str | None = None,
-          command: str = "dlcli train CONFIG") -> dict:
+          command: str = "dlcli train CONFIG", on_epoch=None) -> dict:
     """Run (or resume) a whole training; returns the summary (also written to summary.json).
-    `command` is how the user started it (config and overrides), for the printed resume command.
+    `command` is how the user started it (config and overrides), for the printed resume command;
+    `on_epoch(epoch, metrics)`, called at each epoch end, returns True to end the run as `pruned`.
     Under torchrun (WORLD_SIZE > 1) this process is one DDP rank."""
     # The stop handlers come first: from here on a signal always stops the run gracefully, however
     # early (one arriving while the run directory was being set up used to kill the process outright).
     with StopSignals() as signals:
         device = distributed.setup(config.train.device) if distributed.world()[1] > 1 else None
         try:
-            return _train(config, output_dir, version, progress, resume, command, device, signals)
+            return _train(config, output_dir, version, progress, resume, command, device, signals, on_epoch)
         except RuntimeError as err:
             peer = distributed.lost_peer(err)
             if peer is None:
@@ -236,7 +243,7 @@ def train(config, output_dir: str | None, version: str | None, progress, resume:
             distributed.cleanup()
 
 
-def _train(config, output_dir, version, progress, resume, command, device, signals) -> dict:
+def _train(config, output_dir, version, progress, resume, command, device, signals, on_epoch=None) -> dict:
     from dlcli.training.build import build_trainer
 
     trainer, meta = build_trainer(config, device)  # every config/data error surfaces before anything is written
@@ -248,7 +255,7 @@ def _train(config, output_dir, version, progress, resume, command, device, signa
         raise Interrupted(f"stopped by {signals.name} before training started; nothing was written", received)
     run, payload = open_run(config, trainer, runs_root(output_dir, config), version, resume)
     try:
-        return Session(trainer, meta, run, progress, signals, command).execute(payload)
+        return Session(trainer, meta, run, progress, signals, command, on_epoch).execute(payload)
     finally:
         run.release()  # last: summary.json and curves.png are written under the lock too
 
