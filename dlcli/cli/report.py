@@ -52,6 +52,24 @@ def print_runs(rows: list[dict], root: str) -> None:
     out.print(table)
 
 
+def print_tracked_runs(rows: list[dict], uri: str) -> None:
+    import datetime
+
+    if not rows:
+        out.print(f"no MLflow runs in {uri}")
+        return
+    table = Table(title=f"MLflow runs in {uri}")
+    for col in ("run id", "experiment", "name", "status", "epochs", "started", "run directory"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        started = datetime.datetime.fromtimestamp(r["started"] / 1000).strftime("%Y-%m-%d %H:%M") \
+            if r["started"] else "-"
+        status = r["status"] + (f" ({r['dlcli_status']})" if r["dlcli_status"] not in (None, "finished") else "")
+        table.add_row(r["run_id"], escape(r["experiment"]), escape(r["name"] or "-"), status,
+                      str(int(r["epochs"])) if r["epochs"] is not None else "-", started, escape(r["run_dir"] or ""))
+    out.print(table)
+
+
 def print_eval(result: dict, confusion: bool) -> None:
     unit = result.get("unit", "samples")
     out.print(f"{result['split']} split: {result['samples']} {unit}, checkpoint from epoch {result['epoch']}")

@@ -51,7 +51,7 @@ def storage(url: str | None):
         raise ConfigError(f"--storage {url}: cannot open it: {str(err).splitlines()[0]}") from None
 
 
-def sampler(kind: str, space, seed: int | None, grid: list[list[str]] | None):
+def sampler(kind: str, seed: int | None, grid: list[list[str]] | None):
     op = optuna()
     if kind == "grid":
         return point_sampler(grid or [[]])

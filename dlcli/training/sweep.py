@@ -57,8 +57,8 @@ def plan(config_path: str, axes: list[Axis], fixed: list[str], sampler: str | No
     name = configs[0].name
     study = studies.check_study_name(study or (name if storage else f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"))
     folder = Path(runs_root(output_dir, configs[0])) / name / f"sweep-{study}"
-    return Plan(config_path, axes, fixed, sampler, trials, metric, task_class(configs[0].task).metric_mode(metric)
-                .replace("min", "minimize").replace("max", "maximize"), study, folder,
+    direction = {"min": "minimize", "max": "maximize"}[task_class(configs[0].task).metric_mode(metric)]
+    return Plan(config_path, axes, fixed, sampler, trials, metric, direction, study, folder,
                 max(c.train.epochs for c in configs), grid, output_dir, configs)
 
 
@@ -75,7 +75,7 @@ def open_plan_study(p: Plan, storage: str | None, pruner: str, startup: int, see
     store = studies.storage(storage)
     signature = {"search space": [a.describe() for a in p.axes] + p.fixed, "metric": p.metric,
                  "sampler": p.sampler, "config": str(Path(p.config_path).resolve())}
-    return studies.open_study(p.study, store, studies.sampler(p.sampler, p.axes, seed, p.grid),
+    return studies.open_study(p.study, store, studies.sampler(p.sampler, seed, p.grid),
                               studies.pruner(pruner, startup, p.epochs), p.direction, signature)
 
 
