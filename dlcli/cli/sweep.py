@@ -54,17 +54,11 @@ def sweep(
     studies.optuna()  # the install line, before any storage is touched
     the_study = sweeps.open_plan_study(p, storage, pruner, startup, sweep_seed)
     say = (lambda line: typer.echo(line, err=True))
-    try:
-        sweeps.run_trials(p, the_study, lambda cfg: Progress(cfg.train.epochs, quiet,
-                                                             shown=task_class(cfg.task).progress_metrics()), say)
-    finally:  # a stop signal too leaves the table of what ran
-        rows = sweep_report.rows(the_study, p.metric, p.direction)
-        public = [{k: v for k, v in r.items() if k != "point"} for r in rows]
-        sweep_report.write_csv(public, p.folder / "trials.csv")
-        best = sweep_report.write_best(rows, config, fixed, p.metric, p.folder / "best.yaml")
-        notes = sweep_report.write_plots(the_study, p.folder)
-    emit_json(public) if as_json else print_sweep(public, p.folder / "trials.csv", p.metric)
-    for line in notes + ([f"best config: {best}"] if best else []):
+    rows, notes = sweeps.execute(p, the_study, lambda cfg: Progress(cfg.train.epochs, quiet,
+                                                                    shown=task_class(cfg.task).progress_metrics()), say)
+    emit_json(sweep_report.public(rows)) if as_json else print_sweep(sweep_report.public(rows),
+                                                                     p.folder / "trials.csv", p.metric)
+    for line in notes:
         say(line)
     failed = [r for r in rows if r["status"] == "failed"]  # an interrupted trial is queued again: not lost
     if failed:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from dlcli.errors import ConfigError, DlcliError, Interrupted, first_line, unexpected
 from dlcli.training import study as studies
+from dlcli.training import tracking
 from dlcli.training.search_space import Axis, edge_points, grid_points, validate_points
 
 
@@ -43,6 +44,8 @@ def plan(config_path: str, axes: list[Axis], fixed: list[str], sampler: str | No
     ranges = [a for a in axes if not a.finite]
     grid = grid_points(axes) if sampler == "grid" and not ranges else None
     configs = validate_points(config_path, fixed, grid if grid is not None else edge_points(axes))
+    if any(tracking.settings(c) for c in configs):
+        tracking.require_mlflow()
     if sampler == "grid" and ranges:
         raise ConfigError(f"--sampler grid: {ranges[0].key}: {ranges[0].describe()} has no grid; "
                           f"use --sampler random or tpe")
@@ -79,7 +82,27 @@ def open_plan_study(p: Plan, storage: str | None, pruner: str, startup: int, see
                               studies.pruner(pruner, startup, p.epochs), p.direction, signature)
 
 
-def run_trials(p: Plan, study, progress_factory, say) -> int:
+def execute(p: Plan, study, progress_factory, say) -> tuple[list[dict], list[str]]:
+    """Run the trials, then write the sweep's outputs from the whole study (a stop signal too leaves
+    them); returns (rows, notes). With MLflow on, the trials are children of the sweep's run."""
+    from dlcli.training import sweep_report
+    from dlcli.training.sweep_tracking import SweepRun
+
+    parent = SweepRun(p, study, say)
+    interrupted = True
+    try:
+        run_trials(p, study, progress_factory, say, parent.run_id)
+        interrupted = False
+    finally:
+        rows = sweep_report.rows(study, p.metric, p.direction)
+        sweep_report.write_csv(rows, p.folder / "trials.csv")
+        best = sweep_report.write_best(rows, p.config_path, p.fixed, p.metric, p.folder / "best.yaml")
+        notes = sweep_report.write_plots(study, p.folder) + ([f"best config: {best}"] if best else [])
+        parent.finish(p.folder, sweep_report.best_row(rows, p.metric), p.metric, interrupted)
+    return rows, notes
+
+
+def run_trials(p: Plan, study, progress_factory, say, parent: str | None = None) -> int:
     """Run trials until the study has `p.trials` of them; returns how many this process ran.
     A stop signal between trials ends the sweep too (before the next trial starts)."""
     from dlcli.training.signals import StopSignals
@@ -87,7 +110,7 @@ def run_trials(p: Plan, study, progress_factory, say) -> int:
     ran = 0
     with StopSignals() as signals:
         while (trial := studies.next_trial(study, p.trials)) is not None:
-            run_trial(p, study, trial, progress_factory, say)
+            run_trial(p, study, trial, progress_factory, say, parent)
             ran += 1
             if signals.received:
                 raise Interrupted(f"sweep stopped by {signals.name} between trials", signals.received)
@@ -108,7 +131,7 @@ def suggest(p: Plan, trial) -> list[str]:
     return point
 
 
-def run_trial(p: Plan, study, trial, progress_factory, say) -> None:
+def run_trial(p: Plan, study, trial, progress_factory, say, parent: str | None = None) -> None:
     """One trial: an ordinary `dlcli train` run, its outcome told to the study."""
     from optuna.trial import TrialState
 
@@ -123,7 +146,8 @@ def run_trial(p: Plan, study, trial, progress_factory, say) -> None:
     try:
         config = load(p.config_path, p.fixed + point)
         summary = train(config, p.output_dir, None, progress_factory(config), resume=resume,
-                        command=train_command(p.config_path, p.fixed + point), on_epoch=Reporter(trial, p.metric))
+                        command=train_command(p.config_path, p.fixed + point), on_epoch=Reporter(trial, p.metric),
+                        mlflow_parent=parent)
     except Interrupted as err:
         _record(trial, getattr(err, "summary", {}), "interrupted", first_line(err))
         run_dir = getattr(err, "summary", {}).get("run_dir")

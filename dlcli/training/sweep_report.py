@@ -32,11 +32,20 @@ def rows(study, metric: str, direction: str) -> list[dict]:
                                         else r["trial"]))
 
 
+def public(found: list[dict]) -> list[dict]:
+    """The rows as the CSV and --json show them (the override list is for best.yaml)."""
+    return [{k: v for k, v in r.items() if k != "point"} for r in found]
+
+
+def best_row(found: list[dict], metric: str) -> dict | None:
+    return next((r for r in found if r["status"] == "finished" and r[metric] is not None), None)
+
+
 def write_csv(found: list[dict], path: Path) -> None:
     text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, fieldnames=list(found[0]) if found else ["trial"])
+    writer = csv.DictWriter(text, fieldnames=list(public(found)[0]) if found else ["trial"])
     writer.writeheader()
-    writer.writerows(found)
+    writer.writerows(public(found))
     with replaced_atomically(path) as tmp:
         tmp.write_text(text.getvalue(), newline="")
 
@@ -46,7 +55,7 @@ def write_best(found: list[dict], config_path: str, fixed: list[str], metric: st
     from dlcli.config import load
     from dlcli.config.yamlio import dump_yaml
 
-    best = next((r for r in found if r["status"] == "finished" and r[metric] is not None), None)
+    best = best_row(found, metric)
     if best is None:
         return None
     config = load(config_path, fixed + best["point"])

@@ -35,11 +35,31 @@ def quiet(cfg):
     return Progress(cfg.train.epochs, quiet=True, stream=io.StringIO())
 
 
+def git_repo_with(folder, name: str, text: str):
+    """A git repository holding the config file, committed, then edited (a dirty work tree)."""
+    import subprocess
+
+    folder.mkdir()
+    (folder / name).write_text(text)
+    git = ["git", "-C", str(folder), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(git + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", name], check=True)
+    subprocess.run(git + ["commit", "-qm", "config"], check=True)
+    commit = subprocess.run(git + ["rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    (folder / name).write_text(text + "# edited\n")
+    return folder / name, commit
+
+
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory):
-    """A run stopped by SIGTERM after epoch 1 (saved, KILLED in MLflow), then resumed to the end."""
+    """A run stopped by SIGTERM after epoch 1 (saved, KILLED in MLflow), then resumed to the end; its config
+    lies in a git repository with an uncommitted edit."""
+    from dlcli.training.session import train_command
+
     root = tmp_path_factory.mktemp("tracked")
     cfg = config(root, log_checkpoints="all")
+    cfg_file, commit = git_repo_with(root / "repo", "tiny.yaml", yaml.safe_dump(cfg.model_dump(mode="json")))
+    command = train_command(str(cfg_file), [])
 
     def stop_after_first_epoch(epoch, metrics):
         if epoch == 1:
@@ -47,18 +67,18 @@ def tracked(tmp_path_factory):
         return False
 
     with pytest.raises(Interrupted) as stopped:
-        train(cfg, str(root), None, quiet(cfg), on_epoch=stop_after_first_epoch)
+        train(cfg, str(root), None, quiet(cfg), on_epoch=stop_after_first_epoch, command=command)
     first = stopped.value.summary  # type: ignore[attr-defined]
     from dlcli.training.tracking import client
 
     mlflow = client(f"sqlite:///{root}/mlflow.db")
     killed = mlflow.get_run(first["mlflow"]["run_id"]).info.status
-    resumed = train(cfg, str(root), None, quiet(cfg), resume=first["run_dir"])
-    return root, cfg, first, killed, resumed, mlflow
+    resumed = train(cfg, str(root), None, quiet(cfg), resume=first["run_dir"], command=command)
+    return root, cfg, first, killed, resumed, mlflow, commit
 
 
 def test_a_stop_signal_ends_the_mlflow_run_killed_and_resume_continues_it(tracked):
-    root, cfg, first, killed, resumed, mlflow = tracked
+    root, cfg, first, killed, resumed, mlflow, commit = tracked
     assert first["status"] == "interrupted" and killed == "KILLED"
     run_id = first["mlflow"]["run_id"]
     assert resumed["mlflow"] == {"tracking_uri": f"sqlite:///{root}/mlflow.db", "experiment": "tiny",
@@ -70,7 +90,7 @@ def test_a_stop_signal_ends_the_mlflow_run_killed_and_resume_continues_it(tracke
 
 
 def test_params_metrics_and_tags(tracked):
-    root, cfg, first, killed, resumed, mlflow = tracked
+    root, cfg, first, killed, resumed, mlflow, commit = tracked
     run = mlflow.get_run(resumed["mlflow"]["run_id"])
     assert run.data.params == flatten(cfg.model_dump(mode="json"))
     assert run.data.params["optimizer.lr"] == "0.01" and run.data.params["model.hidden"] == "[32]"
@@ -82,11 +102,12 @@ def test_params_metrics_and_tags(tracked):
     tags = run.data.tags
     assert tags["dlcli.device"] == "cpu" and tags["torch.version"] and tags["dlcli.version"]
     assert tags["mlflow.runName"] == "tiny/v1" and tags["dlcli.run_dir"] == resumed["run_dir"]
-    assert tags["dlcli.command"].startswith("dlcli train")
+    assert tags["dlcli.command"].startswith("dlcli train") and tags["dlcli.command"].endswith("tiny.yaml")
+    assert tags["mlflow.source.git.commit"] == commit and tags["dlcli.git_dirty"] == "True"
 
 
 def test_artifacts(tracked):
-    root, cfg, first, killed, resumed, mlflow = tracked
+    root, cfg, first, killed, resumed, mlflow, commit = tracked
     run_id = resumed["mlflow"]["run_id"]
     top = {a.path for a in mlflow.list_artifacts(run_id)}
     assert {"config.yaml", "summary.json", "curves.png", "checkpoints"} <= top
@@ -98,7 +119,7 @@ def test_artifacts(tracked):
 
 
 def test_the_checkpoint_keeps_the_run_id_and_eval_still_loads_it(tracked):
-    root, cfg, first, killed, resumed, mlflow = tracked
+    root, cfg, first, killed, resumed, mlflow, commit = tracked
     from dlcli.training import checkpoint
 
     payload = checkpoint.load(resumed["checkpoints"]["last"])
@@ -108,7 +129,7 @@ def test_the_checkpoint_keeps_the_run_id_and_eval_still_loads_it(tracked):
 
 
 def test_runs_mlflow_lists_the_tracked_runs(tracked):
-    root, cfg, first, killed, resumed, mlflow = tracked
+    root, cfg, first, killed, resumed, mlflow, commit = tracked
     result = CliRunner().invoke(app, ["runs", str(root), "--mlflow", "--experiment", "tiny", "--json"])
     assert result.exit_code == 0, result.output
     [row] = json.loads(result.stdout)
@@ -141,3 +162,26 @@ def test_without_mlflow_training_stops_with_the_install_line(tmp_path, monkeypat
     result = CliRunner().invoke(app, ["train", str(cfg_file), "--output-dir", str(tmp_path / "runs")])
     assert result.exit_code == 2 and "logging.mlflow: needs MLflow: pip install 'dlcli[mlflow]'" in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_sweep_trials_are_child_runs_of_the_sweeps_run(tmp_path):
+    data = tiny_digits_config(train={"epochs": 1, "device": "cpu", "monitor": "val/acc"},
+                              logging={"mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
+                                                  "experiment": "sweeps"}})
+    cfg_file = tmp_path / "tiny.yaml"
+    cfg_file.write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(app, ["sweep", str(cfg_file), "optimizer.lr=0.01,0.02", "--study", "s",
+                                      "--output-dir", str(tmp_path / "runs"), "-q", "--json"])
+    assert result.exit_code == 0, result.output
+    from dlcli.training.tracking import client
+
+    mlflow = client(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = mlflow.search_runs([mlflow.get_experiment_by_name("sweeps").experiment_id])
+    [parent] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 2 and parent.data.tags["mlflow.runName"] == "sweep-s"
+    assert parent.info.status == "FINISHED" and parent.data.params["space.optimizer.lr"] == "0.01,0.02"
+    best = max(json.loads(result.stdout), key=lambda r: r["val/acc"])
+    assert parent.data.metrics["best/val/acc"] == pytest.approx(best["val/acc"])
+    assert {"trials.csv", "best.yaml"} <= {a.path for a in mlflow.list_artifacts(parent.info.run_id)}
+    assert sorted(c.data.params["optimizer.lr"] for c in children) == ["0.01", "0.02"]
