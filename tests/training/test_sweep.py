@@ -88,6 +88,18 @@ def test_pruning_stops_the_clearly_worse_trials_early(tmp_path):
         assert summary["status"] == "pruned" and summary["epochs"] == row["epochs"]
 
 
+def test_hyperband_prunes_at_its_rungs(tmp_path):
+    cfg = write_tiny(tmp_path, epochs=4)
+    result = sweep(cfg, "optimizer.lr=0.01,1e-6,2e-6,3e-6", "--pruner", "hyperband", "--study", "h",
+                   runs=tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert {r["status"] for r in rows} <= {"finished", "pruned"}
+    pruned = [r for r in rows if r["status"] == "pruned"]
+    assert pruned and all(r["epochs"] < 4 for r in pruned)
+    assert all(json.loads(open(f"{r['run_dir']}/summary.json").read())["status"] == "pruned" for r in pruned)
+
+
 def test_sqlite_study_continues_where_it_stopped(tmp_path):
     cfg = write_tiny(tmp_path)
     runs, db = tmp_path / "runs", f"sqlite:///{tmp_path / 'sweep.db'}"
