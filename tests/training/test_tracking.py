@@ -185,3 +185,27 @@ def test_sweep_trials_are_child_runs_of_the_sweeps_run(tmp_path):
     assert parent.data.metrics["best/val/acc"] == pytest.approx(best["val/acc"])
     assert {"trials.csv", "best.yaml"} <= {a.path for a in mlflow.list_artifacts(parent.info.run_id)}
     assert sorted(c.data.params["optimizer.lr"] for c in children) == ["0.01", "0.02"]
+
+
+@pytest.mark.slow
+def test_under_ddp_only_rank_0_tracks(tmp_path):
+    """Two torchrun processes (CPU, gloo): one MLflow run, each epoch logged once."""
+    import subprocess
+
+    from tests.conftest import REPO
+
+    data = tiny_digits_config(train={"epochs": 2, "device": "cpu"},
+                              logging={"mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"}})
+    cfg_file = tmp_path / "tiny.yaml"
+    cfg_file.write_text(yaml.safe_dump(data))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "dlcli", "train", str(cfg_file), "--devices", "2", "-q", "--json",
+                           "--output-dir", str(tmp_path / "runs")], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    from dlcli.training.tracking import client
+
+    mlflow = client(f"sqlite:///{tmp_path}/mlflow.db")
+    [run] = mlflow.search_runs([mlflow.get_experiment_by_name("tiny").experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_id == json.loads(done.stdout)["mlflow"]["run_id"]
+    assert [m.value for m in mlflow.get_metric_history(run.info.run_id, "epoch")] == [1.0, 2.0]
