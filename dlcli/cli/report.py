@@ -27,12 +27,13 @@ def print_train_summary(summary: dict) -> None:
 
 
 def print_sweep(rows: list[dict], csv_path, metric: str) -> None:
-    table = Table(title=f"sweep: {len(rows)} runs, sorted by {metric} (also in {csv_path})")
-    for col in ("#", "overrides", "status", metric, "run directory / error"):
+    table = Table(title=f"sweep: {len(rows)} trials, sorted by {metric} (also in {csv_path})")
+    for col in ("trial", "overrides", "status", metric, "epochs", "run directory / error"):
         table.add_column(col, overflow="fold")
-    for i, r in enumerate(rows, 1):
+    for r in rows:
         value = f"{r[metric]:.4f}" if isinstance(r[metric], (int, float)) else "-"
-        table.add_row(str(i), escape(r["overrides"]), r["status"], value, escape(r["run_dir"] or r["error"] or ""))
+        table.add_row(str(r["trial"]), escape(r["overrides"]), r["status"], value, str(r.get("epochs") or "-"),
+                      escape(r["error"] or r["run_dir"] or ""))
     out.print(table)
 
 
@@ -48,6 +49,24 @@ def print_runs(rows: list[dict], root: str) -> None:
         time_s = f"{r['seconds']:.0f}s" if isinstance(r["seconds"], (int, float)) else "-"
         table.add_row(escape(r["name"]), escape(r["version"]), r["status"] or "-", best, str(r["epochs"]),
                       time_s, r["device"] or "-")
+    out.print(table)
+
+
+def print_tracked_runs(rows: list[dict], uri: str) -> None:
+    import datetime
+
+    if not rows:
+        out.print(f"no MLflow runs in {uri}")
+        return
+    table = Table(title=f"MLflow runs in {uri}")
+    for col in ("run id", "experiment", "name", "status", "epochs", "started", "run directory"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        started = datetime.datetime.fromtimestamp(r["started"] / 1000).strftime("%Y-%m-%d %H:%M") \
+            if r["started"] else "-"
+        status = r["status"] + (f" ({r['dlcli_status']})" if r["dlcli_status"] not in (None, "finished") else "")
+        table.add_row(r["run_id"], escape(r["experiment"]), escape(r["name"] or "-"), status,
+                      str(int(r["epochs"])) if r["epochs"] is not None else "-", started, escape(r["run_dir"] or ""))
     out.print(table)
 
 

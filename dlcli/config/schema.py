@@ -77,8 +77,15 @@ class TrainConfig(Strict):
     threshold: Annotated[float, Field(gt=0, lt=1)] | None = None
 
 
+class MlflowConfig(Strict):
+    tracking_uri: str | None = None  # else $MLFLOW_TRACKING_URI, else sqlite:///<runs root>/mlflow.db
+    experiment: str | None = None  # default: the config's name
+    log_checkpoints: Literal["best", "all", "none"] = "best"
+
+
 class LoggingConfig(Strict):
     tensorboard: bool = False  # also write TensorBoard event files to <run>/tensorboard/
+    mlflow: bool | MlflowConfig = False  # track the run in MLflow (`pip install 'dlcli[mlflow]'`)
 
 
 class OutputConfig(Strict):

@@ -17,9 +17,9 @@ from dlcli.training.opening import open_run
 from dlcli.training.signals import StopSignals
 
 
-def checkpoint_payload(trainer, meta, metrics: dict, running=None, seconds: float = 0.0) -> dict:
+def checkpoint_payload(trainer, meta, metrics: dict, running=None, seconds: float = 0.0, tracking=None) -> dict:
     """Everything a resume needs; `running`: mid-epoch, the epoch's training metrics over all ranks;
-    `seconds`: the run's training time so far, over all its sessions."""
+    `seconds`: the run's training time so far, over all its sessions; `tracking`: the MLflow run to go on."""
     import torch
 
     from dlcli.training.checkpoint import rng_states
@@ -38,6 +38,7 @@ def checkpoint_payload(trainer, meta, metrics: dict, running=None, seconds: floa
                      trainer.task.state_dict()),
         "metrics": metrics,
         "rng": {**rng_states(), "shuffle": trainer.generator.get_state()},
+        **({"tracking": tracking} if tracking else {}),
     }
 
 
@@ -50,10 +51,16 @@ def _with_task(sections: dict, task_state: dict) -> dict:
 class Session:
     """One training process: the trainer plus where and when it saves."""
 
-    def __init__(self, trainer, meta, run: RunDir, progress, signals: StopSignals, command: str):
+    def __init__(self, trainer, meta, run: RunDir, progress, signals: StopSignals, command: str, on_epoch=None,
+                 mlflow_parent: str | None = None):
         import shlex
 
+        from dlcli.training import tracking
+        from dlcli.training.tracker import Tracker
+
         self.trainer, self.meta, self.run, self.progress = trainer, meta, run, progress
+        # on_epoch(epoch, metrics) -> True to stop here as `pruned` (a sweep's pruner); after the save
+        self.on_epoch, self.pruned = on_epoch, False
         self.started = time.time()
         self.writer = is_main()  # under DDP only rank 0 writes checkpoints and files
         self.signals, self.command = signals, command
@@ -61,7 +68,10 @@ class Session:
         self.store = CheckpointStore(run.checkpoints, trainer.config.train.keep_last)
         self.last_save = time.monotonic()
         self.artifacts: dict = {}  # files a task writes per epoch (a GAN's sample grids), for the summary
-        self.hooks = EpochHooks(log=run.log, after_step=self.between_steps)
+        self.hooks = EpochHooks(log=self.record, after_step=self.between_steps)
+        self.tracker = Tracker(trainer.config, run.path, progress) \
+            if self.writer and tracking.settings(trainer.config) else None  # under DDP rank 0 alone tracks
+        self.mlflow_parent = mlflow_parent
 
     def execute(self, payload: dict | None) -> dict:
         """Set up (restoring `payload`, a checkpoint to resume), train, finish; returns the summary.
@@ -74,14 +84,27 @@ class Session:
             resume_at, on_resumed = self.start(payload)
             metrics = self.run_epochs(resume_at, on_resumed) or metrics
             self.finish(metrics)
-            status = "finished"
+            status = "pruned" if self.pruned else "finished"
         except BaseException as err:
             status, error, failure = summaries.outcome(err)
             raise
         finally:
             summary = summaries.summary(self.trainer, self.run, metrics, status, error, self.seconds()) | self.artifacts
-            summaries.write_up(self.run, summary, failure, self.progress)
+            summary |= self.tracker.summary() if self.tracker else {}
+            try:
+                summaries.write_up(self.run, summary, failure, self.progress)
+            finally:
+                if self.tracker is not None:
+                    self.tracker.finish(status, summary, self.run.write_summary)
         return summary
+
+    def record(self, record: dict) -> None:
+        """One metrics.jsonl record, also to MLflow."""
+        self.run.log(record)
+        if self.tracker is not None:
+            self.tracker.log(record)
+
+
 
     def start(self, payload: dict | None):
         """Everything before the first step; returns (resume_at batch, on_resumed callback)."""
@@ -93,6 +116,9 @@ class Session:
         if self.writer:
             check_free_space(self.run, t.model)
         resume_at, on_resumed = restore(t, payload) if payload else (0, None)
+        if self.tracker is not None:
+            resume_id = ((payload or {}).get("tracking") or {}).get("mlflow_run_id")
+            self.tracker.start(t.config, resume_id, t.device, self.command, self.mlflow_parent)
         verb = f"resuming at epoch {t.state.epoch + 1}, step {t.state.step}" if payload else "run directory"
         self.progress.message(f"{verb}: {self.run.path}  (device {t.device}, precision {t.precision}, "
                               f"{t.config.task}, {t.task.describe_outputs(self.meta)}, input {self.meta.input_shape})")
@@ -115,8 +141,11 @@ class Session:
         if not self.writer:
             return
         best = is_best and self.trainer.config.output.save_best
-        payload = checkpoint_payload(self.trainer, self.meta, metrics, running, self.seconds())
+        payload = checkpoint_payload(self.trainer, self.meta, metrics, running, self.seconds(), self.tracking())
         self.store.save(payload, s.step, best)
+
+    def tracking(self) -> dict | None:
+        return self.tracker.checkpoint_section() if self.tracker is not None else None
 
     def seconds(self) -> float:
         """Training time of the whole run: earlier sessions (up to their checkpoint) plus this one."""
@@ -170,8 +199,8 @@ class Session:
         for note in notes:
             self.progress.message(note)
         if notes and self.writer:
-            self.store.save_as(checkpoint_payload(self.trainer, self.meta, metrics, seconds=self.seconds()),
-                               "final.pt")
+            self.store.save_as(checkpoint_payload(self.trainer, self.meta, metrics, seconds=self.seconds(),
+                                                  tracking=self.tracking()), "final.pt")
 
     def run_epochs(self, resume_at: int = 0, on_resumed=None) -> dict:
         """The epoch loop; returns the last epoch's metrics."""
@@ -193,11 +222,15 @@ class Session:
                 self.artifacts.update(t.task.epoch_artifacts(t.model, self.run.path, epoch, t.train_batches))
             is_best = t.end_epoch(metrics)
             seconds = time.perf_counter() - started
-            self.run.log({"event": "epoch", "epoch": epoch, "step": t.state.step, **metrics,
+            self.record({"event": "epoch", "epoch": epoch, "step": t.state.step, **metrics,
                           "seconds": round(seconds, 3)})
             self.save(metrics, is_best)
             self.progress.epoch_end(epoch, metrics, seconds, "  *best" if is_best else "")
             self.stop_if_signalled()
+            if self.on_epoch is not None and self.on_epoch(epoch, metrics):
+                self.pruned = True
+                self.progress.message(f"pruned by the sweep at epoch {epoch}")
+                break
             if t.should_stop:
                 self.progress.message(f"early stopping at epoch {epoch}")
                 break
@@ -217,16 +250,19 @@ def train_command(config: str, overrides: list[str], devices: int | None = None)
 
 
 def train(config, output_dir: str | None, version: str | None, progress, resume: str | None = None,
-          command: str = "dlcli train CONFIG") -> dict:
+          command: str = "dlcli train CONFIG", on_epoch=None, mlflow_parent: str | None = None) -> dict:
     """Run (or resume) a whole training; returns the summary (also written to summary.json).
-    `command` is how the user started it (config and overrides), for the printed resume command.
+    `command` is how the user started it (config and overrides), for the printed resume command;
+    `on_epoch(epoch, metrics)`, called at each epoch end, returns True to end the run as `pruned`;
+    `mlflow_parent`: the MLflow run (a sweep's) this run's is a child of.
     Under torchrun (WORLD_SIZE > 1) this process is one DDP rank."""
     # The stop handlers come first: from here on a signal always stops the run gracefully, however
     # early (one arriving while the run directory was being set up used to kill the process outright).
     with StopSignals() as signals:
         device = distributed.setup(config.train.device) if distributed.world()[1] > 1 else None
         try:
-            return _train(config, output_dir, version, progress, resume, command, device, signals)
+            return _train(config, output_dir, version, progress, resume, command, device, signals,
+                          (on_epoch, mlflow_parent))
         except RuntimeError as err:
             peer = distributed.lost_peer(err)
             if peer is None:
@@ -236,19 +272,22 @@ def train(config, output_dir: str | None, version: str | None, progress, resume:
             distributed.cleanup()
 
 
-def _train(config, output_dir, version, progress, resume, command, device, signals) -> dict:
+def _train(config, output_dir, version, progress, resume, command, device, signals, links=(None, None)) -> dict:
+    from dlcli.training import tracking
     from dlcli.training.build import build_trainer
 
     trainer, meta = build_trainer(config, device)  # every config/data error surfaces before anything is written
     if config.logging.tensorboard:
-        _require_tensorboard()
+        tracking.require_tensorboard()
+    if tracking.settings(config):
+        tracking.require_mlflow()
     received = distributed.agreed_signal(signals.received)
     if received:  # stopped while building: leave no run directory behind
         signals.received = received
         raise Interrupted(f"stopped by {signals.name} before training started; nothing was written", received)
     run, payload = open_run(config, trainer, runs_root(output_dir, config), version, resume)
     try:
-        return Session(trainer, meta, run, progress, signals, command).execute(payload)
+        return Session(trainer, meta, run, progress, signals, command, *links).execute(payload)
     finally:
         run.release()  # last: summary.json and curves.png are written under the lock too
 
@@ -261,12 +300,3 @@ def check_free_space(run: RunDir, model) -> None:
         raise DlcliError(f"not enough free disk space in {run.path}: {free // 2**20} MiB free, "
                          f"checkpoints need about {need // 2**20} MiB")
 
-
-def _require_tensorboard() -> None:
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        from dlcli.errors import ConfigError
-
-        raise ConfigError("logging.tensorboard: needs the tensorboard package: "
-                          "pip install 'dlcli[tensorboard]'") from None
