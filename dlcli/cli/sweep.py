@@ -39,7 +39,8 @@ def sweep(
         return
     rows, csv_path, sorted_by = run_sweep(config, combos, metric, output_dir,
                                           lambda cfg: Progress(cfg.train.epochs, quiet,
-                                                               shown=task_class(cfg.task).progress_metrics()))
+                                                               shown=task_class(cfg.task).progress_metrics(),
+                                                               unit=task_class(cfg.task).eval_unit))
     emit_json(rows) if as_json else print_sweep(rows, csv_path, sorted_by)
     failed = [r for r in rows if r["status"] != "finished"]
     if failed:

@@ -46,8 +46,9 @@ def train(
             raise distributed.launcher_error(code, received, cfg.train.devices)
         return
     main_rank = is_main()
+    task = task_class(cfg.task_name)
     progress = Progress(cfg.train.epochs, quiet or not main_rank, None if main_rank else open(os.devnull, "w"),
-                        task_class(cfg.task_name).progress_metrics())
+                        task.progress_metrics(), task.eval_unit)
     try:
         summary = run_training(cfg, output_dir, run_version, progress, resume,
                                train_command(config, overrides or [], devices))

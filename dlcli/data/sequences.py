@@ -53,7 +53,7 @@ def text_classification(split, *, path: str, test_path: str | None = None, text_
     names = _label_names(labels)
     lookup = {name: i for i, name in enumerate(names)}
     options = {"level": level, "lowercase": lowercase, "max_len": max_len, "min_freq": min_freq,
-               "max_vocab": max_vocab, "text_column": text_column}
+               "max_vocab": max_vocab, "text_column": text_column, "label_column": label_column}
     return Source(y=torch.tensor([lookup[v] for v in labels], dtype=torch.long), class_names=names, kind="text",
                   texts=texts, options=options)
 

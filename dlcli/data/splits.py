@@ -1,7 +1,7 @@
 """Train/val splits of a Source: stratified index split, subsets, and label re-indexing."""
 
 from dlcli.data.source import Source
-from dlcli.errors import DataError
+from dlcli.errors import DataError, listed
 
 
 def split_indices(labels, val_split: float, seed: int, stratify: bool) -> tuple[list[int], list[int]]:
@@ -51,7 +51,7 @@ def remap_labels(source: Source, class_names: list[str]) -> Source:
     lookup = {name: i for i, name in enumerate(class_names)}
     unknown = sorted(set(source.class_names) - set(lookup))
     if unknown:
-        raise DataError(f"labels {unknown} do not occur in the training data (classes: {class_names})")
+        raise DataError(f"labels {listed(unknown)} do not occur in the training data (classes: {listed(class_names)})")
     mapping = torch.tensor([lookup[name] for name in source.class_names])
     source.y = mapping[source.y]
     source.class_names = class_names

@@ -191,7 +191,7 @@ class _Table:
         y, names = self._outputs()
         return Source(y=y, x=_matrix(self.x, self.rows, len(self.numeric)), weights=weights, class_names=names,
                       kind="tabular", feature_names=[c for c, _ in self.numeric], table=self.text,
-                      options={"file": self.file, "targets": self.cols.targets or []})
+                      options={"file": self.file, "targets": self.cols.targets or [], "label": self.cols.label})
 
     def _outputs(self):
         """(y, class names): float targets [N, T] (regression), 0/1 floats [N, L] (multilabel), or class ids."""

@@ -73,6 +73,10 @@ class LanguageModelTask(Task):
         return len(meta.vocab)
 
     @staticmethod
+    def counted(batch) -> int:
+        return batch.y.numel()  # tokens: every window position is a prediction
+
+    @staticmethod
     def describe_outputs(meta) -> str:
         return f"vocabulary {len(meta.vocab)}"
 

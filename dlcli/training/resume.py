@@ -10,7 +10,7 @@ from dlcli.ranks import is_main
 
 # Keys that may change between the interrupted run and its resumption.
 MAY_CHANGE = ("train.epochs", "train.log_interval", "train.checkpoint_every", "train.keep_last",
-              "train.on_nan", "train.devices", "train.compile", "output.")
+              "train.on_nan", "train.devices", "train.compile", "train.threads", "output.")
 # Schedules laid out over train.epochs: a new total would make the learning rate jump.
 LENGTH_BOUND_SCHEDULES = ("cosine", "onecycle")
 
@@ -61,7 +61,8 @@ def _check_same_config(payload: dict, config, source: Path) -> None:
         raise ConfigError(f"--resume: {source} was trained with a different config; differing keys: "
                           f"{', '.join(differing[:8])}" + (" ..." if len(differing) > 8 else ""),
                           hint="only train.epochs, train.log_interval, train.checkpoint_every, train.keep_last, "
-                               "train.on_nan, train.devices, train.compile and output.* may change on resume")
+                               "train.on_nan, train.devices, train.compile, train.threads and output.* may change on "
+                               "resume")
 
 
 def _check_epochs(payload: dict, config, source: Path) -> None:
