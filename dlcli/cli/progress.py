@@ -14,7 +14,7 @@ def number(value: float) -> str:
 
 def fmt(metrics: dict, shown=None) -> str:
     """The metrics whose names (after the split prefix) are in `shown` (all when None), and lr."""
-    return "  ".join(f"{k} {number(v)}" for k, v in metrics.items()
+    return "  ".join(f"{k} {v:.4g}" if k == "lr" else f"{k} {number(v)}" for k, v in metrics.items()
                      if isinstance(v, float) and (k == "lr" or shown is None or k.split("/")[-1] in shown))
 
 

@@ -23,7 +23,7 @@ def print_train_summary(summary: dict) -> None:
     if best["value"] is not None:
         table.add_row(f"best {summary['monitor']}", f"{number(best['value'])} (epoch {best['epoch']})")
     for key, value in summary["final"].items():
-        table.add_row(f"final {key}", number(value))
+        table.add_row(f"final {key}", f"{value:.4g}" if key == "lr" else number(value))
     table.add_row("best checkpoint", str(summary["checkpoints"]["best"]))
     out.print(table)
 
