@@ -101,15 +101,15 @@ for _name, (_cls, _summary) in TORCHVISION.items():
 
 
 @DATASETS.register("image_folder", tags=("image", "label_sets"))
-def image_folder(split, *, root: str, test_root: str | None = None, channels: Literal[1, 3] = 3,
-                 labels: str | None = None):
+def image_folder(split, *, root: str, test_root: str | None = None, val_root: str | None = None,
+                 channels: Literal[1, 3] = 3, labels: str | None = None):
     """ImageNet-style class folders (root/<class>/<image>), read from disk per batch; with `labels`
     (a CSV file in the folder: file, then one 0/1 column per label) multilabel images instead."""
     import torch
 
     from dlcli.data.files import ImageFiles, class_folders
 
-    path = split_file("image_folder", split, root, test_root, "test_root")
+    path = split_file("image_folder", split, root, test_root, "test_root", val_root)
     if not Path(path).is_dir():
         raise DataError(f"dataset 'image_folder': folder not found: {os.path.abspath(path)}",
                         hint="expected one sub-folder per class holding image files")
@@ -127,12 +127,12 @@ def csv(split, *, path: str, label: str = "label", targets: list[str] | str | No
         labels: Annotated[list[str], Field(min_length=1)] | None = None, features: list[str] | None = None,
         categorical: list[str] | None = None, numeric: list[str] | None = None,
         max_categories: Annotated[int, Field(ge=1, le=100_000)] = 100, weight: str | None = None,
-        test_path: str | None = None):
+        test_path: str | None = None, val_path: str | None = None):
     """A CSV table: feature columns (numeric or categorical) and a label column, numeric `targets`
     (regression) or 0/1 `labels` columns (multilabel); optional per-sample weight column."""
     from dlcli.data.tabular import Columns, read_csv
 
-    file = split_file("csv", split, path, test_path)
+    file = split_file("csv", split, path, test_path, val=val_path)
     targets = [targets] if isinstance(targets, str) else targets
     source = read_csv(file, Columns(label, targets, labels, features, weight, categorical, numeric))
     source.options["max_categories"] = max_categories

@@ -23,11 +23,12 @@ Length = Annotated[int, Field(gt=0, le=100_000)]
 
 
 @DATASETS.register("text", tags=("token_stream", "reads_tokens"))
-def text(split, *, path: str, test_path: str | None = None, level: Literal["char", "word"] = "char",
-         lowercase: bool = False, seq_len: Length = 128, stride: Length | None = None,
-         min_freq: PositiveInt = 1, max_vocab: PositiveInt | None = None, encoding: str = "utf-8"):
+def text(split, *, path: str, test_path: str | None = None, val_path: str | None = None,
+         level: Literal["char", "word"] = "char", lowercase: bool = False, seq_len: Length = 128,
+         stride: Length | None = None, min_freq: PositiveInt = 1, max_vocab: PositiveInt | None = None,
+         encoding: str = "utf-8"):
     """A plain-text file for language modelling, cut into windows of seq_len tokens (split by position)."""
-    file = split_file("text", split, path, test_path)
+    file = split_file("text", split, path, test_path, val=val_path)
     tokens = tokenize(read_text(file, encoding), level, lowercase)
     options = {"level": level, "lowercase": lowercase, "seq_len": seq_len, "stride": stride or seq_len,
                "min_freq": min_freq, "max_vocab": max_vocab, "file": file}
@@ -35,14 +36,15 @@ def text(split, *, path: str, test_path: str | None = None, level: Literal["char
 
 
 @DATASETS.register("text_classification", tags=("labelled_texts", "reads_tokens"))
-def text_classification(split, *, path: str, test_path: str | None = None, text_column: str = "text",
+def text_classification(split, *, path: str, test_path: str | None = None, val_path: str | None = None,
+                        text_column: str = "text",
                         label_column: str = "label", level: Literal["char", "word"] = "word",
                         lowercase: bool = True, max_len: Length = 256, min_freq: PositiveInt = 1,
                         max_vocab: PositiveInt | None = None):
     """Labelled texts from a CSV or JSONL file; padded per batch, truncated to max_len tokens."""
     import torch
 
-    file = split_file("text_classification", split, path, test_path)
+    file = split_file("text_classification", split, path, test_path, val=val_path)
     texts, labels = [], []
     for text, label in labelled_texts(file, text_column, label_column):  # tokenized as read: one copy
         texts.append(tokenize(text, level, lowercase))
@@ -100,13 +102,13 @@ Lag = Annotated[int, Field(ge=0, le=100_000)]
 
 
 @DATASETS.register("timeseries", tags=("series",))
-def timeseries(split, *, path: str, test_path: str | None = None, columns: list[str] | None = None,
-               targets: list[str] | None = None, window: Length = 32, horizon: Length = 1,
-               stride: PositiveInt = 1, difference: Literal[0, 1] = 1, seasonal_difference: Lag = 0,
-               id: str | None = None):
+def timeseries(split, *, path: str, test_path: str | None = None, val_path: str | None = None,
+               columns: list[str] | None = None, targets: list[str] | None = None, window: Length = 32,
+               horizon: Length = 1, stride: PositiveInt = 1, difference: Literal[0, 1] = 1,
+               seasonal_difference: Lag = 0, id: str | None = None):
     """Numeric CSV columns over time: each window of inputs predicts the next `horizon` rows of targets
     (by default as changes from the window's last values: difference 1); an `id` column holds several series."""
-    file = split_file("timeseries", split, path, test_path)
+    file = split_file("timeseries", split, path, test_path, val=val_path)
     names, values, segments = read_series(file, columns, id)[:3]
     missing = [t for t in targets or [] if t not in names]
     if missing:
