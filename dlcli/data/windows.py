@@ -55,6 +55,9 @@ def describe_sequences(train: Source, meta) -> None:
         meta.feature_std = train.stream.std(0).nan_to_num(1.0).clamp_min(1e-8).tolist()
         meta.sequence["target_index"] = [train.feature_names.index(t) for t in opts["targets"]]
         lags = lag_polynomial(opts.get("difference", 0), opts.get("seasonal_difference", 0))
+        if opts["window"] < len(lags):  # checked here, not in the config: older checkpoints' configs still load
+            raise DataError(f"data.dataset.window: {opts['window']} rows leave nothing once differenced (difference + "
+                            f"seasonal_difference = {len(lags) - 1}); use a window of at least {len(lags)}")
         if len(lags) > 1:  # the model reads the window's changes, in units of their training std
             meta.sequence["change_std"] = change_scale(normalize(train.stream, meta), train.segments, lags)
         meta.input_shape = [opts["window"] - (len(lags) - 1), len(train.feature_names)]

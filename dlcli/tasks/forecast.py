@@ -98,16 +98,6 @@ class ForecastTask(Task):
     def create(cls, config, meta, loss_fn):
         return cls(loss_fn, meta)
 
-    @classmethod
-    def problems(cls, config) -> list[str]:
-        """The window must hold at least one differenced row (difference + seasonal lag + 1 rows)."""
-        dataset = config.data.dataset
-        window, lost = dataset.get("window", 32), dataset.get("difference", 1) + dataset.get("seasonal_difference", 0)
-        if isinstance(window, int) and isinstance(lost, int) and window <= lost:
-            return [f"data.dataset.window: {window} rows leave nothing once differenced (difference + "
-                    f"seasonal_difference = {lost}); use a window of at least {lost + 1}"]
-        return []
-
     def scales(self, device):
         """(input scale [F], output scale [T]) of the changes, as tensors on `device` (made once)."""
         import torch

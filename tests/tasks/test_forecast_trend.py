@@ -17,7 +17,7 @@ from dlcli.config import validate
 from dlcli.data.differencing import differenced, integrated, lag_polynomial
 from dlcli.data.pipeline import describe, train_val_sources
 from dlcli.data.windows import prepare
-from dlcli.errors import ConfigError
+from dlcli.errors import DataError
 from dlcli.inference.evaluate import evaluate_checkpoint
 from dlcli.tasks.forecast import ForecastTask
 from dlcli.training.session import train
@@ -119,10 +119,15 @@ def test_infer_continues_the_trend_in_the_data_units(trending, tmp_path):
     assert all(abs(g - t) < 1.0 for g, t in zip(got, truth)), (got, truth)
 
 
-def test_a_window_too_short_for_its_differences_is_a_config_error(tmp_path):
-    dataset = {"name": "sine", "window": 12, "seasonal_difference": 12}
-    with pytest.raises(ConfigError, match="data.dataset.window: 12 rows leave nothing once differenced"):
-        validate(forecaster(dataset))
+def test_a_window_too_short_for_its_differences_is_a_data_error(tmp_path):
+    """A data-time check (exit 3, before anything is written): a config is never refused for it, so
+    the configs inside checkpoints from before differencing (window 1, say) still load."""
+    from dlcli.training.build import build_trainer
+
+    config = validate(forecaster({"name": "sine", "length": 200, "window": 12, "seasonal_difference": 12}))
+    with pytest.raises(DataError, match="data.dataset.window: 12 rows leave nothing once differenced"):
+        build_trainer(config)
+    validate(forecaster({"name": "sine", "window": 1}))
 
 
 def test_legacy_meta_without_difference_forecasts_levels():
