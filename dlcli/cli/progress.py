@@ -28,6 +28,7 @@ class Progress:
         self.bar_mode = not quiet and self.stream.isatty()
         self.bar = None
         self.samples = 0
+        self.last_speed = ""  # the last epoch's, for the final summary
         self.started = time.perf_counter()
 
     def epoch_start(self, epoch: int, total_batches: int, done: int = 0) -> None:
@@ -68,7 +69,8 @@ class Progress:
                   file=self.stream, flush=True)
 
     def epoch_end(self, epoch: int, metrics: dict, seconds: float, note: str = "") -> None:
-        rate = f", {self.throughput():.0f} {self.unit}/s" if self.samples else ""
+        self.last_speed = f"{self.throughput():.0f} {self.unit}/s" if self.samples else self.last_speed
+        rate = f", {self.last_speed}" if self.samples else ""
         if self.bar is not None:
             self.bar.close()
             self.bar = None

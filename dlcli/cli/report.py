@@ -14,11 +14,14 @@ from dlcli.cli.progress import number
 out = Console(width=None if sys.stdout.isatty() else 160)
 
 
-def print_train_summary(summary: dict) -> None:
+def print_train_summary(summary: dict, speed: str = "") -> None:
+    """The end-of-run table; `speed`: the last epoch's training speed in the task's unit (tokens/s...)."""
     table = Table(title=f"{summary['name']}: {summary['status']}", show_header=False)
     table.add_row("run directory", summary["run_dir"])
     table.add_row("epochs / steps", f"{summary['epochs']} / {summary['steps']}")
     table.add_row("time", f"{summary['seconds']:.1f} s on {summary['device']} ({summary['precision']})")
+    if speed:
+        table.add_row("speed (last epoch)", speed)
     best = summary["best"]
     if best["value"] is not None:
         table.add_row(f"best {summary['monitor']}", f"{number(best['value'])} (epoch {best['epoch']})")

@@ -60,7 +60,7 @@ def train(
             raise
         raise typer.Exit(err.exit_code) from None  # rank 0 reports the stop; the other ranks leave quietly
     if main_rank:
-        emit_json(summary) if as_json else print_train_summary(summary)
+        emit_json(summary) if as_json else print_train_summary(summary, progress.last_speed)
 
 
 def worker_argv(argv: list[str], devices: int | None) -> list[str]:

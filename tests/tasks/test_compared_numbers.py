@@ -69,9 +69,10 @@ def test_summary_shows_a_small_best_value_in_full(capsys):
     summary = {"name": "r", "status": "finished", "run_dir": "d", "epochs": 1, "steps": 2, "seconds": 1.0,
                "device": "cpu", "precision": "fp32", "monitor": "val/mae", "best": {"value": 0.0001475, "epoch": 1},
                "final": {"val/mae": 0.0001475}, "checkpoints": {"best": None}}
-    print_train_summary(summary)
+    print_train_summary(summary, "3150 tokens/s")
     shown = capsys.readouterr().out
     assert "0.0001475 (epoch 1)" in shown and "0.0001 " not in shown
+    assert "speed (last epoch)" in shown and "3150 tokens/s" in shown
 
 
 def test_train_threads_sets_torch_threads():
@@ -94,6 +95,7 @@ def test_language_models_count_tokens_per_second():
     progress.epoch_end(1, {"train/loss": 1.5}, 0.5)
     lines = stream.getvalue().splitlines()
     assert lines[0].endswith("tokens/s") and "tokens/s)" in lines[1] and "samples" not in stream.getvalue()
+    assert progress.last_speed.endswith(" tokens/s")  # the summary table's "speed (last epoch)" row
 
 
 @pytest.mark.parametrize("names, rows, refused", [

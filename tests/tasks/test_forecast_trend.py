@@ -179,3 +179,13 @@ def test_infer_forecasts_each_series_of_a_file(two_series):
     rows = json.loads(result.stdout)
     assert [(r["store"], r["step"]) for r in rows] == [("a", 1), ("a", 2), ("b", 1), ("b", 2)]
     assert abs(rows[0]["sales"] - 50) < 10 and abs(rows[2]["sales"] - 1050) < 10  # each from its own history
+
+
+def test_resuming_a_run_from_before_differencing_asks_for_difference_0():
+    from dlcli.training.resume import config_differences
+
+    old = {"data": {"dataset": {"name": "sine", "window": 8}}}  # a checkpoint's config from before
+    assert config_differences(old, {"data": {"dataset": {"name": "sine", "window": 8, "difference": 1,
+                                                         "seasonal_difference": 0}}}) == ["data.dataset.difference"]
+    assert config_differences(old, {"data": {"dataset": {"name": "sine", "window": 8, "difference": 0,
+                                                         "seasonal_difference": 0}}}) == []
