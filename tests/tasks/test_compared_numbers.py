@@ -123,3 +123,20 @@ def test_a_continuous_label_column_is_refused_with_a_hint(tmp_path):
 def test_long_lists_are_cut_to_a_few_names_and_a_count():
     assert listed(["a", "b"]) == "a, b"
     assert listed(range(190)) == "0, 1, 2, 3, 4, 5, 6, 7, ... (190 in all)"
+
+
+def test_train_refuses_a_continuous_label_column_with_exit_3_and_writes_nothing(tmp_path, write_config):
+    from typer.testing import CliRunner
+
+    from dlcli.cli import app
+
+    rows = ["x,age"] + [f"{i % 5},{20 + i * 0.5}" for i in range(60)]
+    (tmp_path / "ages.csv").write_text("\n".join(rows) + "\n")
+    config = write_config(tiny_digits_config(data={"dataset": {"name": "csv", "path": str(tmp_path / "ages.csv"),
+                                                               "label": "age"}, "val_split": 0.2}))
+    result = CliRunner().invoke(app, ["train", str(config), "--output-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 3
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("error: the label column 'age' holds 60 distinct numbers") and len(lines) == 2
+    assert lines[1] == "hint: for a number, use task: regression with data.dataset.targets: [age]"
+    assert not (tmp_path / "runs").exists()
