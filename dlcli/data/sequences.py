@@ -145,9 +145,11 @@ def read_series(file: str, columns: list[str] | None, id_column: str | None = No
     if not series:
         raise DataError(f"{file}: no data rows")
     lengths = [len(v) // len(names) for v in series.values()]
-    flat = array("f")
-    for v in series.values():
-        flat.extend(v)
+    flat = next(iter(series.values()))  # one series: its own array, no copy
+    if len(series) > 1:
+        flat = array("f")
+        for v in series.values():
+            flat.extend(v)
     stream = torch.frombuffer(flat, dtype=torch.float32).view(sum(lengths), len(names))
     return names, stream, (lengths if id_column else None), list(series)
 
