@@ -33,6 +33,14 @@ class CheckpointError(DlcliError):
     exit_code = 4
 
 
+def listed(names, limit: int = 8) -> str:
+    """Names joined by commas; a long list (190 classes) cut to its first `limit` and a count."""
+    names = [str(n) for n in names]
+    if len(names) <= limit:
+        return ", ".join(names)
+    return f"{', '.join(names[:limit])}, ... ({len(names)} in all)"
+
+
 def first_line(err: BaseException | str, fallback: str = "") -> str:
     """The first line of an error's message (libraries' messages run to pages), or `fallback`."""
     lines = str(err).strip().splitlines()

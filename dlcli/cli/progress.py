@@ -4,20 +4,31 @@ import sys
 import time
 
 
+def number(value: float) -> str:
+    """4 significant digits (0.0001475, 0.9893, 0.7500, 445.2), whole numbers from 10,000 on (12346, not
+    1.235e+04)."""
+    if value != value or abs(value) == float("inf") or abs(value) < 1e4:
+        return f"{value:#.4g}"
+    return f"{value:.0f}"
+
+
 def fmt(metrics: dict, shown=None) -> str:
     """The metrics whose names (after the split prefix) are in `shown` (all when None), and lr."""
-    return "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()
+    return "  ".join(f"{k} {v:.4g}" if k == "lr" else f"{k} {number(v)}" for k, v in metrics.items()
                      if isinstance(v, float) and (k == "lr" or shown is None or k.split("/")[-1] in shown))
 
 
 class Progress:
-    def __init__(self, epochs: int, quiet: bool = False, stream=None, shown=None):
-        """`shown`: the metric names epoch lines show (the task's); the rest go to metrics.jsonl."""
+    def __init__(self, epochs: int, quiet: bool = False, stream=None, shown=None, unit: str = "samples"):
+        """`shown`: the metric names epoch lines show (the task's); the rest go to metrics.jsonl.
+        `unit`: what the speed counts (the task's: samples, tokens for language models, windows)."""
         self.stream = stream or sys.stderr
+        self.unit = unit
         self.epochs, self.shown = epochs, shown
         self.bar_mode = not quiet and self.stream.isatty()
         self.bar = None
         self.samples = 0
+        self.last_speed = ""  # the last epoch's, for the final summary
         self.started = time.perf_counter()
 
     def epoch_start(self, epoch: int, total_batches: int, done: int = 0) -> None:
@@ -42,7 +53,7 @@ class Progress:
             self.last_refresh = now
             loss = running.compute("train").get("train/loss")
             if loss is not None:
-                self.bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{self.throughput():.0f}")
+                self.bar.set_postfix({"loss": number(loss), f"{self.unit}/s": f"{self.throughput():.0f}"})
 
     def throughput(self) -> float:
         return self.samples / max(time.perf_counter() - self.started, 1e-9)
@@ -51,17 +62,20 @@ class Progress:
         """Called at the log interval only (the one place a running loss is synced)."""
         rate = self.throughput()
         if self.bar is not None:
-            self.bar.set_postfix(loss=f"{running['train/loss']:.4f}", samples_s=f"{rate:.0f}")
+            self.bar.set_postfix({"loss": number(running['train/loss']), f"{self.unit}/s": f"{rate:.0f}"})
         else:
             print(f"epoch {self.epoch}/{self.epochs}  batch {self.done}/{self.total}  step {step}  "
-                  f"loss {running['train/loss']:.4f}  lr {lr:.3g}  {rate:.0f} samples/s", file=self.stream, flush=True)
+                  f"loss {number(running['train/loss'])}  lr {lr:.3g}  {rate:.0f} {self.unit}/s",
+                  file=self.stream, flush=True)
 
     def epoch_end(self, epoch: int, metrics: dict, seconds: float, note: str = "") -> None:
+        self.last_speed = f"{self.throughput():.0f} {self.unit}/s" if self.samples else self.last_speed
+        rate = f", {self.last_speed}" if self.samples else ""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        print(f"epoch {epoch}/{self.epochs}  {fmt(metrics, self.shown)}  ({seconds:.1f}s){note}", file=self.stream,
-              flush=True)
+        print(f"epoch {epoch}/{self.epochs}  {fmt(metrics, self.shown)}  ({seconds:.1f}s{rate}){note}",
+              file=self.stream, flush=True)
 
     def message(self, text: str) -> None:
         print(text, file=self.stream, flush=True)

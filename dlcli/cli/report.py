@@ -8,20 +8,25 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from dlcli.cli.progress import number
+
 # Piped output (batch jobs, logs) gets a wide fixed width instead of rich's 80-column default.
 out = Console(width=None if sys.stdout.isatty() else 160)
 
 
-def print_train_summary(summary: dict) -> None:
+def print_train_summary(summary: dict, speed: str = "") -> None:
+    """The end-of-run table; `speed`: the last epoch's training speed in the task's unit (tokens/s...)."""
     table = Table(title=f"{summary['name']}: {summary['status']}", show_header=False)
     table.add_row("run directory", summary["run_dir"])
     table.add_row("epochs / steps", f"{summary['epochs']} / {summary['steps']}")
     table.add_row("time", f"{summary['seconds']:.1f} s on {summary['device']} ({summary['precision']})")
+    if speed:
+        table.add_row("speed (last epoch)", speed)
     best = summary["best"]
     if best["value"] is not None:
-        table.add_row(f"best {summary['monitor']}", f"{best['value']:.4f} (epoch {best['epoch']})")
+        table.add_row(f"best {summary['monitor']}", f"{number(best['value'])} (epoch {best['epoch']})")
     for key, value in summary["final"].items():
-        table.add_row(f"final {key}", f"{value:.4g}")
+        table.add_row(f"final {key}", f"{value:.4g}" if key == "lr" else number(value))
     table.add_row("best checkpoint", str(summary["checkpoints"]["best"]))
     out.print(table)
 
@@ -31,7 +36,7 @@ def print_sweep(rows: list[dict], csv_path, metric: str) -> None:
     for col in ("trial", "overrides", "status", metric, "epochs", "run directory / error"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        value = f"{r[metric]:.4f}" if isinstance(r[metric], (int, float)) else "-"
+        value = number(r[metric]) if isinstance(r[metric], (int, float)) else "-"
         table.add_row(str(r["trial"]), escape(r["overrides"]), r["status"], value, str(r.get("epochs") or "-"),
                       escape(r["error"] or r["run_dir"] or ""))
     out.print(table)
@@ -45,7 +50,7 @@ def print_runs(rows: list[dict], root: str) -> None:
     for col in ("name", "version", "status", "best", "epochs", "time", "device"):
         table.add_column(col, justify="right" if col in ("best", "epochs", "time") else "left")
     for r in rows:
-        best = f"{r['monitor']} {r['best']:.4g}" if isinstance(r["best"], (int, float)) else "-"
+        best = f"{r['monitor']} {number(r['best'])}" if isinstance(r["best"], (int, float)) else "-"
         time_s = f"{r['seconds']:.0f}s" if isinstance(r["seconds"], (int, float)) else "-"
         table.add_row(escape(r["name"]), escape(r["version"]), r["status"] or "-", best, str(r["epochs"]),
                       time_s, r["device"] or "-")
@@ -77,7 +82,7 @@ def print_eval(result: dict, confusion: bool) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in result["metrics"].items():
-        table.add_row(key, f"{value:.4f}")
+        table.add_row(key, number(value))
     out.print(table)
     quality = result.get("quality")
     if quality:

@@ -55,7 +55,8 @@ def sweep(
     the_study = sweeps.open_plan_study(p, storage, pruner, startup, sweep_seed)
     say = (lambda line: typer.echo(line, err=True))
     rows, notes = sweeps.execute(p, the_study, lambda cfg: Progress(cfg.train.epochs, quiet,
-                                                                    shown=task_class(cfg.task).progress_metrics()), say)
+                                                                    shown=task_class(cfg.task).progress_metrics(),
+                                                                    unit=task_class(cfg.task).eval_unit), say)
     emit_json(sweep_report.public(rows)) if as_json else print_sweep(sweep_report.public(rows),
                                                                      p.folder / "trials.csv", p.metric)
     for line in notes:

@@ -46,8 +46,9 @@ def train(
             raise distributed.launcher_error(code, received, cfg.train.devices)
         return
     main_rank = is_main()
+    task = task_class(cfg.task_name)
     progress = Progress(cfg.train.epochs, quiet or not main_rank, None if main_rank else open(os.devnull, "w"),
-                        task_class(cfg.task_name).progress_metrics())
+                        task.progress_metrics(), task.eval_unit)
     try:
         summary = run_training(cfg, output_dir, run_version, progress, resume,
                                train_command(config, overrides or [], devices))
@@ -59,7 +60,7 @@ def train(
             raise
         raise typer.Exit(err.exit_code) from None  # rank 0 reports the stop; the other ranks leave quietly
     if main_rank:
-        emit_json(summary) if as_json else print_train_summary(summary)
+        emit_json(summary) if as_json else print_train_summary(summary, progress.last_speed)
 
 
 def worker_argv(argv: list[str], devices: int | None) -> list[str]:

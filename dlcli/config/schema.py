@@ -71,6 +71,8 @@ class TrainConfig(Strict):
     deterministic: bool = False
     devices: Annotated[int, Field(gt=0, le=1024)] = 1  # > 1: that many DDP processes on this machine (torchrun)
     compile: bool = False  # run the training step's model through torch.compile (opt-in)
+    # CPU threads torch uses for its ops (None: torch's default, one per core); eval/infer take it too
+    threads: Annotated[int, Field(gt=0, le=1024)] | None = None
     tbptt: bool = False  # language models: carry the (detached) hidden state across consecutive windows
     # Tasks that threshold probabilities (Task.uses_threshold: multilabel): the probability above which a
     # label is predicted; None: the task's default (0.5).

@@ -110,13 +110,13 @@ def labelled_images(folder, labels_file: str, channels: int):
 
 
 @DATASETS.register("image_folder", tags=("image", "label_sets"))
-def image_folder(split, *, root: str, test_root: str | None = None, channels: Literal[1, 3] = 3,
-                 labels: str | None = None):
+def image_folder(split, *, root: str, test_root: str | None = None, val_root: str | None = None,
+                 channels: Literal[1, 3] = 3, labels: str | None = None):
     """ImageNet-style class folders (root/<class>/<image>), read from disk per batch; with `labels`
     (a CSV file in the folder: file, then one 0/1 column per label) multilabel images instead."""
     import torch
 
-    path = split_file("image_folder", split, root, test_root, "test_root")
+    path = split_file("image_folder", split, root, test_root, "test_root", val_root)
     if not Path(path).is_dir():
         raise DataError(f"dataset 'image_folder': folder not found: {os.path.abspath(path)}",
                         hint="expected one sub-folder per class holding image files")

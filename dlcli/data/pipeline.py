@@ -43,10 +43,19 @@ class DataMeta:
         return cls(**saved)
 
 
+def separate_val(dataset: dict) -> bool:
+    """Whether validation comes from a file or folder of its own (`val_path`, `val_root`)."""
+    return dataset.get("val_path") is not None or dataset.get("val_root") is not None
+
+
 def train_val_sources(data_cfg, seed: int) -> tuple[Source, Source | None]:
     pool = DATASETS.build(data_cfg.dataset, "train")
     if len(pool) == 0:
         raise DataError(f"dataset {data_cfg.dataset['name']!r} is empty")
+    if separate_val(data_cfg.dataset):  # all of the training file trains; val_split is not used
+        train = split_positional(pool, 0.0)[0] if pool.stream is not None else pool
+        columns = {"categorical": list(pool.table or {}), "numeric": list(pool.feature_names)}
+        return train, split_source(data_cfg.dataset, "val", columns if pool.kind == "tabular" else None)
     if pool.stream is not None:
         return split_positional(pool, data_cfg.val_split)
     by_class = pool.y.dim() == 1 and not pool.y.is_floating_point()  # no strata for values or label sets
@@ -134,6 +143,8 @@ def train_batches(config, device, generator, task):
     train, val = train_val_sources(data_cfg, config.seed)
     meta = describe(train, data_cfg)
     train, val = prepare(train, meta), prepare(val, meta, "validation")
+    if val is not None and separate_val(data_cfg.dataset):
+        val = task.prepare_eval(val, meta)  # its own file: matched to training's (e.g. class order)
     standardize(train, meta)
     standardize(val, meta)
     task.check_data(train, meta)
@@ -155,27 +166,58 @@ def eval_batches(source: Source, config, device):
     data_cfg = config.data
     transform = compose(data_cfg.eval_transforms) if source.kind == "image" else None
     size = data_cfg.eval_batch_size or max(data_cfg.batch_size, 512)
-    if config.train.tbptt:  # the hidden state carries across batches: the same stream layout as training
-        size = min(data_cfg.batch_size, len(source))
-        source = subset(source, stream_order(len(source), size).tolist())
+    if config.train.tbptt:  # the hidden state carries across batches: parallel streams through the text
+        return stream_batches(source, min(data_cfg.eval_batch_size or data_cfg.batch_size, len(source)), device)
     return make_batches(source, size, device, transform, False, None, None, data_cfg.num_workers,
                         data_cfg.loader, data_cfg.memory_budget_gb)
+
+
+class StreamBatches:
+    """Evaluation under truncated BPTT: `streams` parallel streams through the windows, then the
+    windows left over (which continue the last stream) as one row, so every token is scored."""
+
+    def __init__(self, streams, tail):
+        self.streams, self.tail = streams, tail
+
+    def __len__(self) -> int:
+        return len(self.streams) + (self.tail is not None)
+
+    def __iter__(self):
+        yield from self.streams
+        if self.tail is not None:
+            yield self.tail
+
+
+def stream_batches(source: Source, size: int, device) -> StreamBatches:
+    from dlcli.data.loading import Batch
+    from dlcli.ranks import world
+
+    order = stream_order(len(source), size)
+    streams = make_batches(subset(source, order.tolist()), size, device, None, False)
+    left = source.x[len(order):]
+    if len(left) == 0 or world()[1] > 1:  # under DDP each rank scores its share of the streams only
+        return StreamBatches(streams, None)
+    y = source.y[len(order):]
+    return StreamBatches(streams, Batch(left.reshape(1, -1).to(device), y.reshape(1, -1).to(device)))
+
+
+def split_source(dataset: dict, split: str, columns: dict | None) -> Source:
+    """The test split, or a separate validation file, as one source; a table's `columns` (categorical,
+    numeric) are read as the training file's were."""
+    source = DATASETS.build({**dataset, **(columns or {})}, split)
+    return split_positional(source, 0.0)[0] if source.stream is not None else source
 
 
 def split_for_eval(config, meta: DataMeta, split: str, device, task):
     """Batches of the test or val split, preprocessed as the checkpoint's training was (`task`, its
     class, matches the split to training, e.g. the class order)."""
-    if split == "val":
+    columns = {"categorical": list(meta.categories), "numeric": list(meta.feature_names)}
+    if split == "val" and not separate_val(config.data.dataset):
         if config.data.val_split == 0:
             raise DataError("this run had no validation split (data.val_split: 0); use --split test")
         _, source = train_val_sources(config.data, config.seed)
     else:
-        spec = config.data.dataset
-        if meta.kind == "tabular":  # the test file's columns are read as the training file's were
-            spec = {**spec, "categorical": list(meta.categories), "numeric": list(meta.feature_names)}
-        source = DATASETS.build(spec, "test")
-        if source.stream is not None:
-            source, _ = split_positional(source, 0.0)
+        source = split_source(config.data.dataset, split, columns if meta.kind == "tabular" else None)
     source = task.prepare_eval(prepare(source, meta, f"{split} split's"), meta)
     standardize(source, meta)
     task.encode_outputs(source, meta)

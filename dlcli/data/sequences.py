@@ -6,7 +6,7 @@ import math
 from array import array
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -19,18 +19,16 @@ from dlcli.data.text import read_text, text_stream, tokenize
 from dlcli.errors import DataError
 from dlcli.types import NonNegativeFloat, PositiveInt
 
-if TYPE_CHECKING:
-    import torch
-
 Length = Annotated[int, Field(gt=0, le=100_000)]
 
 
 @DATASETS.register("text", tags=("token_stream", "reads_tokens"))
-def text(split, *, path: str, test_path: str | None = None, level: Literal["char", "word"] = "char",
-         lowercase: bool = False, seq_len: Length = 128, stride: Length | None = None,
-         min_freq: PositiveInt = 1, max_vocab: PositiveInt | None = None, encoding: str = "utf-8"):
+def text(split, *, path: str, test_path: str | None = None, val_path: str | None = None,
+         level: Literal["char", "word"] = "char", lowercase: bool = False, seq_len: Length = 128,
+         stride: Length | None = None, min_freq: PositiveInt = 1, max_vocab: PositiveInt | None = None,
+         encoding: str = "utf-8"):
     """A plain-text file for language modelling, cut into windows of seq_len tokens (split by position)."""
-    file = split_file("text", split, path, test_path)
+    file = split_file("text", split, path, test_path, val=val_path)
     tokens = tokenize(read_text(file, encoding), level, lowercase)
     options = {"level": level, "lowercase": lowercase, "seq_len": seq_len, "stride": stride or seq_len,
                "min_freq": min_freq, "max_vocab": max_vocab, "file": file}
@@ -38,14 +36,15 @@ def text(split, *, path: str, test_path: str | None = None, level: Literal["char
 
 
 @DATASETS.register("text_classification", tags=("labelled_texts", "reads_tokens"))
-def text_classification(split, *, path: str, test_path: str | None = None, text_column: str = "text",
+def text_classification(split, *, path: str, test_path: str | None = None, val_path: str | None = None,
+                        text_column: str = "text",
                         label_column: str = "label", level: Literal["char", "word"] = "word",
                         lowercase: bool = True, max_len: Length = 256, min_freq: PositiveInt = 1,
                         max_vocab: PositiveInt | None = None):
     """Labelled texts from a CSV or JSONL file; padded per batch, truncated to max_len tokens."""
     import torch
 
-    file = split_file("text_classification", split, path, test_path)
+    file = split_file("text_classification", split, path, test_path, val=val_path)
     texts, labels = [], []
     for text, label in labelled_texts(file, text_column, label_column):  # tokenized as read: one copy
         texts.append(tokenize(text, level, lowercase))
@@ -53,7 +52,7 @@ def text_classification(split, *, path: str, test_path: str | None = None, text_
     names = _label_names(labels)
     lookup = {name: i for i, name in enumerate(names)}
     options = {"level": level, "lowercase": lowercase, "max_len": max_len, "min_freq": min_freq,
-               "max_vocab": max_vocab, "text_column": text_column}
+               "max_vocab": max_vocab, "text_column": text_column, "label_column": label_column}
     return Source(y=torch.tensor([lookup[v] for v in labels], dtype=torch.long), class_names=names, kind="text",
                   texts=texts, options=options)
 
@@ -99,48 +98,66 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
                     raise DataError(f"{path}:{line}: not valid JSON: {err.msg}") from None
 
 
+Lag = Annotated[int, Field(ge=0, le=100_000)]
+
+
 @DATASETS.register("timeseries", tags=("series",))
-def timeseries(split, *, path: str, test_path: str | None = None, columns: list[str] | None = None,
-               targets: list[str] | None = None, window: Length = 32, horizon: Length = 1,
-               stride: PositiveInt = 1):
-    """Numeric CSV columns over time: each window of inputs predicts the next `horizon` rows of targets."""
-    file = split_file("timeseries", split, path, test_path)
-    names, values = read_series(file, columns)
+def timeseries(split, *, path: str, test_path: str | None = None, val_path: str | None = None,
+               columns: list[str] | None = None, targets: list[str] | None = None, window: Length = 32,
+               horizon: Length = 1, stride: PositiveInt = 1, difference: Literal[0, 1] = 1,
+               seasonal_difference: Lag = 0, id: str | None = None):
+    """Numeric CSV columns over time: each window of inputs predicts the next `horizon` rows of targets
+    (by default as changes from the window's last values: difference 1); an `id` column holds several series."""
+    file = split_file("timeseries", split, path, test_path, val=val_path)
+    names, values, segments = read_series(file, columns, id)[:3]
     missing = [t for t in targets or [] if t not in names]
     if missing:
         raise DataError(f"data.dataset.targets: {missing} are not among the input columns {names}")
-    options = {"window": window, "horizon": horizon, "stride": stride, "targets": targets or names}
+    options = {"window": window, "horizon": horizon, "stride": stride, "targets": targets or names,
+               "difference": difference, "seasonal_difference": seasonal_difference, "id": id}
     return Source(y=None, class_names=[], kind="series", stream=values,
-                  feature_names=names, options=options)
+                  feature_names=names, options=options, segments=segments)
 
 
-def read_series(file: str, columns: list[str] | None) -> tuple[list[str], "torch.Tensor"]:
-    """(column names, float32 values [rows, columns]) of a numeric CSV, streamed."""
+def read_series(file: str, columns: list[str] | None, id_column: str | None = None):
+    """(column names, float32 values [rows, columns], rows per series or None, the series' ids) of a
+    numeric CSV, streamed. With `id_column`, rows are grouped by its value (series in order of first
+    appearance, each keeping its rows' order)."""
     import torch
 
     header = read_header(file)
-    missing = [c for c in columns or [] if c not in header]
+    missing = [c for c in (columns or []) + ([id_column] if id_column else []) if c not in header]
     if missing:
         raise DataError(f"{file}: missing column(s) {missing}; columns are {header}")
-    names = columns or header
+    names = columns or [c for c in header if c != id_column]
+    if id_column in names:
+        raise DataError(f"data.dataset.id: column {id_column!r} is also an input column")
     at = [header.index(c) for c in names]
-    values, rows = array("f"), 0
+    id_at = header.index(id_column) if id_column else None
+    series: dict[str, array] = {}
     for line, row in table_rows(file, header):
+        values = series.setdefault(row[id_at].strip() if id_at is not None else "", array("f"))
         try:
             values.extend([_number(row[i], file, line, c) for c, i in zip(names, at)])
         except DataError as err:
             hint = "" if columns else "; choose numeric columns with data.dataset.columns"
             raise DataError(f"{err}{hint}") from None
-        rows += 1
-    if not rows:
+    if not series:
         raise DataError(f"{file}: no data rows")
-    return names, torch.frombuffer(values, dtype=torch.float32).view(rows, len(names))
+    lengths = [len(v) // len(names) for v in series.values()]
+    flat = next(iter(series.values()))  # one series: its own array, no copy
+    if len(series) > 1:
+        flat = array("f")
+        for v in series.values():
+            flat.extend(v)
+    stream = torch.frombuffer(flat, dtype=torch.float32).view(sum(lengths), len(names))
+    return names, stream, (lengths if id_column else None), list(series)
 
 
 @DATASETS.register("sine", tags=("series",))
 def sine(split, *, length: Annotated[int, Field(ge=8, le=10_000_000)] = 2000, period: float = 40.0,
          noise: NonNegativeFloat = 0.1, window: Length = 32, horizon: Length = 1, stride: PositiveInt = 1,
-         seed: int = 0):
+         seed: int = 0, difference: Literal[0, 1] = 1, seasonal_difference: Lag = 0):
     """Generated noisy sine wave for forecasting (offline); the test split is a fresh draw."""
     import torch
 
@@ -148,6 +165,7 @@ def sine(split, *, length: Annotated[int, Field(ge=8, le=10_000_000)] = 2000, pe
     t = torch.arange(length, dtype=torch.float32)
     phase = float(torch.rand((), generator=gen)) * 2 * math.pi
     values = torch.sin(2 * math.pi * t / period + phase) + noise * torch.randn(length, generator=gen)
-    options = {"window": window, "horizon": horizon, "stride": stride, "targets": ["value"]}
+    options = {"window": window, "horizon": horizon, "stride": stride, "targets": ["value"],
+               "difference": difference, "seasonal_difference": seasonal_difference}
     return Source(y=None, class_names=[], kind="series", stream=values[:, None], feature_names=["value"],
                   options=options)

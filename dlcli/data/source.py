@@ -26,6 +26,7 @@ class Source:
     feature_names: list[str] = field(default_factory=list)
     lengths: Any = None  # int64 valid lengths of padded token sequences ("text")
     stream: Any = None  # list of tokens ("tokens") or float tensor [L, F] ("series"), before windowing
+    segments: Any = None  # "series" with an id column: the rows of each series, one after another (lengths)
     texts: Any = None  # list of token lists ("text"), before encoding
     options: dict = field(default_factory=dict)  # windowing/tokenising settings from the dataset config
     table: Any = None  # tabular: categorical column -> its values (strings), before encoding

@@ -1,7 +1,7 @@
 """Train/val splits of a Source: stratified index split, subsets, and label re-indexing."""
 
 from dlcli.data.source import Source
-from dlcli.errors import DataError
+from dlcli.errors import DataError, listed
 
 
 def split_indices(labels, val_split: float, seed: int, stratify: bool) -> tuple[list[int], list[int]]:
@@ -51,17 +51,25 @@ def remap_labels(source: Source, class_names: list[str]) -> Source:
     lookup = {name: i for i, name in enumerate(class_names)}
     unknown = sorted(set(source.class_names) - set(lookup))
     if unknown:
-        raise DataError(f"labels {unknown} do not occur in the training data (classes: {class_names})")
+        raise DataError(f"labels {listed(unknown)} do not occur in the training data (classes: {listed(class_names)})")
     mapping = torch.tensor([lookup[name] for name in source.class_names])
     source.y = mapping[source.y]
+    if isinstance(getattr(source.dataset, "targets", None), list):  # files: the loader reads these labels
+        source.dataset.targets = mapping[torch.tensor(source.dataset.targets, dtype=torch.long)].tolist()
     source.class_names = class_names
     return source
 
 
-def split_file(dataset: str, split: str, train: str, test: str | None, key: str = "test_path") -> str:
-    """The file (or folder) of a split of a dataset read from the user's files."""
+def split_file(dataset: str, split: str, train: str, test: str | None, key: str = "test_path",
+               val: str | None = None) -> str:
+    """The file (or folder) of a split of a dataset read from the user's files: "train", "val" (a
+    separate validation file, `val_path` / `val_root`) or "test"."""
     if split == "train":
         return train
+    if split == "val":
+        if val is None:
+            raise DataError(f"dataset {dataset!r}: no validation file; set data.dataset.{key.replace('test', 'val')}")
+        return val
     if test is None:
         raise DataError(f"dataset {dataset!r}: no test split; set data.dataset.{key} or use --split val")
     return test

@@ -196,7 +196,7 @@ class _Table:
         y, names = self._outputs()
         return Source(y=y, x=_matrix(self.x, self.rows, len(self.numeric)), weights=weights, class_names=names,
                       kind="tabular", feature_names=[c for c, _ in self.numeric], table=self.text,
-                      options={"file": self.file, "targets": self.cols.targets or []})
+                      options={"file": self.file, "targets": self.cols.targets or [], "label": self.cols.label})
 
     def _outputs(self):
         """(y, class names): float targets [N, T] (regression), 0/1 floats [N, L] (multilabel), or class ids."""
@@ -269,10 +269,10 @@ def csv(split, *, path: str, label: str = "label", targets: list[str] | str | No
         labels: Annotated[list[str], Field(min_length=1)] | None = None, features: list[str] | None = None,
         categorical: list[str] | None = None, numeric: list[str] | None = None,
         max_categories: Annotated[int, Field(ge=1, le=100_000)] = 100, weight: str | None = None,
-        test_path: str | None = None):
+        test_path: str | None = None, val_path: str | None = None):
     """A CSV table: feature columns (numeric or categorical) and a label column, numeric `targets`
     (regression) or 0/1 `labels` columns (multilabel); optional per-sample weight column."""
-    file = split_file("csv", split, path, test_path)
+    file = split_file("csv", split, path, test_path, val=val_path)
     targets = [targets] if isinstance(targets, str) else targets
     source = read_csv(file, Columns(label, targets, labels, features, weight, categorical, numeric))
     source.options["max_categories"] = max_categories

@@ -4,19 +4,39 @@ Text and time series are split by position (train first, validation after), neve
 overlapping windows on both sides of a random split would leak the validation data into training.
 """
 
+from dlcli.data.differencing import change_scale, lag_polynomial
 from dlcli.data.source import Source
 from dlcli.data.text import build_vocab, encode
 from dlcli.errors import DataError
 
 
 def split_positional(pool: Source, val_split: float) -> tuple[Source, Source | None]:
-    """The stream's first (1 - val_split) for training, the rest for validation."""
+    """The stream's first (1 - val_split) for training, the rest for validation; several series
+    (`segments`) are each split so."""
+    if pool.segments is not None:
+        return _split_segments(pool, val_split)
     n = len(pool.stream)
     cut = n - round(n * val_split) if val_split else n
     parts = [pool.stream[:cut]] + ([pool.stream[cut:]] if val_split else [])
     sources = [Source(y=None, class_names=pool.class_names, kind=pool.kind, stream=part,
                       feature_names=pool.feature_names, options=pool.options) for part in parts]
     return sources[0], (sources[1] if val_split else None)
+
+
+def _split_segments(pool: Source, val_split: float) -> tuple[Source, Source | None]:
+    import torch
+
+    train, val = [], []
+    for part in pool.stream.split(pool.segments):
+        cut = len(part) - round(len(part) * val_split) if val_split else len(part)
+        train.append(part[:cut])
+        val.append(part[cut:])
+
+    def joined(parts):
+        return Source(y=None, class_names=pool.class_names, kind=pool.kind, stream=torch.cat(parts),
+                      feature_names=pool.feature_names, options=pool.options, segments=[len(p) for p in parts])
+
+    return joined(train), (joined(val) if val_split else None)
 
 
 def describe_sequences(train: Source, meta) -> None:
@@ -34,7 +54,13 @@ def describe_sequences(train: Source, meta) -> None:
         meta.feature_mean = train.stream.mean(0).tolist()
         meta.feature_std = train.stream.std(0).nan_to_num(1.0).clamp_min(1e-8).tolist()
         meta.sequence["target_index"] = [train.feature_names.index(t) for t in opts["targets"]]
-        meta.input_shape = [opts["window"], len(train.feature_names)]
+        lags = lag_polynomial(opts.get("difference", 0), opts.get("seasonal_difference", 0))
+        if opts["window"] < len(lags):  # checked here, not in the config: older checkpoints' configs still load
+            raise DataError(f"data.dataset.window: {opts['window']} rows leave nothing once differenced (difference + "
+                            f"seasonal_difference = {len(lags) - 1}); use a window of at least {len(lags)}")
+        if len(lags) > 1:  # the model reads the window's changes, in units of their training std
+            meta.sequence["change_std"] = change_scale(normalize(train.stream, meta), train.segments, lags)
+        meta.input_shape = [opts["window"] - (len(lags) - 1), len(train.feature_names)]
     else:  # "sequence": image rows, already tensors
         meta.input_shape = list(train.x.shape[1:])
 
@@ -49,8 +75,8 @@ def prepare(source: Source | None, meta, part: str = "training") -> Source | Non
     elif source.kind == "text":
         source.x, source.lengths = pad_texts(source.texts, meta.vocab, meta.sequence["max_len"])
     elif source.kind == "series":
-        source.x, source.y = series_windows(normalize(source.stream, meta), meta.sequence, part)
-    source.stream = source.texts = None
+        source.x, source.y = series_windows(normalize(source.stream, meta), meta.sequence, part, source.segments)
+    source.stream = source.texts = source.segments = None
     return source
 
 
@@ -85,14 +111,21 @@ def normalize(values, meta):
     return (values - torch.tensor(meta.feature_mean)) / torch.tensor(meta.feature_std)
 
 
-def series_windows(values, sequence: dict, part: str):
-    """(input windows [N, window, F], next values of the targets [N, horizon, T])."""
+def series_windows(values, sequence: dict, part: str, segments: list[int] | None = None):
+    """(input windows [N, window, F], next values of the targets [N, horizon, T]); with several
+    series (`segments`), each is windowed on its own, so no window spans two of them, and a series
+    shorter than one window + horizon gives none."""
+    import torch
+
     window, horizon = sequence["window"], sequence["horizon"]
-    if len(values) < window + horizon:
+    span = window + horizon
+    parts = [p for p in values.split(segments or [len(values)]) if len(p) >= span]
+    if not parts:
+        longest = max(segments or [len(values)])
         raise DataError(f"data.dataset.window: window {window} + horizon {horizon} is longer than the {part} "
-                        f"series ({len(values)} rows); lower them"
+                        f"series ({longest} rows{' in the longest' if segments else ''}); lower them"
                         + (" or data.val_split" if part == "validation" else ""))
-    spans = values.unfold(0, window + horizon, sequence["stride"]).permute(0, 2, 1)  # [N, window+horizon, F]
+    spans = torch.cat([p.unfold(0, span, sequence["stride"]).permute(0, 2, 1) for p in parts])  # [N, span, F]
     return spans[:, :window].contiguous(), spans[:, window:, sequence["target_index"]].contiguous()
 
 

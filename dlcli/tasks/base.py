@@ -122,6 +122,11 @@ class Task:
         raise NotImplementedError
 
     @staticmethod
+    def counted(batch) -> int:
+        """How many of `eval_unit` a batch holds: progress lines say that per second."""
+        return batch.y.shape[0]
+
+    @staticmethod
     def predict(outputs):
         """What `infer` reports from the model's outputs (classes: probabilities)."""
         return outputs.float()

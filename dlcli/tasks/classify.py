@@ -4,7 +4,7 @@ Metric sums stay on the device as tensors; nothing syncs with the host until `co
 which the engine calls only at log intervals and epoch ends.
 """
 
-from dlcli.errors import ConfigError, DataError
+from dlcli.errors import ConfigError, DataError, listed
 from dlcli.tasks.base import Task
 from dlcli.tasks.registry import register_task
 
@@ -21,13 +21,15 @@ class ClassificationMetrics:
     def names(split: str, config=None, num_classes: int | None = None) -> list[str]:
         if split == "train":
             return ["loss", "acc"]
-        return ["loss", "acc", "f1"] + (["top5"] if num_classes is None or num_classes > 5 else [])
+        return (["loss", "acc", "f1"] + (["top5"] if num_classes is None or num_classes > 5 else [])
+                + (["nll"] if smoothed(config) else []))
 
-    def __init__(self, num_classes: int, device, full: bool = True):
+    def __init__(self, num_classes: int, device, full: bool = True, nll: bool = False):
         import torch
 
-        self.k, self.full = num_classes, full
+        self.k, self.full, self.nll = num_classes, full, nll and full
         self.loss_sum = torch.zeros((), device=device)
+        self.nll_sum = torch.zeros((), device=device)  # plain -log p(target), for losses with label smoothing
         self.correct = torch.zeros((), dtype=torch.long, device=device)
         self.confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)
         self.top5 = torch.zeros((), dtype=torch.long, device=device)
@@ -55,6 +57,10 @@ class ClassificationMetrics:
             return
         pred = logits.detach().argmax(1)
         self.loss_sum += loss.detach().float() * n
+        if self.nll:
+            import torch.nn.functional as F
+
+            self.nll_sum += F.cross_entropy(logits.detach().float(), target, reduction="sum")
         # scatter_add_, not bincount: bincount syncs with the host on CUDA to size its output.
         cells = target * self.k + pred
         self.confusion.scatter_add_(0, cells, cells.new_ones(cells.shape))
@@ -102,6 +108,8 @@ class ClassificationMetrics:
         }
         if self.k > 5:
             out[f"{prefix}/top5"] = float(self.top5) / self.count
+        if self.nll:
+            out[f"{prefix}/nll"] = float(self.nll_sum) / self.count
         return out
 
     def state_dict(self) -> dict:
@@ -109,7 +117,8 @@ class ClassificationMetrics:
         losses travel as per-step terms."""
         self._count_hits()
         return {"loss_sum": self.loss_sum, "pending_loss": self._weighted_pending(), "correct": self.correct,
-                "confusion": self.confusion, "top5": self.top5, "count": self.count}
+                "confusion": self.confusion, "top5": self.top5, "count": self.count,
+                "nll_sum": self.nll_sum}
 
     def load_state_dict(self, state: dict) -> None:
         pending = state.get("pending_loss")
@@ -120,6 +129,8 @@ class ClassificationMetrics:
         self.correct.copy_(state["correct"])
         self.confusion.copy_(state["confusion"])
         self.top5.copy_(state["top5"])
+        if "nll_sum" in state:  # checkpoints before 'nll' have none
+            self.nll_sum.copy_(state["nll_sum"])
         self.count = state["count"]
 
     def confusion_matrix(self):
@@ -136,12 +147,12 @@ class ClassificationTask(Task):
     metrics_class = ClassificationMetrics
     class_weights = True
 
-    def __init__(self, loss_fn, num_classes: int):
-        self.loss_fn, self.num_classes = loss_fn, num_classes
+    def __init__(self, loss_fn, num_classes: int, nll: bool = False):
+        self.loss_fn, self.num_classes, self.nll = loss_fn, num_classes, nll
 
     @classmethod
     def create(cls, config, meta, loss_fn):
-        return cls(loss_fn, len(meta.class_names))
+        return cls(loss_fn, len(meta.class_names), smoothed(config))
 
     def loss(self, model, batch):
         """(loss, logits) for one batch."""
@@ -150,7 +161,7 @@ class ClassificationTask(Task):
 
     def metrics(self, device, full: bool = True):
         """Evaluation tracks everything; training only loss and accuracy (cheaper per step)."""
-        return ClassificationMetrics(self.num_classes, device, full)
+        return ClassificationMetrics(self.num_classes, device, full, self.nll)
 
     @staticmethod
     def predict(logits):
@@ -164,10 +175,15 @@ class ClassificationTask(Task):
     def check_data(train, meta) -> None:
         k = len(meta.class_names)
         if k < 2:
-            raise DataError(f"the training data holds a single class ({', '.join(meta.class_names)}); "
+            raise DataError(f"the training data holds a single class ({listed(meta.class_names)}); "
                             f"a classifier needs two or more")
         if int(train.y.max()) >= k or int(train.y.min()) < 0:
             raise DataError(f"labels must lie in [0, {k - 1}]")
+        if train.kind in ("tabular", "text") and looks_continuous(meta.class_names, len(train.y)):
+            column = train.options.get("label_column") or train.options.get("label") or "label"
+            raise DataError(f"the label column {column!r} holds {k} distinct numbers ({listed(meta.class_names, 5)}): "
+                            f"that looks like a value to predict, not classes",
+                            hint=f"for a number, use task: regression with data.dataset.targets: [{column}]")
 
     @staticmethod
     def prepare_eval(source, meta):
@@ -193,6 +209,30 @@ class ClassificationTask(Task):
                          "top_k": [{"class": meta.class_names[c], "probability": round(q, 6)} for c, q in zip(i, p)],
                          **({"unseen": ";".join(missing)} if meta.categories else {})})
         return "classes", rows
+
+
+def smoothed(config) -> bool:
+    """Whether the loss is cross-entropy with label smoothing: eval then adds the plain `nll` (the
+    smoothed loss has a floor well above 0, so it cannot be compared with other tools' losses)."""
+    loss = getattr(config, "loss", None) or {}
+    return loss.get("name") == "cross_entropy" and float(loss.get("label_smoothing") or 0) > 0
+
+
+MANY_CLASSES = 20  # numeric labels with more distinct values than this may be a continuous target
+ROWS_PER_CLASS = 5
+
+
+def looks_continuous(class_names: list[str], rows: int) -> bool:
+    """Numeric labels with more than MANY_CLASSES distinct values, some of them fractional or with
+    fewer than ROWS_PER_CLASS rows per value on average: a regression target read as classes."""
+    if len(class_names) <= MANY_CLASSES:
+        return False
+    try:
+        values = [float(name) for name in class_names]
+    except ValueError:
+        return False  # names, not numbers
+    fractional = any(v != int(v) for v in values if v == v and abs(v) != float("inf"))
+    return fractional or rows < ROWS_PER_CLASS * len(values)
 
 
 def table_problems(config, task=None) -> list[str]:

@@ -73,6 +73,10 @@ class LanguageModelTask(Task):
         return len(meta.vocab)
 
     @staticmethod
+    def counted(batch) -> int:
+        return batch.y.numel()  # tokens: every window position is a prediction
+
+    @staticmethod
     def describe_outputs(meta) -> str:
         return f"vocabulary {len(meta.vocab)}"
 
@@ -93,7 +97,11 @@ class LanguageModelTask(Task):
 
     def loss(self, model, batch):
         if self.tbptt:
-            logits, state = model(batch.x, state=self.state, keep_state=True)
+            state = self.state
+            if state is not None and _rows(state) > batch.x.shape[0]:  # eval's last row continues the last stream
+                state = tuple(s[:, -batch.x.shape[0]:] for s in state) if isinstance(state, tuple) \
+                    else state[:, -batch.x.shape[0]:]
+            logits, state = model(batch.x, state=state, keep_state=True)
             self.state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
         else:
             logits = model(batch.x)
@@ -155,3 +163,8 @@ def _sample(logits, temperature: float, top_k: int | None, generator) -> int:
         threshold = logits.topk(top_k).values[-1]
         logits = logits.masked_fill(logits < threshold, float("-inf"))
     return int(torch.multinomial(logits.softmax(0), 1, generator=generator))
+
+
+def _rows(state) -> int:
+    """The batch rows of a recurrent state ([layers, B, H], or a tuple of them for an LSTM)."""
+    return (state[0] if isinstance(state, tuple) else state).shape[1]

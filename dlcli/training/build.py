@@ -1,6 +1,6 @@
 """Composition root: a validated Config -> device, data, model, loss, optimizer, schedule, trainer."""
 
-from dlcli.errors import ConfigError, first_line
+from dlcli.errors import ConfigError, first_line, listed
 from dlcli.training.seeding import seed_everything
 
 __all__ = ["build_model", "build_task", "build_trainer", "from_checkpoint", "seed_everything"]
@@ -22,6 +22,14 @@ def resolve_device(spec: str):
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ConfigError(f"device: {spec!r}: only {torch.cuda.device_count()} CUDA device(s)")
     return device
+
+
+def set_threads(threads: int | None) -> None:
+    """`train.threads`: torch's CPU thread count for this process (None leaves torch's default)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def set_determinism(deterministic: bool, device) -> None:
@@ -76,7 +84,7 @@ def build_task(config, meta):
     weights = config.loss.get("pos_weight")
     if weights is not None and meta is not None and len(weights) != task.num_outputs(meta):
         raise ConfigError(f"loss.pos_weight: {len(weights)} values for {task.num_outputs(meta)} outputs "
-                          f"({', '.join(meta.class_names)})")
+                          f"({listed(meta.class_names)})")
     return task.create(config, meta, LOSSES.build(config.loss))
 
 
@@ -93,6 +101,7 @@ def build_trainer(config, device=None):
     from dlcli.training.engine import Trainer
 
     _check_devices(config)
+    set_threads(config.train.threads)
     seed_everything(config.seed)  # the same on every rank: identical initial weights
     device = device or resolve_device(config.train.device)
     set_determinism(config.train.deterministic, device)
@@ -183,6 +192,7 @@ def from_checkpoint(payload: dict, overrides: list[str], device_spec: str, path=
     except TypeError as err:
         raise CheckpointError(f"{path}: section meta: {first_line(err)}") from None
     device = resolve_device(device_spec)
+    set_threads(config.train.threads)
     precision = resolve_precision(config.train.precision, device)
     with naming_checkpoint(path):
         model = build_model(config, meta, device)

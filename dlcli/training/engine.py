@@ -125,7 +125,7 @@ class Trainer:
             share = self.step_share(i, total, accumulate)
             stepped = self.train_step(batch, share, (i + 1) % accumulate == 0 or i + 1 == total, self.state.running)
             self.state.batch_in_epoch = i + 1
-            progress.advance(batch.y.shape[0], self.state.running)
+            progress.advance(self.task.counted(batch), self.state.running)
             if not stepped:
                 continue
             if self.state.step % self.config.train.log_interval == 0:

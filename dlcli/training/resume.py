@@ -10,7 +10,10 @@ from dlcli.ranks import is_main
 
 # Keys that may change between the interrupted run and its resumption.
 MAY_CHANGE = ("train.epochs", "train.log_interval", "train.checkpoint_every", "train.keep_last",
-              "train.on_nan", "train.devices", "train.compile", "output.", "logging.")
+              "train.on_nan", "train.devices", "train.compile", "train.threads", "output.", "logging.")
+# Keys added after checkpoints were written, with the value that means what a config without them did
+# (forecasters read and predicted levels): resuming such a run asks for that value.
+ADDED = {"data.dataset.difference": 0, "data.dataset.seasonal_difference": 0}
 # Schedules laid out over train.epochs: a new total would make the learning rate jump.
 LENGTH_BOUND_SCHEDULES = ("cosine", "onecycle")
 
@@ -36,7 +39,8 @@ def run_dir_of(checkpoint: Path) -> Path:
 
 def config_differences(old: dict, new: dict) -> list[str]:
     """Dotted keys whose values differ, leaving out the keys that may change on resume."""
-    flat_old, flat_new = _flatten(old), _flatten(new)
+    flat_new = _flatten(new)
+    flat_old = {**{k: v for k, v in ADDED.items() if k in flat_new}, **_flatten(old)}
     keys = sorted(set(flat_old) | set(flat_new))
     return [k for k in keys if flat_old.get(k) != flat_new.get(k) and not k.startswith(MAY_CHANGE)]
 
@@ -61,8 +65,8 @@ def _check_same_config(payload: dict, config, source: Path) -> None:
         raise ConfigError(f"--resume: {source} was trained with a different config; differing keys: "
                           f"{', '.join(differing[:8])}" + (" ..." if len(differing) > 8 else ""),
                           hint="only train.epochs, train.log_interval, train.checkpoint_every, train.keep_last, "
-                               "train.on_nan, train.devices, train.compile, output.* and logging.* may change "
-                               "on resume")
+                               "train.on_nan, train.devices, train.compile, train.threads, output.* and logging.* "
+                               "may change on resume")
 
 
 def _check_epochs(payload: dict, config, source: Path) -> None:

@@ -270,7 +270,7 @@ def test_timeseries_window_and_target_shapes(tmp_path):
     path = write_csv(tmp_path / "series.csv", ["a", "b", "c"], rows)
     _, train_b, _, meta = batches_for({"name": "timeseries", "path": path, "window": 5, "horizon": 2,
                                        "targets": ["c", "a"]}, batch_size=64)
-    assert meta.input_shape == [5, 3]
+    assert meta.input_shape == [4, 3]  # the model reads the window's 4 changes (difference: 1, the default)
     assert meta.sequence["target_index"] == [2, 0]
     assert task_class("forecasting").num_outputs(meta) == 2 * 2
     # 20 rows, window 5 + horizon 2, stride 1: 14 windows

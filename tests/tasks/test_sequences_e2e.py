@@ -205,7 +205,37 @@ def test_tbptt_trains_and_reports_a_finite_low_perplexity(tbptt_run):
     result = evaluate_checkpoint(summary["checkpoints"]["last"], "val", [], "cpu")
     for key, value in result["metrics"].items():
         assert value == pytest.approx(summary["final"][f"val/{key}"], rel=1e-5), key
-    assert result["samples"] == 3 * 8 * 32  # 31 validation windows: 3 per stream x 8 streams (7 dropped)
+    # all 31 validation windows: 3 per stream x 8 streams, then the 7 left over as one row
+    assert result["samples"] == 31 * 32
+
+
+@pytest.mark.parametrize("streams", [8, 5])
+def test_tbptt_eval_scores_every_window_as_continuous_streams(tbptt_run, streams):
+    """eval honours data.eval_batch_size (the number of streams), and the windows left over after the
+    streams continue the last stream's state: the loss equals running each stream through the model
+    in one piece from a zero state."""
+    import torch
+    import torch.nn.functional as F
+
+    from dlcli.data.pipeline import split_for_eval
+    from dlcli.tasks import task_class
+    from dlcli.training.build import from_checkpoint
+
+    ckpt = tbptt_run.summary["checkpoints"]["last"]
+    override = [f"data.eval_batch_size={streams}"]
+    result = evaluate_checkpoint(ckpt, "val", override, "cpu")
+    config, meta, model, device, _ = from_checkpoint(checkpoint.load(ckpt), override, "cpu")
+    batches = list(split_for_eval(config, meta, "val", device, task_class("language_model")))
+    *parallel, tail = batches
+    assert [b.x.shape[0] for b in parallel] == [streams] * (31 // streams) and tail.x.shape[0] == 1
+    pieces = [torch.cat([b.x[row] for b in parallel]) for row in range(streams)]
+    targets = [torch.cat([b.y[row] for b in parallel]) for row in range(streams)]
+    pieces[-1], targets[-1] = torch.cat([pieces[-1], tail.x[0]]), torch.cat([targets[-1], tail.y[0]])
+    model.eval()
+    with torch.no_grad():
+        total = sum(float(F.cross_entropy(model(x[None])[0], y, reduction="sum")) for x, y in zip(pieces, targets))
+    assert result["samples"] == 31 * 32
+    assert result["metrics"]["loss"] == pytest.approx(total / (31 * 32), rel=1e-5)
 
 
 def resume_copy(tbptt_run, name: str, step: int) -> dict:

@@ -27,16 +27,21 @@ def init_weights(model: nn.Module, scheme: str, mean: float, std: float, zero_bi
         if not isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
             continue
         with torch.no_grad():
-            if scheme == "normal":
-                nn.init.normal_(module.weight, mean=mean, std=std)
-            elif scheme == "uniform":
-                nn.init.uniform_(module.weight, -std, std)
-            elif scheme == "xavier":
-                nn.init.xavier_uniform_(module.weight)
-            elif scheme == "kaiming":
-                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            init_tensor(module.weight, scheme, mean, std)
             if module.bias is not None and zero_bias:
                 module.bias.zero_()
+
+
+def init_tensor(weight, scheme: str, mean: float, std: float) -> None:
+    """One weight tensor drawn by `scheme` (normal, uniform +-std, xavier, kaiming), in place."""
+    if scheme == "normal":
+        nn.init.normal_(weight, mean=mean, std=std)
+    elif scheme == "uniform":
+        nn.init.uniform_(weight, -std, std)
+    elif scheme == "xavier":
+        nn.init.xavier_uniform_(weight)
+    elif scheme == "kaiming":
+        nn.init.kaiming_normal_(weight, nonlinearity="relu")
 
 
 def flat_size(input_shape) -> int:

@@ -6,7 +6,7 @@ forecasting: last state, or mean/max over the valid steps) or one per step (lang
 from typing import Literal
 
 from dlcli.components.models.registry import MODELS
-from dlcli.types import Fraction, PositiveInt
+from dlcli.types import Fraction, Init, NonNegativeFloat, PositiveInt
 
 CELLS = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
 
@@ -31,6 +31,19 @@ def _recurrent_net():
             self.fc = nn.Linear(hidden_size * (2 if bidirectional else 1), num_outputs)
             if tie_weights:  # input and output embeddings share one matrix (fewer parameters, better LMs)
                 self.fc.weight = self.embed.weight
+
+        def init_ends(self, scheme: str, mean: float, std: float, zero_bias: bool) -> None:
+            """The word-language-model example's init: the input embedding (or projection) and the output
+            layer drawn by `scheme`, output bias zero; the recurrent weights keep torch's own init."""
+            from dlcli.components.models.layers import init_tensor
+
+            with torch.no_grad():
+                for layer in dict.fromkeys([self.embed, self.fc]):
+                    init_tensor(layer.weight, scheme, mean, std)
+                    if getattr(layer, "bias", None) is not None and zero_bias:
+                        layer.bias.zero_()
+                if isinstance(self.embed, nn.Embedding):
+                    self.embed.weight[0].zero_()  # <pad> stays the zero vector, as nn.Embedding makes it
 
         def forward(self, x, lengths=None, state=None, keep_state: bool = False):
             """Outputs [B, outputs] or per step [B, T, outputs]; with keep_state also the final state."""
@@ -65,10 +78,15 @@ def _register(cell: str, summary: str) -> None:
     def build(input_shape, num_outputs, vocab_size=None, head="pooled", *,
               embedding_dim: PositiveInt = 64, hidden_size: PositiveInt = 128, num_layers: PositiveInt = 1,
               bidirectional: bool = False, dropout: Fraction = 0.0,
-              pooling: Literal["last", "mean", "max"] = "last", tie_weights: bool = False):
+              pooling: Literal["last", "mean", "max"] = "last", tie_weights: bool = False,
+              init: Init = "default", init_mean: float = 0.0, init_std: NonNegativeFloat = 0.1,
+              zero_bias: bool = True):
         # vocab_size and head are injected by dlcli from the data and the task, not read from YAML.
-        return _recurrent_net()(cell, input_shape[-1], vocab_size, num_outputs, head, embedding_dim,
-                                hidden_size, num_layers, bidirectional, dropout, pooling, tie_weights)
+        net = _recurrent_net()(cell, input_shape[-1], vocab_size, num_outputs, head, embedding_dim,
+                               hidden_size, num_layers, bidirectional, dropout, pooling, tie_weights)
+        if init != "default":
+            net.init_ends(init, init_mean, init_std, zero_bias)
+        return net
 
     build.__doc__ = summary
     build.__name__ = cell

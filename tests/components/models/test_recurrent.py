@@ -43,7 +43,26 @@ def test_registered_with_documented_parameters(cell):
     assert cell in MODELS.names()
     spec = MODELS.validate({"name": cell}, "model")
     assert spec == {"name": cell, "embedding_dim": 64, "hidden_size": 128, "num_layers": 1, "bidirectional": False,
-                    "dropout": 0.0, "pooling": "last", "tie_weights": False}
+                    "dropout": 0.0, "pooling": "last", "tie_weights": False, "init": "default", "init_mean": 0.0,
+                    "init_std": 0.1, "zero_bias": True}
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_uniform_init_is_the_word_language_model_recipe(tie):
+    """init: uniform draws the embedding and the output layer from +-init_std with a zero output bias
+    (the PyTorch example's init_weights); the recurrent weights keep torch's own init."""
+    torch.manual_seed(0)
+    net = MODELS.build({"name": "lstm", "init": "uniform", "init_std": 0.1, "embedding_dim": 32, "hidden_size": 32,
+                        "tie_weights": tie}, (16,), 50, 50, "per_step")
+    torch.manual_seed(0)
+    plain = MODELS.build({"name": "lstm", "embedding_dim": 32, "hidden_size": 32, "tie_weights": tie},
+                         (16,), 50, 50, "per_step")
+    for weight in (net.embed.weight[1:].detach(), net.fc.weight.detach()):
+        assert float(weight.abs().max()) <= 0.1 and float(weight.std()) > 0.05  # uniform(-0.1, 0.1): std 0.058
+    assert float(net.embed.weight[0].abs().max()) == 0.0  # <pad> stays zero
+    assert float(net.fc.bias.abs().max()) == 0.0
+    assert (net.fc.weight is net.embed.weight) is tie
+    assert torch.equal(net.rnn.weight_hh_l0, plain.rnn.weight_hh_l0)  # the recurrence is not re-drawn
 
 
 @pytest.mark.parametrize("cell", CELLS)
