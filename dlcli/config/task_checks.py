@@ -75,8 +75,8 @@ def task_problems(config: Config) -> list[str]:
         only = f" (a loss for task {' or '.join(users)})" if users else ""
         problems.append(f"loss.name: {loss!r} does not fit task {task.name}{only}; use {' or '.join(task.losses)}")
     if config.train.threshold is not None and not task.uses_threshold:
-        users = " or ".join(other.name for other in _tasks() if other.uses_threshold)
-        problems.append(f"train.threshold: only for tasks that threshold probabilities ({users}); "
+        thresholding = " or ".join(other.name for other in _tasks() if other.uses_threshold)
+        problems.append(f"train.threshold: only for tasks that threshold probabilities ({thresholding}); "
                         f"task {task.name} does not")
     if config.data.class_weights is not None and not task.class_weights:
         problems.append(f"data.class_weights: only for classification (task {task.name} has no classes to weigh)")
