@@ -32,6 +32,8 @@ class Task:
     # Per-sample weights from data.class_weights (the dataset's weight column always applies).
     class_weights: ClassVar[bool] = False
     uses_threshold: ClassVar[bool] = False  # train.threshold decides its predictions
+    # How `--tta` averages an image model's outputs: "softmax" (classes), "sigmoid" (labels); None: no TTA.
+    tta_average: ClassVar[str | None] = None
 
     # ---- config time (no torch) ----
     @classmethod

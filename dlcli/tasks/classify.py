@@ -129,6 +129,7 @@ class ClassificationMetrics:
 @register_task
 class ClassificationTask(Task):
     name = "classification"
+    tta_average = "softmax"
     summary = "one class per sample: images, CSV rows, texts, image rows"
     default_loss = "cross_entropy"
     losses = ("cross_entropy", "nll", "bce_with_logits", "bce", "mse", "l1", "huber", "soft_f1")
