@@ -4,7 +4,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from dlcli.types import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, Seed
+from dlcli.types import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, Probability, Seed
 
 Component = dict[str, Any]  # {name: ..., params...}; validated against a registry in load.py
 Device = Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]
@@ -12,6 +12,21 @@ Device = Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class Mixup(Strict):
+    """data.mixup: mix pairs of training images (mixup) or paste a box of one into the other (cutmix)."""
+
+    alpha: NonNegativeFloat = 0.8  # mixup's Beta(alpha, alpha); 0: no mixup
+    cutmix_alpha: NonNegativeFloat = 0.0  # cutmix's Beta; 0: no cutmix
+    prob: Probability = 1.0  # the share of batches mixed
+    switch_prob: Probability = 0.5  # with both alphas > 0: the share of mixed batches that use cutmix
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        if self.alpha == 0 and self.cutmix_alpha == 0:
+            raise ValueError("set alpha (mixup), cutmix_alpha (cutmix) or both above 0")
+        return self
 
 
 class DataConfig(Strict):
@@ -28,6 +43,7 @@ class DataConfig(Strict):
     eval_transforms: list[Any] = []
     class_weights: list[PositiveFloat] | Literal["balanced"] | None = None
     standardize: bool = True  # tabular features: z-score with training-split statistics
+    mixup: Mixup | None = None  # classification: train on mixed batches (see tasks/mixup.py)
 
 
 class GradClip(Strict):

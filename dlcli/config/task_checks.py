@@ -78,9 +78,26 @@ def task_problems(config: Config) -> list[str]:
         thresholding = " or ".join(other.name for other in _tasks() if other.uses_threshold)
         problems.append(f"train.threshold: only for tasks that threshold probabilities ({thresholding}); "
                         f"task {task.name} does not")
+    problems += _mixup_problems(config, task)
     if config.data.class_weights is not None and not task.class_weights:
         problems.append(f"data.class_weights: only for classification (task {task.name} has no classes to weigh)")
     return problems + _recurrent_problems(config, task) + task.problems(config)
+
+
+def _mixup_problems(config: Config, task) -> list[str]:
+    from dlcli.data.datasets import DATASETS
+
+    mixup, dataset = config.data.mixup, config.data.dataset.get("name")
+    if mixup is None:
+        return []
+    if not task.mixes:
+        mixing = " or ".join(other.name for other in _tasks() if other.mixes)
+        return [f"data.mixup: only for {mixing} (task {task.name} does not mix its batches)"]
+    if DATASETS.has_tag(dataset, "reads_tokens"):
+        return [f"data.mixup: dataset {dataset!r} gives token ids, which cannot be mixed"]
+    if mixup.cutmix_alpha > 0 and not DATASETS.has_tag(dataset, "image"):
+        return [f"data.mixup.cutmix_alpha: cutmix pastes image boxes; dataset {dataset!r} holds no images"]
+    return []
 
 
 def _tasks() -> list:
