@@ -71,6 +71,14 @@ class CheckpointEvery(Strict):
         return self
 
 
+class Ema(Strict):
+    """train.ema: evaluate and save an exponential moving average of the weights."""
+
+    decay: Annotated[float, Field(gt=0, lt=1)] = 0.999
+    warmup_steps: Annotated[int, Field(ge=0, le=10_000_000)] = 0  # the average follows the weights until then
+    every_n_steps: Annotated[int, Field(gt=0, le=100_000)] = 1
+
+
 class TrainConfig(Strict):
     epochs: Annotated[int, Field(gt=0, le=100_000)] = 10
     device: Device = "auto"
@@ -87,6 +95,7 @@ class TrainConfig(Strict):
     deterministic: bool = False
     devices: Annotated[int, Field(gt=0, le=1024)] = 1  # > 1: that many DDP processes on this machine (torchrun)
     compile: bool = False  # run the training step's model through torch.compile (opt-in)
+    ema: Ema | None = None  # weight EMA: validation, best.pt and checkpoints' weights are the average
     tbptt: bool = False  # language models: carry the (detached) hidden state across consecutive windows
     # Tasks that threshold probabilities (Task.uses_threshold: multilabel): the probability above which a
     # label is predicted; None: the task's default (0.5).

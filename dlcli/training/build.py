@@ -110,8 +110,15 @@ def build_trainer(config, device=None):
     forward = _compiled(_distributed_model(model, task.networks, device), task.networks, config, device)
     trainer = Trainer(model, task, optimizer, schedule, scaler, train_b, val_b, device, precision, config,
                       callbacks, generator, forward_model=forward, monitor=config.train.monitor,
-                      mode=task.metric_mode(config.train.monitor, config.train.mode))
+                      mode=task.metric_mode(config.train.monitor, config.train.mode), ema=_ema(config, model))
     return trainer, meta
+
+
+def _ema(config, model):
+    from dlcli.training.ema import WeightEma
+
+    spec = config.train.ema
+    return WeightEma(model, spec.decay, spec.warmup_steps, spec.every_n_steps) if spec is not None else None
 
 
 def _check_devices(config) -> None:

@@ -45,6 +45,12 @@ class Trainer:
     mode: str = "min"
     state: TrainState = field(default_factory=TrainState)  # counters and position, saved in checkpoints
     grads_pending: bool = False  # a backward since the last optimizer step (false when all were skipped)
+    ema: Any = None  # WeightEma (train.ema) or None
+
+    @property
+    def evaluated_model(self):
+        """What validation, callbacks and checkpoints see: the weight average with train.ema, else the model."""
+        return self.ema.model if self.ema is not None else self.model
 
     @property
     def lr(self) -> float:
@@ -128,6 +134,8 @@ class Trainer:
             progress.advance(batch.y.shape[0], self.state.running)
             if not stepped:
                 continue
+            if self.ema is not None:
+                self.ema.update(self.model, self.state.step)
             if self.state.step % self.config.train.log_interval == 0:
                 self._log_running(progress, hooks.log)
             if hooks.after_step is not None and i + 1 < total:
@@ -174,7 +182,7 @@ class Trainer:
             if callback.monitor not in metrics:
                 raise TrainingError(f"callback monitor {callback.monitor!r} not produced; "
                                     f"available: {', '.join(sorted(metrics))}")
-            callback.on_epoch_end(self.state.epoch, metrics, self.model)
+            callback.on_epoch_end(self.state.epoch, metrics, self.evaluated_model)
         value = metrics[self.monitor]
         if math.isfinite(value) and improved(value, self.state.best, self.mode):
             self.state.best, self.state.best_epoch = value, self.state.epoch

@@ -29,7 +29,8 @@ def checkpoint_payload(trainer, meta, metrics: dict, running=None, seconds: floa
         "torch_version": str(torch.__version__),
         "config": trainer.config.model_dump(mode="json"),
         "meta": meta.to_dict(),
-        "model": trainer.model.state_dict(),
+        "model": trainer.evaluated_model.state_dict(),  # with train.ema the average: what eval/infer use
+        **({"train_model": trainer.model.state_dict()} if trainer.ema is not None else {}),
         "optimizer": trainer.optimizer.state_dict(),
         "scheduler": trainer.schedule.state_dict() if trainer.schedule else None,
         "scaler": trainer.scaler.state_dict(),
@@ -99,6 +100,9 @@ class Session:
         if self.run.stale_temporaries:
             self.progress.message(f"removed {len(self.run.stale_temporaries)} temporary file(s) left by a save "
                                   f"that was cut short")
+        if t.ema is not None:
+            self.progress.message(f"weight EMA (decay {t.ema.decay}): validation, best.pt and the checkpoints' "
+                                  f"weights are the average")
         self.stop_if_signalled_before_start(resumed=payload is not None)
         return resume_at, on_resumed
 
@@ -166,7 +170,7 @@ class Session:
 
     def finish(self, metrics: dict) -> None:
         """Callbacks' last word; restored best weights are saved as checkpoints/final.pt."""
-        notes = [note for c in self.trainer.callbacks if (note := c.on_train_end(self.trainer.model))]
+        notes = [note for c in self.trainer.callbacks if (note := c.on_train_end(self.trainer.evaluated_model))]
         for note in notes:
             self.progress.message(note)
         if notes and self.writer:
@@ -186,11 +190,12 @@ class Session:
             metrics = t.train_epoch(self.progress, resume_at, on_resumed, self.hooks)
             resume_at, on_resumed = 0, None
             if t.val_batches is not None:
-                val = evaluate(t.model, t.task, t.val_batches, t.device, t.precision)
+                val = evaluate(t.evaluated_model, t.task, t.val_batches, t.device, t.precision)
                 metrics.update(t.synced(val).compute("val"))
             metrics["lr"] = t.lr
             if self.writer:
-                self.artifacts.update(t.task.epoch_artifacts(t.model, self.run.path, epoch, t.train_batches))
+                self.artifacts.update(t.task.epoch_artifacts(t.evaluated_model, self.run.path, epoch,
+                                                             t.train_batches))
             is_best = t.end_epoch(metrics)
             seconds = time.perf_counter() - started
             self.run.log({"event": "epoch", "epoch": epoch, "step": t.state.step, **metrics,
