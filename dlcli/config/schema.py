@@ -79,6 +79,15 @@ class Ema(Strict):
     every_n_steps: Annotated[int, Field(gt=0, le=100_000)] = 1
 
 
+class Swa(Strict):
+    """train.swa: average the weights of the last epochs, with SWALR's learning rate."""
+
+    start_epoch: Annotated[int, Field(gt=0, le=100_000)]  # the first epoch whose weights join the average
+    lr: PositiveFloat  # the learning rate SWALR anneals to
+    anneal_epochs: Annotated[int, Field(ge=0, le=100_000)] = 5
+    anneal_strategy: Literal["cos", "linear"] = "cos"
+
+
 class TrainConfig(Strict):
     epochs: Annotated[int, Field(gt=0, le=100_000)] = 10
     device: Device = "auto"
@@ -95,6 +104,7 @@ class TrainConfig(Strict):
     deterministic: bool = False
     devices: Annotated[int, Field(gt=0, le=1024)] = 1  # > 1: that many DDP processes on this machine (torchrun)
     compile: bool = False  # run the training step's model through torch.compile (opt-in)
+    swa: Swa | None = None  # stochastic weight averaging; checkpoints/swa.pt at the end
     ema: Ema | None = None  # weight EMA: validation, best.pt and checkpoints' weights are the average
     tbptt: bool = False  # language models: carry the (detached) hidden state across consecutive windows
     # Tasks that threshold probabilities (Task.uses_threshold: multilabel): the probability above which a

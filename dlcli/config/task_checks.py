@@ -78,7 +78,7 @@ def task_problems(config: Config) -> list[str]:
         thresholding = " or ".join(other.name for other in _tasks() if other.uses_threshold)
         problems.append(f"train.threshold: only for tasks that threshold probabilities ({thresholding}); "
                         f"task {task.name} does not")
-    problems += _mixup_problems(config, task)
+    problems += _mixup_problems(config, task) + _averaging_problems(config, task)
     if config.data.class_weights is not None and not task.class_weights:
         problems.append(f"data.class_weights: only for classification (task {task.name} has no classes to weigh)")
     return problems + _recurrent_problems(config, task) + task.problems(config)
@@ -97,6 +97,20 @@ def _mixup_problems(config: Config, task) -> list[str]:
         return [f"data.mixup: dataset {dataset!r} gives token ids, which cannot be mixed"]
     if mixup.cutmix_alpha > 0 and not DATASETS.has_tag(dataset, "image"):
         return [f"data.mixup.cutmix_alpha: cutmix pastes image boxes; dataset {dataset!r} holds no images"]
+    return []
+
+
+def _averaging_problems(config: Config, task) -> list[str]:
+    swa, train = config.train.swa, config.train
+    if swa is None:
+        return []
+    if task.own_step:
+        return [f"train.swa: task {task.name} trains {len(task.networks)} networks with their own optimizers; "
+                f"SWA averages one"]
+    if train.ema is not None:
+        return ["train.swa: averages the weights too; use train.swa or train.ema, not both"]
+    if swa.start_epoch > train.epochs:
+        return [f"train.swa.start_epoch: {swa.start_epoch} is after the last epoch (train.epochs: {train.epochs})"]
     return []
 
 

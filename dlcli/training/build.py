@@ -110,7 +110,8 @@ def build_trainer(config, device=None):
     forward = _compiled(_distributed_model(model, task.networks, device), task.networks, config, device)
     trainer = Trainer(model, task, optimizer, schedule, scaler, train_b, val_b, device, precision, config,
                       callbacks, generator, forward_model=forward, monitor=config.train.monitor,
-                      mode=task.metric_mode(config.train.monitor, config.train.mode), ema=_ema(config, model))
+                      mode=task.metric_mode(config.train.monitor, config.train.mode), ema=_ema(config, model),
+                      swa=_swa(config, model))
     return trainer, meta
 
 
@@ -119,6 +120,13 @@ def _ema(config, model):
 
     spec = config.train.ema
     return WeightEma(model, spec.decay, spec.warmup_steps, spec.every_n_steps) if spec is not None else None
+
+
+def _swa(config, model):
+    from dlcli.training.swa import Swa
+
+    spec = config.train.swa
+    return Swa(model, spec.start_epoch, spec.lr, spec.anneal_epochs, spec.anneal_strategy) if spec else None
 
 
 def _check_devices(config) -> None:

@@ -46,6 +46,12 @@ class Trainer:
     state: TrainState = field(default_factory=TrainState)  # counters and position, saved in checkpoints
     grads_pending: bool = False  # a backward since the last optimizer step (false when all were skipped)
     ema: Any = None  # WeightEma (train.ema) or None
+    swa: Any = None  # Swa (train.swa) or None
+
+    @property
+    def active_schedule(self):
+        """The config's LR schedule, unless SWA's SWALR sets the LR in this epoch."""
+        return None if self.swa is not None and self.swa.owns_lr(self.state.epoch) else self.schedule
 
     @property
     def evaluated_model(self):
@@ -79,7 +85,7 @@ class Trainer:
         if not should_step:
             return False
         if self.grads_pending:
-            self.apply_step(self.optimizer, self.scaler, self.schedule, self.model.parameters())
+            self.apply_step(self.optimizer, self.scaler, self.active_schedule, self.model.parameters())
         self.grads_pending = False
         self.state.step += 1
         return True
@@ -120,6 +126,8 @@ class Trainer:
     def train_epoch(self, progress, resume_at: int = 0, on_resumed=None, hooks: EpochHooks = EpochHooks()) -> dict:
         """One pass over the training data, from batch `resume_at` when resuming mid-epoch."""
         self.model.train()
+        if self.swa is not None:
+            self.swa.start_epoch_if_due(self.optimizer, self.state.epoch)
         if not resume_at:
             self.task.reset()
             self.state.running = self.task.metrics(self.device, full=False)
@@ -176,8 +184,8 @@ class Trainer:
         if self.monitor not in metrics:
             raise TrainingError(f"monitored metric {self.monitor!r} not produced; "
                                 f"available: {', '.join(sorted(metrics))}")
-        if self.schedule is not None:
-            self.schedule.after_epoch(metrics)
+        if self.active_schedule is not None:
+            self.active_schedule.after_epoch(metrics)
         for callback in self.callbacks:
             if callback.monitor not in metrics:
                 raise TrainingError(f"callback monitor {callback.monitor!r} not produced; "

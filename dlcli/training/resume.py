@@ -101,6 +101,8 @@ def restore(trainer, payload: dict):
     keep_kernel_choice(trainer.optimizer)
     if trainer.schedule is not None:
         trainer.schedule.load_state_dict(payload["scheduler"])
+    if trainer.swa is not None:  # after the optimizer and the config's schedule: it keeps their LR
+        trainer.swa.load_state_dict(payload["swa"], trainer.optimizer)
     trainer.scaler.load_state_dict(payload["scaler"])
     for callback, state in zip(trainer.callbacks, payload["callbacks"]):
         callback.load_state_dict(state)

@@ -31,6 +31,7 @@ def checkpoint_payload(trainer, meta, metrics: dict, running=None, seconds: floa
         "meta": meta.to_dict(),
         "model": trainer.evaluated_model.state_dict(),  # with train.ema the average: what eval/infer use
         **({"train_model": trainer.model.state_dict()} if trainer.ema is not None else {}),
+        **({"swa": trainer.swa.state_dict()} if trainer.swa is not None else {}),
         "optimizer": trainer.optimizer.state_dict(),
         "scheduler": trainer.schedule.state_dict() if trainer.schedule else None,
         "scaler": trainer.scaler.state_dict(),
@@ -40,6 +41,29 @@ def checkpoint_payload(trainer, meta, metrics: dict, running=None, seconds: floa
         "metrics": metrics,
         "rng": {**rng_states(), "shuffle": trainer.generator.get_state()},
     }
+
+
+def finish_swa(trainer, meta, metrics: dict, store, progress) -> dict:
+    """The SWA average at the end of training: batch-norm statistics recomputed over the training
+    data, saved as checkpoints/swa.pt (its `model` section; the rest as last.pt), scored on the
+    validation split (this process's share of it under DDP)."""
+    from dlcli.training.engine import evaluate
+
+    swa = trainer.swa
+    if swa.averaged == 0:
+        progress.message(f"SWA: training ended before epoch {swa.start_epoch} (train.swa.start_epoch); no swa.pt")
+        return {**swa.describe(), "checkpoint": None, "metrics": {}}
+    swa.recompute_batch_norm(trainer.train_batches)
+    payload = checkpoint_payload(trainer, meta, metrics)
+    payload["model"] = swa.average.module.state_dict()
+    path = store.save_as(payload, "swa.pt")
+    scored = {}
+    if trainer.val_batches is not None:
+        scored = evaluate(swa.average.module, trainer.task, trainer.val_batches, trainer.device,
+                          trainer.precision).compute("val")
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in scored.items() if k.split("/")[1] in trainer.task.progress_metrics())
+    progress.message(f"SWA: the average of {swa.averaged} epochs saved as {path}{f'  ({shown})' if shown else ''}")
+    return {**swa.describe(), "checkpoint": str(path), "metrics": scored}
 
 
 def _with_task(sections: dict, task_state: dict) -> dict:
@@ -176,6 +200,8 @@ class Session:
         if notes and self.writer:
             self.store.save_as(checkpoint_payload(self.trainer, self.meta, metrics, seconds=self.seconds()),
                                "final.pt")
+        if self.trainer.swa is not None and self.writer:
+            self.artifacts["swa"] = finish_swa(self.trainer, self.meta, metrics, self.store, self.progress)
 
     def run_epochs(self, resume_at: int = 0, on_resumed=None) -> dict:
         """The epoch loop; returns the last epoch's metrics."""
@@ -189,6 +215,8 @@ class Session:
             started = time.perf_counter()
             metrics = t.train_epoch(self.progress, resume_at, on_resumed, self.hooks)
             resume_at, on_resumed = 0, None
+            if t.swa is not None:
+                t.swa.end_epoch(t.model, epoch)
             if t.val_batches is not None:
                 val = evaluate(t.evaluated_model, t.task, t.val_batches, t.device, t.precision)
                 metrics.update(t.synced(val).compute("val"))
