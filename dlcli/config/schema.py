@@ -44,6 +44,18 @@ class DataConfig(Strict):
     class_weights: list[PositiveFloat] | Literal["balanced"] | None = None
     standardize: bool = True  # tabular features: z-score with training-split statistics
     mixup: Mixup | None = None  # classification: train on mixed batches (see tasks/mixup.py)
+    # k-fold cross-validation (`dlcli train --folds K` sets both): fold `fold` of `folds` is the
+    # validation split instead of val_split
+    folds: Annotated[int, Field(ge=2, le=100)] | None = None
+    fold: Annotated[int, Field(ge=0, le=99)] | None = None
+
+    @model_validator(mode="after")
+    def _fold_of_folds(self):
+        if (self.folds is None) != (self.fold is None):
+            raise ValueError("set both folds (how many) and fold (which one, from 0) or neither")
+        if self.folds is not None and self.fold is not None and self.fold >= self.folds:
+            raise ValueError(f"fold {self.fold} of {self.folds}: folds are numbered 0 to {self.folds - 1}")
+        return self
 
 
 class GradClip(Strict):

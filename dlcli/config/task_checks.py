@@ -78,7 +78,7 @@ def task_problems(config: Config) -> list[str]:
         thresholding = " or ".join(other.name for other in _tasks() if other.uses_threshold)
         problems.append(f"train.threshold: only for tasks that threshold probabilities ({thresholding}); "
                         f"task {task.name} does not")
-    problems += _mixup_problems(config, task) + _averaging_problems(config, task)
+    problems += _mixup_problems(config, task) + _averaging_problems(config, task) + _fold_problems(config)
     if config.data.class_weights is not None and not task.class_weights:
         problems.append(f"data.class_weights: only for classification (task {task.name} has no classes to weigh)")
     return problems + _recurrent_problems(config, task) + task.problems(config)
@@ -97,6 +97,17 @@ def _mixup_problems(config: Config, task) -> list[str]:
         return [f"data.mixup: dataset {dataset!r} gives token ids, which cannot be mixed"]
     if mixup.cutmix_alpha > 0 and not DATASETS.has_tag(dataset, "image"):
         return [f"data.mixup.cutmix_alpha: cutmix pastes image boxes; dataset {dataset!r} holds no images"]
+    return []
+
+
+def _fold_problems(config: Config) -> list[str]:
+    from dlcli.data.datasets import DATASETS
+
+    dataset = config.data.dataset.get("name")
+    streams = DATASETS.has_tag(dataset, "token_stream") or DATASETS.has_tag(dataset, "series")
+    if config.data.folds is not None and streams:
+        return [f"data.folds: dataset {dataset!r} is one stream split by position (its end validates); "
+                f"k-fold needs separate samples"]
     return []
 
 

@@ -250,16 +250,17 @@ def train_command(config: str, overrides: list[str], devices: int | None = None)
 
 
 def train(config, output_dir: str | None, version: str | None, progress, resume: str | None = None,
-          command: str = "dlcli train CONFIG") -> dict:
+          command: str = "dlcli train CONFIG", folder: str | None = None) -> dict:
     """Run (or resume) a whole training; returns the summary (also written to summary.json).
-    `command` is how the user started it (config and overrides), for the printed resume command.
+    `command` is how the user started it (config and overrides), for the printed resume command;
+    the run directory is ROOT/<folder, default the config's name>/<version>.
     Under torchrun (WORLD_SIZE > 1) this process is one DDP rank."""
     # The stop handlers come first: from here on a signal always stops the run gracefully, however
     # early (one arriving while the run directory was being set up used to kill the process outright).
     with StopSignals() as signals:
         device = distributed.setup(config.train.device) if distributed.world()[1] > 1 else None
         try:
-            return _train(config, output_dir, version, progress, resume, command, device, signals)
+            return _train(config, output_dir, version, progress, resume, command, device, signals, folder)
         except RuntimeError as err:
             peer = distributed.lost_peer(err)
             if peer is None:
@@ -269,7 +270,7 @@ def train(config, output_dir: str | None, version: str | None, progress, resume:
             distributed.cleanup()
 
 
-def _train(config, output_dir, version, progress, resume, command, device, signals) -> dict:
+def _train(config, output_dir, version, progress, resume, command, device, signals, folder) -> dict:
     from dlcli.training.build import build_trainer
 
     trainer, meta = build_trainer(config, device)  # every config/data error surfaces before anything is written
@@ -279,7 +280,7 @@ def _train(config, output_dir, version, progress, resume, command, device, signa
     if received:  # stopped while building: leave no run directory behind
         signals.received = received
         raise Interrupted(f"stopped by {signals.name} before training started; nothing was written", received)
-    run, payload = open_run(config, trainer, runs_root(output_dir, config), version, resume)
+    run, payload = open_run(config, trainer, runs_root(output_dir, config), version, resume, folder)
     try:
         return Session(trainer, meta, run, progress, signals, command).execute(payload)
     finally:
