@@ -116,6 +116,7 @@ class TrainConfig(Strict):
     deterministic: bool = False
     devices: Annotated[int, Field(gt=0, le=1024)] = 1  # > 1: that many DDP processes on this machine (torchrun)
     compile: bool = False  # run the training step's model through torch.compile (opt-in)
+    activation_checkpointing: bool = False  # recompute activations in backward: less memory, one more forward
     swa: Swa | None = None  # stochastic weight averaging; checkpoints/swa.pt at the end
     ema: Ema | None = None  # weight EMA: validation, best.pt and checkpoints' weights are the average
     tbptt: bool = False  # language models: carry the (detached) hidden state across consecutive windows

@@ -101,7 +101,13 @@ def _mixup_problems(config: Config, task) -> list[str]:
 
 
 def _fold_problems(config: Config) -> list[str]:
+    from dlcli.components.models import MODELS
     from dlcli.data.datasets import DATASETS
+
+    model = config.model.get("name")
+    if config.train.activation_checkpointing and (MODELS.has_tag(model, "recurrent") or MODELS.has_tag(model, "gan")):
+        return [f"train.activation_checkpointing: model {model!r} is not a sequence of layers "
+                f"(mlp, cnn, sequential take it)"]
 
     dataset = config.data.dataset.get("name")
     streams = DATASETS.has_tag(dataset, "token_stream") or DATASETS.has_tag(dataset, "series")

@@ -61,6 +61,10 @@ def build_model(config, meta, device):
         model = MODELS.build(config.model, tuple(meta.input_shape), task.num_outputs(meta), *extra)
     except RuntimeError as err:  # e.g. pooling shrank the image to nothing
         raise ConfigError(f"model: does not fit input shape {meta.input_shape}: {first_line(err)}") from None
+    if config.train.activation_checkpointing:
+        from dlcli.components.models.checkpointing import checkpointed
+
+        model = checkpointed(model)
     model = model.to(device)
     if device.type == "cuda" and len(meta.input_shape) == 3:
         model = model.to(memory_format=torch.channels_last)
