@@ -51,7 +51,8 @@ def pydantic_problems(err: ValidationError, prefix: str, fields_at=None) -> list
         elif e["type"] == "missing":
             lines.append(f"{key}: required key is missing")
         else:
-            lines.append(f"{key}: {e['msg']} (got {format_value(e.get('input'))})")
+            message = e["msg"].removeprefix("Value error, ")  # a validator's own words need no prefix
+            lines.append(f"{key}: {message} (got {format_value(e.get('input'))})")
     return lines
 
 

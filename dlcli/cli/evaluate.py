@@ -18,12 +18,15 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="print the results as JSON on stdout"),
     features: Optional[str] = typer.Option(None, "--features",
                                            help="GANs: a dlcli image classifier checkpoint for FD / IS / coverage"),
+    tta: Optional[str] = typer.Option(None, "--tta", help="image classifiers: average over flipped (flip) or "
+                                                          "shifted (crops) copies of each image"),
 ):
     """Evaluate a checkpoint on its dataset's test (or val) split."""
     from dlcli.cli.report import print_eval
     from dlcli.inference.evaluate import evaluate_checkpoint
+    from dlcli.inference.tta import check_choice
 
     if split not in ("test", "val"):
         raise ConfigError(f"--split: expected test or val (got {split!r})")
-    result = evaluate_checkpoint(checkpoint, split, overrides or [], device, features)
+    result = evaluate_checkpoint(checkpoint, split, overrides or [], device, features, check_choice(tta))
     emit_json(result) if as_json else print_eval(result, confusion)

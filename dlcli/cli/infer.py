@@ -34,13 +34,17 @@ def infer(
                                       help="GANs: how many images to generate (default 64)"),
     label: Optional[int] = typer.Option(None, "--class", min=0, help="conditional GANs: the class to generate"),
     output_dir: Optional[str] = typer.Option(None, "--output-dir", help="GANs: write one PNG per image here"),
+    tta: Optional[str] = typer.Option(None, "--tta", help="image classifiers: average over flipped (flip) or "
+                                                          "shifted (crops) copies of each image"),
 ):
     """Predict for new inputs with a checkpoint's own preprocessing: classes, generated text or forecasts."""
     from dlcli.inference.predict import infer as run_infer
+    from dlcli.inference.tta import check_choice
     from dlcli.runs.paths import writable_folder, writable_output
 
     options = {"texts": text or [], "prompt": prompt, "length": length, "temperature": temperature,
-               "seed": seed, "steps": steps, "num": num, "label": label, "output": output, "output_dir": output_dir}
+               "seed": seed, "steps": steps, "num": num, "label": label, "output": output, "output_dir": output_dir,
+               "tta": check_choice(tta)}
     if output and not output.endswith((".csv", ".jsonl", ".png")):
         raise ConfigError(f"--output: expected a .csv or .jsonl file name, or .png for a GAN (got {output!r})")
     if output:

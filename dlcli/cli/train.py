@@ -24,6 +24,8 @@ def train(
     devices: Optional[int] = typer.Option(None, "--devices", min=1, max=1024,
                                           help="DDP processes on this machine (GPUs, or CPU processes); "
                                                "same as train.devices=N"),
+    folds: Optional[int] = typer.Option(None, "--folds", min=2, max=100,
+                                        help="k-fold cross-validation: K runs under one folder, then mean ± std"),
 ):
     """Train a model from a YAML experiment; writes runs/<name>/<version>/."""
     from dlcli.cli.progress import Progress
@@ -38,6 +40,10 @@ def train(
         raise ConfigError("--resume: empty value; give RUN_DIR, a checkpoint file, or auto")
     if resume and run_version:
         raise ConfigError("--run-version: a resumed run keeps its own folder; leave one of them out")
+    if folds is not None or (resume and _is_cross_validation(resume)):
+        if devices:
+            raise ConfigError("--folds: cross-validation runs its folds in this process; leave out --devices")
+        return _cross_validate(config, overrides or [], folds, output_dir, run_version, resume, quiet, as_json)
     extra = [f"train.devices={devices}"] if devices else []
     cfg = load(config, (overrides or []) + extra)  # every config error is reported once, before any launch
     if cfg.train.devices > 1 and "LOCAL_RANK" not in os.environ:
@@ -61,6 +67,31 @@ def train(
         raise typer.Exit(err.exit_code) from None  # rank 0 reports the stop; the other ranks leave quietly
     if main_rank:
         emit_json(summary) if as_json else print_train_summary(summary, progress.last_speed)
+
+
+def _is_cross_validation(resume: str) -> bool:
+    from dlcli.training.folds import FOLDS_FILE
+
+    return os.path.isfile(os.path.join(resume, FOLDS_FILE))
+
+
+def _cross_validate(config, overrides, folds, output_dir, run_version, resume, quiet, as_json) -> None:
+    from dlcli.cli.progress import Progress
+    from dlcli.config import load
+    from dlcli.tasks import task_class
+    from dlcli.training.folds import cross_validate
+    from dlcli.training.session import train_command
+
+    cfg = load(config, overrides)
+    progress = Progress(cfg.train.epochs, quiet, None, task_class(cfg.task_name).progress_metrics())
+    command = train_command(config, overrides) + (f" --folds {folds}" if folds else "")
+    result = cross_validate(config, overrides, folds, output_dir, run_version, resume, progress, command)
+    if as_json:
+        emit_json(result)
+        return
+    typer.echo(f"cross-validation, {result['folds']} folds: {result['monitor']} {result['mean']:.4g} ± "
+               f"{result['std']:.2g} (each fold's best: {', '.join(f'{v:.4g}' for v in result['values'])}); "
+               f"{result['run_dir']}/cv.json")
 
 
 def worker_argv(argv: list[str], devices: int | None) -> list[str]:

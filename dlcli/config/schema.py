@@ -4,7 +4,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from dlcli.types import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, Seed
+from dlcli.types import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, Probability, Seed
 
 Component = dict[str, Any]  # {name: ..., params...}; validated against a registry in load.py
 Device = Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]
@@ -12,6 +12,21 @@ Device = Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class Mixup(Strict):
+    """data.mixup: mix pairs of training images (mixup) or paste a box of one into the other (cutmix)."""
+
+    alpha: NonNegativeFloat = 0.8  # mixup's Beta(alpha, alpha); 0: no mixup
+    cutmix_alpha: NonNegativeFloat = 0.0  # cutmix's Beta; 0: no cutmix
+    prob: Probability = 1.0  # the share of batches mixed
+    switch_prob: Probability = 0.5  # with both alphas > 0: the share of mixed batches that use cutmix
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        if self.alpha == 0 and self.cutmix_alpha == 0:
+            raise ValueError("set alpha (mixup), cutmix_alpha (cutmix) or both above 0")
+        return self
 
 
 class DataConfig(Strict):
@@ -28,6 +43,19 @@ class DataConfig(Strict):
     eval_transforms: list[Any] = []
     class_weights: list[PositiveFloat] | Literal["balanced"] | None = None
     standardize: bool = True  # tabular features: z-score with training-split statistics
+    mixup: Mixup | None = None  # classification: train on mixed batches (see tasks/mixup.py)
+    # k-fold cross-validation (`dlcli train --folds K` sets both): fold `fold` of `folds` is the
+    # validation split instead of val_split
+    folds: Annotated[int, Field(ge=2, le=100)] | None = None
+    fold: Annotated[int, Field(ge=0, le=99)] | None = None
+
+    @model_validator(mode="after")
+    def _fold_of_folds(self):
+        if (self.folds is None) != (self.fold is None):
+            raise ValueError("set both folds (how many) and fold (which one, from 0) or neither")
+        if self.folds is not None and self.fold is not None and self.fold >= self.folds:
+            raise ValueError(f"fold {self.fold} of {self.folds}: folds are numbered 0 to {self.folds - 1}")
+        return self
 
 
 class GradClip(Strict):
@@ -55,6 +83,23 @@ class CheckpointEvery(Strict):
         return self
 
 
+class Ema(Strict):
+    """train.ema: evaluate and save an exponential moving average of the weights."""
+
+    decay: Annotated[float, Field(gt=0, lt=1)] = 0.999
+    warmup_steps: Annotated[int, Field(ge=0, le=10_000_000)] = 0  # the average follows the weights until then
+    every_n_steps: Annotated[int, Field(gt=0, le=100_000)] = 1
+
+
+class Swa(Strict):
+    """train.swa: average the weights of the last epochs, with SWALR's learning rate."""
+
+    start_epoch: Annotated[int, Field(gt=0, le=100_000)]  # the first epoch whose weights join the average
+    lr: PositiveFloat  # the learning rate SWALR anneals to
+    anneal_epochs: Annotated[int, Field(ge=0, le=100_000)] = 5
+    anneal_strategy: Literal["cos", "linear"] = "cos"
+
+
 class TrainConfig(Strict):
     epochs: Annotated[int, Field(gt=0, le=100_000)] = 10
     device: Device = "auto"
@@ -73,6 +118,9 @@ class TrainConfig(Strict):
     compile: bool = False  # run the training step's model through torch.compile (opt-in)
     # CPU threads torch uses for its ops (None: torch's default, one per core); eval/infer take it too
     threads: Annotated[int, Field(gt=0, le=1024)] | None = None
+    activation_checkpointing: bool = False  # recompute activations in backward: less memory, one more forward
+    swa: Swa | None = None  # stochastic weight averaging; checkpoints/swa.pt at the end
+    ema: Ema | None = None  # weight EMA: validation, best.pt and checkpoints' weights are the average
     tbptt: bool = False  # language models: carry the (detached) hidden state across consecutive windows
     # Tasks that threshold probabilities (Task.uses_threshold: multilabel): the probability above which a
     # label is predicted; None: the task's default (0.5).

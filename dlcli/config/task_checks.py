@@ -78,9 +78,57 @@ def task_problems(config: Config) -> list[str]:
         thresholding = " or ".join(other.name for other in _tasks() if other.uses_threshold)
         problems.append(f"train.threshold: only for tasks that threshold probabilities ({thresholding}); "
                         f"task {task.name} does not")
+    problems += _mixup_problems(config, task) + _averaging_problems(config, task) + _fold_problems(config)
     if config.data.class_weights is not None and not task.class_weights:
         problems.append(f"data.class_weights: only for classification (task {task.name} has no classes to weigh)")
     return problems + _recurrent_problems(config, task) + task.problems(config)
+
+
+def _mixup_problems(config: Config, task) -> list[str]:
+    from dlcli.data.datasets import DATASETS
+
+    mixup, dataset = config.data.mixup, config.data.dataset.get("name")
+    if mixup is None:
+        return []
+    if not task.mixes:
+        mixing = " or ".join(other.name for other in _tasks() if other.mixes)
+        return [f"data.mixup: only for {mixing} (task {task.name} does not mix its batches)"]
+    if DATASETS.has_tag(dataset, "reads_tokens"):
+        return [f"data.mixup: dataset {dataset!r} gives token ids, which cannot be mixed"]
+    if mixup.cutmix_alpha > 0 and not DATASETS.has_tag(dataset, "image"):
+        return [f"data.mixup.cutmix_alpha: cutmix pastes image boxes; dataset {dataset!r} holds no images"]
+    return []
+
+
+def _fold_problems(config: Config) -> list[str]:
+    from dlcli.components.models import MODELS
+    from dlcli.data.datasets import DATASETS
+
+    model = config.model.get("name")
+    if config.train.activation_checkpointing and (MODELS.has_tag(model, "recurrent") or MODELS.has_tag(model, "gan")):
+        return [f"train.activation_checkpointing: model {model!r} is not a sequence of layers "
+                f"(mlp, cnn, sequential take it)"]
+
+    dataset = config.data.dataset.get("name")
+    streams = DATASETS.has_tag(dataset, "token_stream") or DATASETS.has_tag(dataset, "series")
+    if config.data.folds is not None and streams:
+        return [f"data.folds: dataset {dataset!r} is one stream split by position (its end validates); "
+                f"k-fold needs separate samples"]
+    return []
+
+
+def _averaging_problems(config: Config, task) -> list[str]:
+    swa, train = config.train.swa, config.train
+    if swa is None:
+        return []
+    if task.own_step:
+        return [f"train.swa: task {task.name} trains {len(task.networks)} networks with their own optimizers; "
+                f"SWA averages one"]
+    if train.ema is not None:
+        return ["train.swa: averages the weights too; use train.swa or train.ema, not both"]
+    if swa.start_epoch > train.epochs:
+        return [f"train.swa.start_epoch: {swa.start_epoch} is after the last epoch (train.epochs: {train.epochs})"]
+    return []
 
 
 def _tasks() -> list:

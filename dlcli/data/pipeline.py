@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from dlcli.data.datasets import DATASETS
 from dlcli.data.loading import make_batches
 from dlcli.data.source import Source
-from dlcli.data.splits import split_indices, subset
+from dlcli.data.splits import fold_indices, split_indices, subset
 from dlcli.data.transforms import compose
 from dlcli.data.windows import describe_sequences, prepare, split_positional, stream_order
 from dlcli.errors import ConfigError, DataError, first_line
@@ -59,7 +59,10 @@ def train_val_sources(data_cfg, seed: int) -> tuple[Source, Source | None]:
     if pool.stream is not None:
         return split_positional(pool, data_cfg.val_split)
     by_class = pool.y.dim() == 1 and not pool.y.is_floating_point()  # no strata for values or label sets
-    train_idx, val_idx = split_indices(pool.y, data_cfg.val_split, seed, data_cfg.stratify and by_class)
+    if data_cfg.folds is not None:  # k-fold cross-validation: fold `fold` is the validation split
+        train_idx, val_idx = fold_indices(pool.y, data_cfg.folds, data_cfg.fold, seed, data_cfg.stratify and by_class)
+    else:
+        train_idx, val_idx = split_indices(pool.y, data_cfg.val_split, seed, data_cfg.stratify and by_class)
     return subset(pool, train_idx), (subset(pool, val_idx) if val_idx else None)
 
 

@@ -23,6 +23,23 @@ def split_indices(labels, val_split: float, seed: int, stratify: bool) -> tuple[
     return sorted(train), sorted(val)
 
 
+def fold_indices(labels, folds: int, fold: int, seed: int, stratify: bool) -> tuple[list[int], list[int]]:
+    """Train/val index lists for fold `fold` of `folds` (k-fold cross-validation): the samples are
+    shuffled with `seed` and dealt to the folds in turn, class by class when stratified, so every
+    fold holds each class in proportion and the folds cover the data exactly once."""
+    import numpy as np
+
+    n = len(labels)
+    if n < folds:
+        raise DataError(f"dataset has {n} sample(s): too few for {folds} folds (data.folds)")
+    order = np.random.default_rng(seed).permutation(n)
+    if stratify:  # the shuffled order, grouped by class (stable), then dealt round-robin
+        values = np.asarray(labels.tolist())[order]
+        order = order[np.argsort(values, kind="stable")]
+    in_fold = np.arange(n) % folds == fold
+    return sorted(order[~in_fold].tolist()), sorted(order[in_fold].tolist())
+
+
 def subset(source: Source, indices: list[int]) -> Source:
     import torch
 

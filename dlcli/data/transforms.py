@@ -11,10 +11,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from dlcli.registry import Registry
+from dlcli.data.augment import PerSample
+from dlcli.data.registry import TRANSFORMS
 from dlcli.types import NonNegativeInt, PositiveFloat, PositiveInt, Probability
 
-TRANSFORMS = Registry("transform")
 Size = PositiveInt | Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]
 
 # The preset names, in NORMALIZE_PRESETS' order (mypy checks every key below is one of them).
@@ -74,20 +74,6 @@ class Pipeline:
         for transform in self.transforms:
             images = transform(images)
         return images
-
-
-class PerSample:
-    """Apply a random v2 transform to each image of a batch independently."""
-
-    def __init__(self, transform):
-        self.transform = transform
-
-    def __call__(self, images):
-        import torch
-
-        if images.dim() == 3:
-            return self.transform(images)
-        return torch.stack([self.transform(image) for image in images])
 
 
 class BatchFlip:

@@ -5,8 +5,9 @@ from dlcli.errors import ConfigError
 
 
 def evaluate_checkpoint(path: str, split: str, overrides: list[str], device_spec: str,
-                        features: str | None = None) -> dict:
+                        features: str | None = None, tta: str | None = None) -> dict:
     from dlcli.data.pipeline import split_for_eval
+    from dlcli.inference.tta import with_tta
     from dlcli.training import checkpoint
     from dlcli.training.build import build_task, from_checkpoint, seed_everything
     from dlcli.training.engine import evaluate
@@ -16,6 +17,7 @@ def evaluate_checkpoint(path: str, split: str, overrides: list[str], device_spec
     config, meta, model, device, precision = from_checkpoint(payload, overrides, device_spec, source)
     with naming_checkpoint(source):
         task = build_task(config, meta)
+    model = with_tta(model, tta, task, meta)
     if features and "features" not in task.eval_options:
         raise ConfigError(f"--features: only for GAN checkpoints (this one is a {config.task} model)")
     classifier = None
@@ -28,7 +30,8 @@ def evaluate_checkpoint(path: str, split: str, overrides: list[str], device_spec
     metrics = evaluate(model, task, batches, device, precision)
     values = {k.split("/", 1)[1]: v for k, v in metrics.compute(split).items()}
     result = {"checkpoint": str(path), "task": config.task, "split": split, "samples": metrics.count,
-              "unit": task.eval_unit, "metrics": values, "epoch": payload["state"]["epoch"]}
+              "unit": task.eval_unit, "metrics": values, "epoch": payload["state"]["epoch"],
+              **({"tta": tta} if tta else {})}
     if batches.unknown_categories:
         result["unknown_categories"] = batches.unknown_categories
     context = {"model": model, "config": config, "path": path, "split": split, "device": device,

@@ -26,6 +26,7 @@ def check_options(task, config, meta, options: dict) -> None:
 def infer(path: str, inputs: list[str], device_spec: str, top_k: int | None, options: dict | None = None):
     """(kind, result): what the checkpoint's task makes of the inputs ("classes", "generation",
     "forecast", "images", "values", "labels"); the CLI shows each kind its own way."""
+    from dlcli.inference.tta import with_tta
     from dlcli.training import checkpoint
     from dlcli.training.build import build_task, from_checkpoint
     from dlcli.training.verify import naming_checkpoint
@@ -36,4 +37,5 @@ def infer(path: str, inputs: list[str], device_spec: str, top_k: int | None, opt
     with naming_checkpoint(source):
         task = build_task(config, meta)
     check_options(task, config, meta, options)
+    model = with_tta(model, options.get("tta"), task, meta)
     return task.infer(model, config, meta, inputs, options, device, precision)

@@ -60,7 +60,7 @@ class RunDir:
                 _refuse_not_empty(path)
                 path.mkdir(exist_ok=True)
             else:
-                path = _next_version(base)
+                path = next_version(base)
         except PermissionError as err:
             raise DlcliError(f"output directory not writable: {err.filename}") from None
         except OSError as err:
@@ -197,7 +197,8 @@ def _replace_file(path: Path, text: str) -> None:
         raise
 
 
-def _next_version(base: Path) -> Path:
+def next_version(base: Path) -> Path:
+    """A new, empty folder base/vN (N one above the highest there), made atomically."""
     numbers = [int(p.name[1:]) for p in base.glob("v*") if p.name[1:].isdigit()]
     n = max(numbers, default=0) + 1
     while True:  # mkdir is atomic: two runs starting together get different versions

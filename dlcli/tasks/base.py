@@ -32,6 +32,9 @@ class Task:
     # Per-sample weights from data.class_weights (the dataset's weight column always applies).
     class_weights: ClassVar[bool] = False
     uses_threshold: ClassVar[bool] = False  # train.threshold decides its predictions
+    # How `--tta` averages an image model's outputs: "softmax" (classes), "sigmoid" (labels); None: no TTA.
+    tta_average: ClassVar[str | None] = None
+    mixes: ClassVar[bool] = False  # data.mixup applies (it trains on mixed batches through train_loss)
 
     # ---- config time (no torch) ----
     @classmethod
@@ -120,6 +123,11 @@ class Task:
     def loss(self, model, batch):
         """(loss, outputs) for one batch."""
         raise NotImplementedError
+
+    def train_loss(self, model, batch):
+        """(loss, outputs) for one training batch: `loss` unless the task trains on altered batches
+        (classification's mixup); evaluation always uses `loss`."""
+        return self.loss(model, batch)
 
     @staticmethod
     def counted(batch) -> int:

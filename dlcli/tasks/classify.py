@@ -140,6 +140,8 @@ class ClassificationMetrics:
 @register_task
 class ClassificationTask(Task):
     name = "classification"
+    tta_average = "softmax"
+    mixes = True
     summary = "one class per sample: images, CSV rows, texts, image rows"
     default_loss = "cross_entropy"
     losses = ("cross_entropy", "nll", "bce_with_logits", "bce", "mse", "l1", "huber", "soft_f1")
@@ -147,17 +149,31 @@ class ClassificationTask(Task):
     metrics_class = ClassificationMetrics
     class_weights = True
 
-    def __init__(self, loss_fn, num_classes: int, nll: bool = False):
-        self.loss_fn, self.num_classes, self.nll = loss_fn, num_classes, nll
+    def __init__(self, loss_fn, num_classes: int, nll: bool = False, mixup=None):
+        self.loss_fn, self.num_classes, self.nll, self.mixup = loss_fn, num_classes, nll, mixup
 
     @classmethod
     def create(cls, config, meta, loss_fn):
-        return cls(loss_fn, len(meta.class_names), smoothed(config))
+        from dlcli.tasks.mixup import Mixup
+
+        spec = config.data.mixup
+        mixup = Mixup(spec.alpha, spec.cutmix_alpha, spec.prob, spec.switch_prob) if spec is not None else None
+        return cls(loss_fn, len(meta.class_names), smoothed(config), mixup)
 
     def loss(self, model, batch):
         """(loss, logits) for one batch."""
         logits = model(batch.x) if batch.lengths is None else model(batch.x, batch.lengths)
         return self.loss_fn(logits, batch.y, batch.weights), logits
+
+    def train_loss(self, model, batch):
+        """With data.mixup, the loss of a mixed batch against its mixed targets."""
+        from dlcli.tasks.mixup import mixed_loss
+
+        mixed = self.mixup(batch.x) if self.mixup is not None else None
+        if mixed is None:
+            return self.loss(model, batch)
+        logits = model(mixed.x)
+        return mixed_loss(self.loss_fn, logits, batch.y, batch.weights, mixed), logits
 
     def metrics(self, device, full: bool = True):
         """Evaluation tracks everything; training only loss and accuracy (cheaper per step)."""

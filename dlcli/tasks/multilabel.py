@@ -70,6 +70,7 @@ class MultilabelMetrics:
 @register_task
 class MultilabelTask(Task):
     name = "multilabel"
+    tta_average = "sigmoid"
     summary = "any number of labels per sample (csv with labels: [...], image_folder with labels: labels.csv)"
     default_loss = "bce_with_logits"
     losses = ("bce_with_logits", "bce")

@@ -69,6 +69,10 @@ def build_model(config, meta, device):
         model = MODELS.build(config.model, tuple(meta.input_shape), task.num_outputs(meta), *extra)
     except RuntimeError as err:  # e.g. pooling shrank the image to nothing
         raise ConfigError(f"model: does not fit input shape {meta.input_shape}: {first_line(err)}") from None
+    if config.train.activation_checkpointing:
+        from dlcli.components.models.checkpointing import checkpointed
+
+        model = checkpointed(model)
     model = model.to(device)
     if device.type == "cuda" and len(meta.input_shape) == 3:
         model = model.to(memory_format=torch.channels_last)
@@ -119,8 +123,23 @@ def build_trainer(config, device=None):
     forward = _compiled(_distributed_model(model, task.networks, device), task.networks, config, device)
     trainer = Trainer(model, task, optimizer, schedule, scaler, train_b, val_b, device, precision, config,
                       callbacks, generator, forward_model=forward, monitor=config.train.monitor,
-                      mode=task.metric_mode(config.train.monitor, config.train.mode))
+                      mode=task.metric_mode(config.train.monitor, config.train.mode), ema=_ema(config, model),
+                      swa=_swa(config, model))
     return trainer, meta
+
+
+def _ema(config, model):
+    from dlcli.training.ema import WeightEma
+
+    spec = config.train.ema
+    return WeightEma(model, spec.decay, spec.warmup_steps, spec.every_n_steps) if spec is not None else None
+
+
+def _swa(config, model):
+    from dlcli.training.swa import Swa
+
+    spec = config.train.swa
+    return Swa(model, spec.start_epoch, spec.lr, spec.anneal_epochs, spec.anneal_strategy) if spec else None
 
 
 def _check_devices(config) -> None:

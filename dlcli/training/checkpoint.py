@@ -21,7 +21,7 @@ FORMAT_VERSION = 1
 # How torch.save's C++ stream writer reports a write that failed (a full disk, mostly).
 TORCH_WRITE_FAILED = ("inline_container.cc", "PytorchStreamWriter", "file write failed")
 # Sections only a resume reads: eval, infer and export leave them unverified (with mmap, unread).
-TRAINING_STATE = ("optimizer", "scheduler", "scaler", "callbacks", "position", "rng", "tracking")
+TRAINING_STATE = ("optimizer", "scheduler", "scaler", "callbacks", "position", "rng", "tracking", "train_model", "swa")
 
 
 def save(payload: dict, path: Path, *, with_digest: bool = True) -> None:

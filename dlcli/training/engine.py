@@ -45,6 +45,18 @@ class Trainer:
     mode: str = "min"
     state: TrainState = field(default_factory=TrainState)  # counters and position, saved in checkpoints
     grads_pending: bool = False  # a backward since the last optimizer step (false when all were skipped)
+    ema: Any = None  # WeightEma (train.ema) or None
+    swa: Any = None  # Swa (train.swa) or None
+
+    @property
+    def active_schedule(self):
+        """The config's LR schedule, unless SWA's SWALR sets the LR in this epoch."""
+        return None if self.swa is not None and self.swa.owns_lr(self.state.epoch) else self.schedule
+
+    @property
+    def evaluated_model(self):
+        """What validation, callbacks and checkpoints see: the weight average with train.ema, else the model."""
+        return self.ema.model if self.ema is not None else self.model
 
     @property
     def lr(self) -> float:
@@ -60,7 +72,7 @@ class Trainer:
         if self.task.own_step:
             return self.task.train_step(self, batch, metrics)
         with autocast(self.device, self.precision):
-            loss, logits = self.task.loss(self.forward_model or self.model, batch)
+            loss, logits = self.task.train_loss(self.forward_model or self.model, batch)
         # train.l1 regularises what is minimised; reported losses (train, val, eval) stay the data loss
         objective = loss + l1_penalty(self.model, self.config.train.l1) if self.config.train.l1 else loss
         if self.skip_bad_batch(objective):
@@ -73,7 +85,7 @@ class Trainer:
         if not should_step:
             return False
         if self.grads_pending:
-            self.apply_step(self.optimizer, self.scaler, self.schedule, self.model.parameters())
+            self.apply_step(self.optimizer, self.scaler, self.active_schedule, self.model.parameters())
         self.grads_pending = False
         self.state.step += 1
         return True
@@ -114,6 +126,8 @@ class Trainer:
     def train_epoch(self, progress, resume_at: int = 0, on_resumed=None, hooks: EpochHooks = EpochHooks()) -> dict:
         """One pass over the training data, from batch `resume_at` when resuming mid-epoch."""
         self.model.train()
+        if self.swa is not None:
+            self.swa.start_epoch_if_due(self.optimizer, self.state.epoch)
         if not resume_at:
             self.task.reset()
             self.state.running = self.task.metrics(self.device, full=False)
@@ -128,6 +142,8 @@ class Trainer:
             progress.advance(self.task.counted(batch), self.state.running)
             if not stepped:
                 continue
+            if self.ema is not None:
+                self.ema.update(self.model, self.state.step)
             if self.state.step % self.config.train.log_interval == 0:
                 self._log_running(progress, hooks.log)
             if hooks.after_step is not None and i + 1 < total:
@@ -168,13 +184,13 @@ class Trainer:
         if self.monitor not in metrics:
             raise TrainingError(f"monitored metric {self.monitor!r} not produced; "
                                 f"available: {', '.join(sorted(metrics))}")
-        if self.schedule is not None:
-            self.schedule.after_epoch(metrics)
+        if self.active_schedule is not None:
+            self.active_schedule.after_epoch(metrics)
         for callback in self.callbacks:
             if callback.monitor not in metrics:
                 raise TrainingError(f"callback monitor {callback.monitor!r} not produced; "
                                     f"available: {', '.join(sorted(metrics))}")
-            callback.on_epoch_end(self.state.epoch, metrics, self.model)
+            callback.on_epoch_end(self.state.epoch, metrics, self.evaluated_model)
         value = metrics[self.monitor]
         if math.isfinite(value) and improved(value, self.state.best, self.mode):
             self.state.best, self.state.best_epoch = value, self.state.epoch

@@ -12,7 +12,7 @@ from dlcli.runs import rundir as runs
 from dlcli.runs.rundir import RunDir
 
 
-def open_run(config, trainer, root: str, version: str | None, resume: str | None):
+def open_run(config, trainer, root: str, version: str | None, resume: str | None, folder: str | None = None):
     """(RunDir, checkpoint payload or None): a new run, or the one being resumed, locked by this
     process before anything is written (under DDP by rank 0 alone, which alone writes). A checkpoint
     to resume is checked in full against `trainer` before the run directory changes."""
@@ -25,7 +25,7 @@ def open_run(config, trainer, root: str, version: str | None, resume: str | None
         payload = resuming.load_for_resume(found, config, trainer) if found is not None else None
         return runs.NullRun(), payload
     if found is None:
-        run = RunDir.create(root, config.name, version)
+        run = RunDir.create(root, folder or config.name, version)
         with _released_on_failure(run):
             run.write_text("config.yaml", _config_yaml(config))
         return run, None

@@ -97,11 +97,17 @@ def _schedule_names(section) -> list[str]:
 
 def restore(trainer, payload: dict):
     """Load all state into a freshly built trainer; returns (resume_at batch, on_resumed callback)."""
-    trainer.model.load_state_dict(payload["model"])
+    if trainer.ema is not None:  # the trained weights go on; `model` holds their average
+        trainer.model.load_state_dict(payload["train_model"])
+        trainer.ema.model.load_state_dict(payload["model"])
+    else:
+        trainer.model.load_state_dict(payload["model"])
     trainer.optimizer.load_state_dict(payload["optimizer"])
     keep_kernel_choice(trainer.optimizer)
     if trainer.schedule is not None:
         trainer.schedule.load_state_dict(payload["scheduler"])
+    if trainer.swa is not None:  # after the optimizer and the config's schedule: it keeps their LR
+        trainer.swa.load_state_dict(payload["swa"], trainer.optimizer)
     trainer.scaler.load_state_dict(payload["scaler"])
     for callback, state in zip(trainer.callbacks, payload["callbacks"]):
         callback.load_state_dict(state)

@@ -15,6 +15,8 @@ RESUME_HINT = "the file is not one dlcli wrote for this config, or it changed si
 def check_resumable(payload: dict, trainer, path: Path | str) -> None:
     """A one-line CheckpointError naming the checkpoint and the first section that does not fit."""
     for section, check in SECTION_CHECKS.items():
+        if (section == "train_model" and trainer.ema is None) or (section == "swa" and trainer.swa is None):
+            continue  # sections only a run with train.ema (train.swa) keeps
         if section not in payload:
             problem: str | None = "missing"
         else:
@@ -29,6 +31,17 @@ def check_resumable(payload: dict, trainer, path: Path | str) -> None:
 
 def model_problem(payload: dict, trainer) -> str | None:
     return weights_problem(payload["model"], trainer.model)
+
+
+def train_model_problem(payload: dict, trainer) -> str | None:
+    return weights_problem(payload["train_model"], trainer.model)
+
+
+def swa_problem(payload: dict, trainer) -> str | None:
+    saved = payload["swa"]
+    if not isinstance(saved, dict) or not isinstance(saved.get("average"), dict) or "schedule" not in saved:
+        return "is not an SWA state (a mapping with average and schedule)"
+    return weights_problem(saved["average"], trainer.swa.average)
 
 
 def optimizer_problem(payload: dict, trainer) -> str | None:
@@ -195,6 +208,6 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-SECTION_CHECKS = {"model": model_problem, "optimizer": optimizer_problem, "scheduler": scheduler_problem,
-                  "scaler": scaler_problem, "callbacks": callbacks_problem, "state": state_problem,
-                  "position": position_problem, "rng": rng_problem}
+SECTION_CHECKS = {"model": model_problem, "train_model": train_model_problem, "optimizer": optimizer_problem,
+                  "scheduler": scheduler_problem, "scaler": scaler_problem, "callbacks": callbacks_problem,
+                  "state": state_problem, "position": position_problem, "rng": rng_problem, "swa": swa_problem}

@@ -29,7 +29,9 @@ def checkpoint_payload(trainer, meta, metrics: dict, running=None, seconds: floa
         "torch_version": str(torch.__version__),
         "config": trainer.config.model_dump(mode="json"),
         "meta": meta.to_dict(),
-        "model": trainer.model.state_dict(),
+        "model": trainer.evaluated_model.state_dict(),  # with train.ema the average: what eval/infer use
+        **({"train_model": trainer.model.state_dict()} if trainer.ema is not None else {}),
+        **({"swa": trainer.swa.state_dict()} if trainer.swa is not None else {}),
         "optimizer": trainer.optimizer.state_dict(),
         "scheduler": trainer.schedule.state_dict() if trainer.schedule else None,
         "scaler": trainer.scaler.state_dict(),
@@ -40,6 +42,29 @@ def checkpoint_payload(trainer, meta, metrics: dict, running=None, seconds: floa
         "rng": {**rng_states(), "shuffle": trainer.generator.get_state()},
         **({"tracking": tracking} if tracking else {}),
     }
+
+
+def finish_swa(trainer, meta, metrics: dict, store, progress) -> dict:
+    """The SWA average at the end of training: batch-norm statistics recomputed over the training
+    data, saved as checkpoints/swa.pt (its `model` section; the rest as last.pt), scored on the
+    validation split (this process's share of it under DDP)."""
+    from dlcli.training.engine import evaluate
+
+    swa = trainer.swa
+    if swa.averaged == 0:
+        progress.message(f"SWA: training ended before epoch {swa.start_epoch} (train.swa.start_epoch); no swa.pt")
+        return {**swa.describe(), "checkpoint": None, "metrics": {}}
+    swa.recompute_batch_norm(trainer.train_batches)
+    payload = checkpoint_payload(trainer, meta, metrics)
+    payload["model"] = swa.average.module.state_dict()
+    path = store.save_as(payload, "swa.pt")
+    scored = {}
+    if trainer.val_batches is not None:
+        scored = evaluate(swa.average.module, trainer.task, trainer.val_batches, trainer.device,
+                          trainer.precision).compute("val")
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in scored.items() if k.split("/")[1] in trainer.task.progress_metrics())
+    progress.message(f"SWA: the average of {swa.averaged} epochs saved as {path}{f'  ({shown})' if shown else ''}")
+    return {**swa.describe(), "checkpoint": str(path), "metrics": scored}
 
 
 def _with_task(sections: dict, task_state: dict) -> dict:
@@ -125,6 +150,9 @@ class Session:
         if self.run.stale_temporaries:
             self.progress.message(f"removed {len(self.run.stale_temporaries)} temporary file(s) left by a save "
                                   f"that was cut short")
+        if t.ema is not None:
+            self.progress.message(f"weight EMA (decay {t.ema.decay}): validation, best.pt and the checkpoints' "
+                                  f"weights are the average")
         self.stop_if_signalled_before_start(resumed=payload is not None)
         return resume_at, on_resumed
 
@@ -195,12 +223,14 @@ class Session:
 
     def finish(self, metrics: dict) -> None:
         """Callbacks' last word; restored best weights are saved as checkpoints/final.pt."""
-        notes = [note for c in self.trainer.callbacks if (note := c.on_train_end(self.trainer.model))]
+        notes = [note for c in self.trainer.callbacks if (note := c.on_train_end(self.trainer.evaluated_model))]
         for note in notes:
             self.progress.message(note)
         if notes and self.writer:
             self.store.save_as(checkpoint_payload(self.trainer, self.meta, metrics, seconds=self.seconds(),
                                                   tracking=self.tracking()), "final.pt")
+        if self.trainer.swa is not None and self.writer:
+            self.artifacts["swa"] = finish_swa(self.trainer, self.meta, metrics, self.store, self.progress)
 
     def run_epochs(self, resume_at: int = 0, on_resumed=None) -> dict:
         """The epoch loop; returns the last epoch's metrics."""
@@ -214,12 +244,15 @@ class Session:
             started = time.perf_counter()
             metrics = t.train_epoch(self.progress, resume_at, on_resumed, self.hooks)
             resume_at, on_resumed = 0, None
+            if t.swa is not None:
+                t.swa.end_epoch(t.model, epoch)
             if t.val_batches is not None:
-                val = evaluate(t.model, t.task, t.val_batches, t.device, t.precision)
+                val = evaluate(t.evaluated_model, t.task, t.val_batches, t.device, t.precision)
                 metrics.update(t.synced(val).compute("val"))
             metrics["lr"] = t.lr
             if self.writer:
-                self.artifacts.update(t.task.epoch_artifacts(t.model, self.run.path, epoch, t.train_batches))
+                self.artifacts.update(t.task.epoch_artifacts(t.evaluated_model, self.run.path, epoch,
+                                                             t.train_batches))
             is_best = t.end_epoch(metrics)
             seconds = time.perf_counter() - started
             self.record({"event": "epoch", "epoch": epoch, "step": t.state.step, **metrics,
@@ -250,11 +283,13 @@ def train_command(config: str, overrides: list[str], devices: int | None = None)
 
 
 def train(config, output_dir: str | None, version: str | None, progress, resume: str | None = None,
-          command: str = "dlcli train CONFIG", on_epoch=None, mlflow_parent: str | None = None) -> dict:
+          command: str = "dlcli train CONFIG", on_epoch=None, mlflow_parent: str | None = None,
+          folder: str | None = None) -> dict:
     """Run (or resume) a whole training; returns the summary (also written to summary.json).
     `command` is how the user started it (config and overrides), for the printed resume command;
     `on_epoch(epoch, metrics)`, called at each epoch end, returns True to end the run as `pruned`;
-    `mlflow_parent`: the MLflow run (a sweep's) this run's is a child of.
+    `mlflow_parent`: the MLflow run (a sweep's) this run's is a child of; the run directory is
+    ROOT/<folder, default the config's name>/<version>.
     Under torchrun (WORLD_SIZE > 1) this process is one DDP rank."""
     # The stop handlers come first: from here on a signal always stops the run gracefully, however
     # early (one arriving while the run directory was being set up used to kill the process outright).
@@ -262,7 +297,7 @@ def train(config, output_dir: str | None, version: str | None, progress, resume:
         device = distributed.setup(config.train.device) if distributed.world()[1] > 1 else None
         try:
             return _train(config, output_dir, version, progress, resume, command, device, signals,
-                          (on_epoch, mlflow_parent))
+                          (on_epoch, mlflow_parent), folder)
         except RuntimeError as err:
             peer = distributed.lost_peer(err)
             if peer is None:
@@ -272,7 +307,8 @@ def train(config, output_dir: str | None, version: str | None, progress, resume:
             distributed.cleanup()
 
 
-def _train(config, output_dir, version, progress, resume, command, device, signals, links=(None, None)) -> dict:
+def _train(config, output_dir, version, progress, resume, command, device, signals, links=(None, None),
+           folder=None) -> dict:
     from dlcli.training import tracking
     from dlcli.training.build import build_trainer
 
@@ -285,7 +321,7 @@ def _train(config, output_dir, version, progress, resume, command, device, signa
     if received:  # stopped while building: leave no run directory behind
         signals.received = received
         raise Interrupted(f"stopped by {signals.name} before training started; nothing was written", received)
-    run, payload = open_run(config, trainer, runs_root(output_dir, config), version, resume)
+    run, payload = open_run(config, trainer, runs_root(output_dir, config), version, resume, folder)
     try:
         return Session(trainer, meta, run, progress, signals, command, *links).execute(payload)
     finally:

@@ -38,9 +38,10 @@ def summary(trainer, run, metrics, status, error, seconds) -> dict:
         "precision": trainer.precision,
         "monitor": trainer.monitor,
         "best": {"value": trainer.state.best, "epoch": trainer.state.best_epoch},
+        **({"ema": trainer.ema.describe()} if trainer.ema is not None else {}),
         "final": metrics,
         "checkpoints": {name: (str(run.checkpoints / f"{name}.pt") if (run.checkpoints / f"{name}.pt").exists()
-                               else None) for name in ("last", "best", "final")},
+                               else None) for name in ("last", "best", "final", *(("swa",) if trainer.swa else ()))},
     }
 
 

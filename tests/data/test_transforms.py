@@ -48,3 +48,50 @@ def test_other_transforms_work_on_single_images_and_batches(entry):
     batch = transform(torch.rand(3, 3, 8, 8))
     single = transform(torch.rand(3, 8, 8))
     assert batch.shape[0] == 3 and batch.shape[1:] == single.shape
+
+
+POLICIES = [{"rand_augment": {}}, {"trivial_augment": {}}, {"auto_augment": "cifar10"}, {"aug_mix": {}},
+            {"random_erasing": {"p": 1.0}}, {"gaussian_blur": {"kernel_size": 3}},
+            {"random_affine": {"degrees": 15, "translate": [0.1, 0.1]}}, {"random_perspective": {"p": 1.0}}]
+
+
+@pytest.mark.parametrize("entry", POLICIES, ids=[next(iter(e)) for e in POLICIES])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_policies_draw_per_image_and_keep_shape_and_range(entry, channels):
+    torch.manual_seed(0)
+    image = torch.rand(channels, 12, 12)
+    batch = image.expand(16, -1, -1, -1).contiguous()  # one image, sixteen times
+    out = build(entry)(batch)
+    assert out.shape == batch.shape and out.dtype == torch.float32
+    assert out.min() >= 0 and out.max() <= 1
+    assert len({o.numpy().tobytes() for o in out}) > 1  # the copies came out differently: draws per image
+    assert build(entry)(image).shape == image.shape
+
+
+def test_grayscale_keeps_the_channels_and_decides_per_image():
+    torch.manual_seed(0)
+    images = torch.rand(64, 3, 4, 4)
+    always = build("grayscale")(images)
+    gray = (images * torch.tensor([0.2989, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    assert always.shape == images.shape and torch.allclose(always, gray.expand_as(images))
+    half = build({"grayscale": {"p": 0.5}})(images)
+    turned = sum(torch.allclose(h, g.expand(3, -1, -1)) for h, g in zip(half, gray))
+    assert 10 < turned < 54
+    one_channel = torch.rand(2, 1, 4, 4)
+    assert torch.equal(build("grayscale")(one_channel), one_channel)
+
+
+@pytest.mark.parametrize("entry, key", [({"rand_augment": {"magnitude": 31}}, "magnitude"),
+                                        ({"gaussian_blur": {"kernel_size": 4}}, "kernel_size must be odd"),
+                                        ({"auto_augment": "mnist"}, "policy"),
+                                        ({"random_erasing": {"p": 1.5}}, "p")])
+def test_bad_policy_values_are_config_errors_naming_the_key(entry, key, write_config):
+    from dlcli.config import load
+    from dlcli.errors import ConfigError
+    from tests.conftest import tiny_digits_config
+
+    config = tiny_digits_config()
+    config["data"]["train_transforms"] = [entry, {"normalize": "digits"}]
+    with pytest.raises(ConfigError) as err:
+        load(str(write_config(config)))
+    assert any(p.startswith("data.train_transforms.0") and key in p for p in err.value.problems), err.value.problems
