@@ -45,6 +45,9 @@ class Trainer:
     mode: str = "min"
     state: TrainState = field(default_factory=TrainState)  # counters and position, saved in checkpoints
     grads_pending: bool = False  # a backward since the last optimizer step (false when all were skipped)
+    freeze: Any = None  # train.freeze (training/transfer.py): which parameters get no gradient, by epoch
+    rewrap: Callable[[], Any] | None = None  # under DDP: a new wrapper when the trainable parameters change
+    notes: list = field(default_factory=list)  # what building did to the model (a new head...), for the log
 
     @property
     def lr(self) -> float:
@@ -114,6 +117,8 @@ class Trainer:
     def train_epoch(self, progress, resume_at: int = 0, on_resumed=None, hooks: EpochHooks = EpochHooks()) -> dict:
         """One pass over the training data, from batch `resume_at` when resuming mid-epoch."""
         self.model.train()
+        if self.freeze is not None and self.freeze.apply(self.model, self.state.epoch) and self.rewrap is not None:
+            self.forward_model = self.rewrap()  # DDP syncs only the parameters trainable when it wrapped
         if not resume_at:
             self.task.reset()
             self.state.running = self.task.metrics(self.device, full=False)
