@@ -10,6 +10,7 @@ also records the frozen names (position.frozen) for inspection.
 from dataclasses import dataclass, field
 
 from dlcli.components.models.notes import note
+from dlcli.errors import ConfigError
 
 
 def follow_weights_preprocessing(config) -> None:
@@ -26,12 +27,22 @@ def follow_weights_preprocessing(config) -> None:
     specs = preprocessing(config.model["name"], weights)
     if specs is None:
         return
+    from dlcli.data.transforms import normalizers
+
     specs = [TRANSFORMS.validate(spec, "data.eval_transforms") for spec in specs]
+    if config.data.train_transforms and normalizers(config.data.train_transforms) != normalizers(specs):
+        raise ConfigError(f"data.eval_transforms: not given, so eval would follow the preprocessing of the "
+                          f"{weights} weights (normalize {_normalize_text(specs[-1])}), which data.train_transforms "
+                          f"does not use; give data.eval_transforms too, with the training normalize")
     config.data.eval_transforms = specs
     if not config.data.train_transforms:
         config.data.train_transforms = [dict(spec) for spec in specs]
     note(f"data.eval_transforms follow the preprocessing of {config.model['name']} weights {weights}: "
          f"resize {specs[0]['size']}, center_crop {specs[1]['size']}, normalize")
+
+
+def _normalize_text(spec: dict) -> str:
+    return spec["preset"] or f"mean {spec['mean']} std {spec['std']}"
 
 
 def init_from(model, config, num_classes: int) -> None:

@@ -117,6 +117,6 @@ def test_torchvision_weight_names_load_from_the_hub_cache_and_set_the_eval_prepr
     assert torch.equal(trainer.model.layer3[0].conv1.weight, state["layer3.0.conv1.weight"])
     assert meta.input_shape == [3, 224, 224]
     expected = [{"name": "resize", "size": 256, "antialias": True}, {"name": "center_crop", "size": 224},
-                {"name": "normalize", "preset": None, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}]
+                {"name": "normalize", "preset": "imagenet", "mean": None, "std": None}]
     assert trainer.config.data.eval_transforms == expected and trainer.config.data.train_transforms == expected
     assert any("follow the preprocessing of resnet18 weights DEFAULT" in n for n in trainer.notes)

@@ -149,6 +149,36 @@ def test_mid_epoch_resume_with_freeze_unfreeze_and_groups_is_bitwise(tmp_path):
         resumed = checkpoint.load(copy / "checkpoints" / "last.pt")
         assert all(torch.equal(resumed["model"][k], final["model"][k]) for k in final["model"]), step
         assert resumed["optimizer"]["param_groups"] == final["optimizer"]["param_groups"]
+    exported = invoke("export", reference, "--format", "onnx", "-o", tmp_path / "m.onnx")
+    assert exported.exit_code == 0, exported.stderr
+
+
+def test_freeze_then_unfreeze_under_ddp_matches_one_process(tmp_path):
+    """2 DDP processes (gloo) train what 1 process trains with the same global batch, through a
+    change of the trainable parameters (the DDP wrapper is rebuilt when they change)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    config = tiny_digits_config(
+        model={"name": "mlp", "hidden": [32]}, optimizer={"name": "sgd", "lr": 0.1, "param_groups": [
+            {"params": r"3\.", "lr": 0.2}]},
+        train={"epochs": 2, "device": "cpu", "freeze": [r"1\."], "unfreeze_at_epoch": 2})
+    cfg = write(tmp_path, config)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    runs = {}
+    for version, extra in (("one", []), ("two", ["--devices", "2"])):
+        done = subprocess.run([sys.executable, "-m", "dlcli", "train", str(cfg), "--output-dir", str(tmp_path),
+                               "--run-version", version, "-q", "--json", *extra], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["status"] == "finished"
+        runs[version] = checkpoint.load(tmp_path / "tiny" / version / "checkpoints" / "last.pt")["model"]
+    for key in runs["one"]:
+        torch.testing.assert_close(runs["one"][key], runs["two"][key], atol=1e-5, rtol=1e-4)
 
 
 def test_a_pattern_that_matches_nothing_is_exit_2_before_anything_is_written(tmp_path):

@@ -150,7 +150,11 @@ def preprocessing(arch: str, weights: str) -> list[dict] | None:
     normalize), as dlcli transform specs; None for a local file (its preprocessing is unknown)."""
     if is_file(weights):
         return None
+    from dlcli.data.transforms import NORMALIZE_PRESETS
+
     transforms = weights_enum(arch, weights).transforms()
+    mean, std = list(transforms.mean), list(transforms.std)
+    normalize = {"preset": "imagenet", "mean": None, "std": None} if (mean, std) == NORMALIZE_PRESETS["imagenet"] \
+        else {"preset": None, "mean": mean, "std": std}
     return [{"name": "resize", "size": list(transforms.resize_size)[0], "antialias": True},
-            {"name": "center_crop", "size": list(transforms.crop_size)[0]},
-            {"name": "normalize", "preset": None, "mean": list(transforms.mean), "std": list(transforms.std)}]
+            {"name": "center_crop", "size": list(transforms.crop_size)[0]}, {"name": "normalize", **normalize}]
