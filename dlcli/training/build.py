@@ -56,7 +56,7 @@ def build_model(config, meta, device, pretrained: bool = False):
 
     task = task_class(config.task)
     extra: tuple = ()
-    options = {"load_weights": pretrained} if MODELS.has_tag(config.model["name"], "torchvision") else {}
+    options = {"load_weights": pretrained} if MODELS.has_tag(config.model["name"], "weights") else {}
     if MODELS.has_tag(config.model["name"], "recurrent"):  # token ids need an embedding; the task picks the head
         extra = (len(meta.vocab) if meta.vocab else None, task.recurrent_head)
     try:

@@ -7,6 +7,7 @@ from dlcli.components.models import (  # noqa: F401  (registers the builders)
     mlp,
     recurrent,
     sequential,
+    timm_models,
     torchvision_models,
 )
 from dlcli.components.models.registry import MODELS

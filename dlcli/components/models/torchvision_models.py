@@ -65,4 +65,4 @@ def _builder(arch: str, family: str) -> Callable:
 
 
 for _arch, _family in ARCHITECTURES.items():
-    MODELS.register(_arch, tags=("torchvision", _family))(_builder(_arch, _family))
+    MODELS.register(_arch, tags=("torchvision", _family, "weights"))(_builder(_arch, _family))
