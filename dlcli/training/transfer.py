@@ -24,12 +24,16 @@ def follow_weights_preprocessing(config) -> None:
     weights = config.model.get("weights")
     if not weights or not MODELS.has_tag(config.model["name"], "torchvision") or config.data.eval_transforms:
         return
-    specs = preprocessing(config.model["name"], weights)
-    if specs is None:
+    found = preprocessing(config.model["name"], weights)
+    if found is None:
         return
-    from dlcli.data.transforms import normalizers
+    from dlcli.data.transforms import NORMALIZE_PRESETS, normalizers
 
-    specs = [TRANSFORMS.validate(spec, "data.eval_transforms") for spec in specs]
+    resize, crop, mean, std = found
+    normalize = {"preset": "imagenet"} if (mean, std) == NORMALIZE_PRESETS["imagenet"] else {"mean": mean, "std": std}
+    specs = [TRANSFORMS.validate(spec, "data.eval_transforms") for spec in
+             ({"name": "resize", "size": resize}, {"name": "center_crop", "size": crop},
+              {"name": "normalize", **normalize})]
     if config.data.train_transforms and normalizers(config.data.train_transforms) != normalizers(specs):
         raise ConfigError(f"data.eval_transforms: not given, so eval would follow the preprocessing of the "
                           f"{weights} weights (normalize {_normalize_text(specs[-1])}), which data.train_transforms "

@@ -145,16 +145,11 @@ def _is_head(own, theirs, num_classes: int) -> bool:
             and theirs.shape[0] != num_classes and own.shape[1:] == theirs.shape[1:])
 
 
-def preprocessing(arch: str, weights: str) -> list[dict] | None:
-    """The eval transforms a torchvision weight name was trained with (resize, centre crop,
-    normalize), as dlcli transform specs; None for a local file (its preprocessing is unknown)."""
+def preprocessing(arch: str, weights: str) -> tuple[int, int, list[float], list[float]] | None:
+    """(resize, centre crop, mean, std): the eval preprocessing a torchvision weight name was trained
+    with; None for a local file (its preprocessing is unknown)."""
     if is_file(weights):
         return None
-    from dlcli.data.transforms import NORMALIZE_PRESETS
-
     transforms = weights_enum(arch, weights).transforms()
-    mean, std = list(transforms.mean), list(transforms.std)
-    normalize = {"preset": "imagenet", "mean": None, "std": None} if (mean, std) == NORMALIZE_PRESETS["imagenet"] \
-        else {"preset": None, "mean": mean, "std": std}
-    return [{"name": "resize", "size": list(transforms.resize_size)[0], "antialias": True},
-            {"name": "center_crop", "size": list(transforms.crop_size)[0]}, {"name": "normalize", **normalize}]
+    return (list(transforms.resize_size)[0], list(transforms.crop_size)[0], list(transforms.mean),
+            list(transforms.std))
