@@ -40,7 +40,7 @@ def build_torchvision(arch: str, family: str, input_shape: tuple, num_classes: i
         warnings.simplefilter("ignore", UserWarning)  # torchvision's notes on its own default init
         model = models.get_model(arch, num_classes=num_classes, **kwargs)
     loaded = weights is not None and load_weights
-    if weights is not None and load_weights:
+    if weights is not None and loaded:
         pretrained.load_into(model, pretrained.read(arch, weights), num_classes, f"model.weights {weights}")
     if stem == "cifar":  # a new first convolution, taking the data's channels
         _cifar_stem(model, input_shape[0], loaded)
@@ -54,10 +54,10 @@ def _size_arguments(arch: str, family: str, input_shape: tuple, weights: str | N
     """Builder arguments that depend on the image size, after checking the size fits the grid."""
     _, height, width = input_shape
     kwargs: dict = {"aux_logits": False, "init_weights": True} if arch in ("googlenet", "inception_v3") else {}
-    from dlcli.components.models import pretrained
-
     if family not in ("vit", "maxvit"):
         return kwargs
+    from dlcli.components.models import pretrained
+
     if weights and not pretrained.is_file(weights):  # the weights' position embeddings fix the size
         side = pretrained.weights_enum(arch, weights).meta["min_size"][0]
         if (height, width) != (side, side):
