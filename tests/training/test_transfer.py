@@ -225,3 +225,15 @@ def test_init_from_starts_from_another_runs_weights_with_a_new_head(tmp_path, fr
     assert torch.equal(trainer.model.layer2[0].conv1.weight, payload["model"]["layer2.0.conv1.weight"])
     assert trainer.model.fc.out_features == 4
     assert any("init_from" in n and "3 classes in the weights, 4 here" in n for n in trainer.notes)
+
+
+def test_eval_infer_and_export_rebuild_without_reading_the_weights_file(frozen_run, tmp_path):
+    """The checkpoint's weights replace the pretrained ones, so the file is not needed (nor read) later."""
+    import copy
+
+    from dlcli.training.build import from_checkpoint
+
+    payload = copy.deepcopy(frozen_run[0])
+    payload["config"]["model"]["weights"] = str(tmp_path / "gone.pth")
+    _, _, model, _, _ = from_checkpoint(payload, [], "cpu")
+    assert torch.equal(model.fc.weight, payload["model"]["fc.weight"])
