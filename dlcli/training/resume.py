@@ -38,7 +38,14 @@ def config_differences(old: dict, new: dict) -> list[str]:
     """Dotted keys whose values differ, leaving out the keys that may change on resume."""
     flat_old, flat_new = _flatten(old), _flatten(new)
     keys = sorted(set(flat_old) | set(flat_new))
-    return [k for k in keys if flat_old.get(k) != flat_new.get(k) and not k.startswith(MAY_CHANGE)]
+    # A key one side lacks and the other leaves unset or empty (train.freeze: [] against a config from
+    # before the key existed) is the same setting.
+    return [k for k in keys if _setting(flat_old, k) != _setting(flat_new, k) and not k.startswith(MAY_CHANGE)]
+
+
+def _setting(flat: dict, key: str):
+    value = flat.get(key)
+    return None if value in ([], {}) else value
 
 
 def load_for_resume(found: Path, config, trainer) -> dict:
