@@ -31,6 +31,7 @@ IMAGE_MODELS = {  # name -> (model spec, input shape, normalize preset)
     "cnn": (lambda: {"name": "cnn", "channels": [32, 64], "batch_norm": True, "head": [128]}, [1, 28, 28], "mnist"),
     "airbench": (lambda: {"name": "sequential", "layers": airbench_layers()}, [3, 32, 32], "cifar10"),
     "cifar": (cifar_config_model, [3, 32, 32], "cifar10"),
+    "resnet18": (lambda: {"name": "resnet18", "stem": "cifar"}, [3, 32, 32], "cifar10"),  # torchvision's
 }
 
 

@@ -2,7 +2,8 @@
 
 Prints samples/s (tokens/s for the LSTM language model; images/s for the DCGAN) for each and the ratio (dlcli /
 hand-written). Models: mlp, cnn (MNIST-shaped), airbench (the airbench94-style CIFAR net), cifar (the
-net of configs/cnn_cifar.yaml), lstm, dcgan. With `lightning` installed, the CNN rows (cnn, airbench,
+net of configs/cnn_cifar.yaml), resnet18 (torchvision's, `stem: cifar`, CIFAR-sized input; not in the
+default list: slow on CPU, `--models resnet18`), lstm, dcgan. With `lightning` installed, the CNN rows (cnn, airbench,
 cifar) also print Lightning's figure. `--compile` compiles both loops' models. Not a test: run it on
 a quiet machine, e.g. `python benchmarks/throughput.py` or `--device cuda`.
 """

@@ -204,7 +204,9 @@ def _cross_checks(config: Config) -> list[str]:
                         f"over {config.train.devices} processes (train.devices)")
     from dlcli.data.transforms import normalizers
 
-    if normalizers(config.data.train_transforms) != normalizers(config.data.eval_transforms):
+    follows_weights = not config.data.eval_transforms and isinstance(config.model, dict) and \
+        config.model.get("weights")  # eval takes the weights' preprocessing (training/transfer.py)
+    if not follows_weights and normalizers(config.data.train_transforms) != normalizers(config.data.eval_transforms):
         problems.append("data.eval_transforms: normalize differs from data.train_transforms; "
                         "both lists are complete pipelines, so give both the same normalize")
     return problems

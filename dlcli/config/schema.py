@@ -4,7 +4,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from dlcli.types import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, Probability, Seed
+from dlcli.types import Fraction, NamePattern, NonNegativeFloat, PositiveFloat, PositiveInt, Probability, Seed
 
 Component = dict[str, Any]  # {name: ..., params...}; validated against a registry in load.py
 Device = Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]
@@ -125,6 +125,14 @@ class TrainConfig(Strict):
     # Tasks that threshold probabilities (Task.uses_threshold: multilabel): the probability above which a
     # label is predicted; None: the task's default (0.5).
     threshold: Annotated[float, Field(gt=0, lt=1)] | None = None
+    freeze: list[NamePattern] = []  # parameters whose names match (re.match) get no gradient; their BN stays in eval
+    unfreeze_at_epoch: Annotated[int, Field(gt=1, le=100_000)] | None = None  # train.freeze ends from this epoch on
+
+    @model_validator(mode="after")
+    def _unfreeze_needs_freeze(self):
+        if self.unfreeze_at_epoch is not None and not self.freeze:
+            raise ValueError("unfreeze_at_epoch needs train.freeze patterns")
+        return self
 
 
 class MlflowConfig(Strict):
@@ -149,6 +157,7 @@ class Config(Strict):
     task: str | None = None  # a registered task (checked in load.py); None: claimed by the model or the dataset
     data: DataConfig
     model: Component
+    init_from: str | None = None  # a dlcli checkpoint (or run directory) whose weights a new run starts from
     loss: Component | None = None  # None: the task's default (cross_entropy; mse for forecasting)
     optimizer: Component | None = None  # None: adam (GAN: adam lr 2e-4, betas [0.5, 0.999] for both networks)
     scheduler: Component | None = None

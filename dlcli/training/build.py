@@ -54,19 +54,21 @@ def resolve_precision(spec: str, device) -> str:
     return spec
 
 
-def build_model(config, meta, device):
-    """The registry model for this data; channels_last for conv nets on CUDA."""
+def build_model(config, meta, device, pretrained: bool = False):
+    """The registry model for this data; channels_last for conv nets on CUDA. `pretrained`: read
+    model.weights (training does; eval, infer and export load the checkpoint's weights instead)."""
     import torch
 
     from dlcli.components.models import MODELS
     from dlcli.tasks import task_class
 
     task = task_class(config.task)
-    extra = ()
+    extra: tuple = ()
+    options = {"load_weights": pretrained} if MODELS.has_tag(config.model["name"], "weights") else {}
     if MODELS.has_tag(config.model["name"], "recurrent"):  # token ids need an embedding; the task picks the head
         extra = (len(meta.vocab) if meta.vocab else None, task.recurrent_head)
     try:
-        model = MODELS.build(config.model, tuple(meta.input_shape), task.num_outputs(meta), *extra)
+        model = MODELS.build(config.model, tuple(meta.input_shape), task.num_outputs(meta), *extra, **options)
     except RuntimeError as err:  # e.g. pooling shrank the image to nothing
         raise ConfigError(f"model: does not fit input shape {meta.input_shape}: {first_line(err)}") from None
     if config.train.activation_checkpointing:
@@ -98,9 +100,11 @@ def build_trainer(config, device=None):
     import torch
 
     from dlcli.components.callbacks import CALLBACKS
+    from dlcli.components.models.notes import collected
     from dlcli.config.load import monitor_problems
     from dlcli.data.pipeline import train_batches
     from dlcli.tasks import task_class
+    from dlcli.training import transfer
     from dlcli.training.distributed import rank_streams
     from dlcli.training.engine import Trainer
 
@@ -111,21 +115,35 @@ def build_trainer(config, device=None):
     set_determinism(config.train.deterministic, device)
     precision = resolve_precision(config.train.precision, device)
     generator = torch.Generator().manual_seed(config.seed)
-    train_b, val_b, meta = train_batches(config, device, generator, task_class(config.task))
-    task = build_task(config, meta)
-    problems = monitor_problems(config, task.metric_names(config, val_b is not None, len(meta.class_names)))
-    if problems:
-        raise ConfigError(problems)
-    model = build_model(config, meta, device)
-    rank_streams(config.seed, 0)  # under DDP: identical weights, then each rank its own noise and dropout
-    optimizer, schedule, scaler = task.build_optimization(config, model, len(train_b), device, precision)
+    with collected() as notes:  # what building did to the model, for the run's log
+        transfer.follow_weights_preprocessing(config)
+        train_b, val_b, meta = train_batches(config, device, generator, task_class(config.task))
+        task = build_task(config, meta)
+        problems = monitor_problems(config, task.metric_names(config, val_b is not None, len(meta.class_names)))
+        if problems:
+            raise ConfigError(problems)
+        model = build_model(config, meta, device, pretrained=True)
+        if config.init_from:
+            transfer.init_from(model, config, task.num_outputs(meta))
+        rank_streams(config.seed, 0)  # under DDP: identical weights, then each rank its own noise and dropout
+        optimizer, schedule, scaler = task.build_optimization(config, model, len(train_b), device, precision)
+        freeze = transfer.Freeze.from_config(config, model)  # after the optimizer, which holds every parameter
+    if freeze is not None:
+        freeze.apply(model, 1)  # before DDP wraps the model: it syncs the gradients of trainable parameters
     callbacks = [CALLBACKS.build(spec, config.train.monitor, task.metric_mode) for spec in config.callbacks]
-    forward = _compiled(_distributed_model(model, task.networks, device), task.networks, config, device)
+    wrap = lambda: _compiled(_distributed_model(model, task.networks, device), task.networks, config, device)
     trainer = Trainer(model, task, optimizer, schedule, scaler, train_b, val_b, device, precision, config,
-                      callbacks, generator, forward_model=forward, monitor=config.train.monitor,
-                      mode=task.metric_mode(config.train.monitor, config.train.mode), ema=_ema(config, model),
-                      swa=_swa(config, model))
+                      callbacks, generator, forward_model=wrap(), monitor=config.train.monitor,
+                      mode=task.metric_mode(config.train.monitor, config.train.mode), freeze=freeze,
+                      rewrap=wrap if freeze is not None and _distributed() else None, notes=notes,
+                      ema=_ema(config, model), swa=_swa(config, model))
     return trainer, meta
+
+
+def _distributed() -> bool:
+    from dlcli.ranks import is_distributed
+
+    return is_distributed()
 
 
 def _ema(config, model):

@@ -57,6 +57,9 @@ class Trainer:
     def evaluated_model(self):
         """What validation, callbacks and checkpoints see: the weight average with train.ema, else the model."""
         return self.ema.model if self.ema is not None else self.model
+    freeze: Any = None  # train.freeze (training/transfer.py): which parameters get no gradient, by epoch
+    rewrap: Callable[[], Any] | None = None  # under DDP: a new wrapper when the trainable parameters change
+    notes: list = field(default_factory=list)  # what building did to the model (a new head...), for the log
 
     @property
     def lr(self) -> float:
@@ -128,6 +131,8 @@ class Trainer:
         self.model.train()
         if self.swa is not None:
             self.swa.start_epoch_if_due(self.optimizer, self.state.epoch)
+        if self.freeze is not None and self.freeze.apply(self.model, self.state.epoch) and self.rewrap is not None:
+            self.forward_model = self.rewrap()  # DDP syncs only the parameters trainable when it wrapped
         if not resume_at:
             self.task.reset()
             self.state.running = self.task.metrics(self.device, full=False)

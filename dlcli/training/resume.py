@@ -42,7 +42,14 @@ def config_differences(old: dict, new: dict) -> list[str]:
     flat_new = _flatten(new)
     flat_old = {**{k: v for k, v in ADDED.items() if k in flat_new}, **_flatten(old)}
     keys = sorted(set(flat_old) | set(flat_new))
-    return [k for k in keys if flat_old.get(k) != flat_new.get(k) and not k.startswith(MAY_CHANGE)]
+    # A key one side lacks and the other leaves unset or empty (train.freeze: [] against a config from
+    # before the key existed) is the same setting.
+    return [k for k in keys if _setting(flat_old, k) != _setting(flat_new, k) and not k.startswith(MAY_CHANGE)]
+
+
+def _setting(flat: dict, key: str):
+    value = flat.get(key)
+    return None if value in ([], {}) else value
 
 
 def load_for_resume(found: Path, config, trainer) -> dict:

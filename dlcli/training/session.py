@@ -37,7 +37,7 @@ def checkpoint_payload(trainer, meta, metrics: dict, running=None, seconds: floa
         "scaler": trainer.scaler.state_dict(),
         "callbacks": [c.state_dict() for c in trainer.callbacks],
         **_with_task(trainer.state.state_dict(running.state_dict() if running is not None else None, seconds),
-                     trainer.task.state_dict()),
+                     trainer.task.state_dict(), trainer.freeze),
         "metrics": metrics,
         "rng": {**rng_states(), "shuffle": trainer.generator.get_state()},
         **({"tracking": tracking} if tracking else {}),
@@ -67,9 +67,12 @@ def finish_swa(trainer, meta, metrics: dict, store, progress) -> dict:
     return {**swa.describe(), "checkpoint": str(path), "metrics": scored}
 
 
-def _with_task(sections: dict, task_state: dict) -> dict:
-    """The task's own state (a GAN's step count, a carried hidden state) travels with the position."""
+def _with_task(sections: dict, task_state: dict, freeze) -> dict:
+    """The task's own state (a GAN's step count, a carried hidden state) travels with the position,
+    and so do the names of the frozen parameters (train.freeze)."""
     sections["position"]["task"] = task_state
+    if freeze is not None:
+        sections["position"]["frozen"] = sorted(freeze.frozen)
     return sections
 
 
@@ -147,6 +150,8 @@ class Session:
         verb = f"resuming at epoch {t.state.epoch + 1}, step {t.state.step}" if payload else "run directory"
         self.progress.message(f"{verb}: {self.run.path}  (device {t.device}, precision {t.precision}, "
                               f"{t.config.task}, {t.task.describe_outputs(self.meta)}, input {self.meta.input_shape})")
+        for note in t.notes:
+            self.progress.message(note)
         if self.run.stale_temporaries:
             self.progress.message(f"removed {len(self.run.stale_temporaries)} temporary file(s) left by a save "
                                   f"that was cut short")

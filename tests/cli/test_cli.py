@@ -236,7 +236,8 @@ def test_validate_prints_resolved_yaml_with_override_and_defaults(run_cli, write
     assert result.returncode == 0, result.stderr
     resolved = yaml.safe_load(result.stdout)
     assert resolved["optimizer"] == {"name": "adam", "lr": 0.5, "betas": [0.9, 0.999], "eps": 1e-8,
-                                     "weight_decay": 0.0, "amsgrad": False, "decay_norm_and_bias": False}
+                                     "weight_decay": 0.0, "amsgrad": False, "decay_norm_and_bias": False,
+                                     "param_groups": []}
     assert resolved["model"]["hidden"] == [16, 8] and resolved["model"]["activation"] == "relu"
     assert resolved["loss"] == {"name": "cross_entropy", "label_smoothing": 0.0}
     assert resolved["data"]["dataset"] == {"name": "digits", "test_fraction": 0.2}

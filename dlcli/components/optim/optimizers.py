@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from dlcli.registry import Registry
-from dlcli.types import Betas, NonNegativeFloat, PositiveFloat, Probability
+from dlcli.types import Betas, NonNegativeFloat, ParamGroup, PositiveFloat, Probability
 
 OPTIMIZERS = Registry("optimizer")
 Momentum = Annotated[float, Field(ge=0, lt=1)]
@@ -23,14 +23,29 @@ def fused_on_cuda(model) -> dict:
     return {"fused": True} if first is not None and first.is_cuda else {}
 
 
-def param_groups(model, weight_decay: float, decay_norm_and_bias: bool) -> list[dict]:
-    """Split parameters so biases and norm-layer weights (ndim <= 1) get no weight decay."""
-    params = [p for p in model.parameters() if p.requires_grad]
+def param_groups(model, weight_decay: float, decay_norm_and_bias: bool, groups: list | tuple = ()) -> list[dict]:
+    """The optimizer's parameter groups: those `groups` (optimizer.param_groups) pick by name, each
+    with its own lr and weight decay, after the rest with the optimizer's. Within each, biases and
+    norm-layer weights (ndim <= 1) get no weight decay unless `decay_norm_and_bias`."""
+    from dlcli.components.names import match_groups
+
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    picked, rest = match_groups(named, [group.params for group in groups], "optimizer.param_groups")
+    result = _decay_split(rest, weight_decay, decay_norm_and_bias, {}) if rest or not groups else []
+    for group, params in zip(groups, picked):
+        extra = {"lr": group.lr} if group.lr is not None else {}
+        decay = weight_decay if group.weight_decay is None else group.weight_decay
+        result += [part for part in _decay_split(params, decay, decay_norm_and_bias, extra) if part["params"]]
+    return result
+
+
+def _decay_split(params: list, weight_decay: float, decay_norm_and_bias: bool, extra: dict) -> list[dict]:
     if decay_norm_and_bias or not weight_decay:
-        return [{"params": params, "weight_decay": weight_decay}]
+        return [{"params": params, "weight_decay": weight_decay, **extra}]
     decay = [p for p in params if p.ndim > 1]
     no_decay = [p for p in params if p.ndim <= 1]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [{"params": decay, "weight_decay": weight_decay, **extra},
+            {"params": no_decay, "weight_decay": 0.0, **extra}]
 
 
 Options = dict[str, tuple[Any, Any]]  # option -> (type, default)
@@ -86,14 +101,16 @@ def _builder(name: str, row) -> Callable:
 
         if check:
             check(given)
-        groups = param_groups(model, given.pop("weight_decay"), given.pop("decay_norm_and_bias"))
+        groups = param_groups(model, given.pop("weight_decay"), given.pop("decay_norm_and_bias"),
+                              given.pop("param_groups"))
         optimizer_class = getattr(torch.optim, torch_name)
         return optimizer_class(groups, **given, **fixed, **(fused_on_cuda(model) if fused else {}))
 
     keyword = inspect.Parameter.KEYWORD_ONLY
     parameters = [inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     parameters += [inspect.Parameter(option, keyword, default=default, annotation=kind)
-                   for option, (kind, default) in {**options, "decay_norm_and_bias": (bool, False)}.items()]
+                   for option, (kind, default) in {**options, "decay_norm_and_bias": (bool, False),
+                                                    "param_groups": (list[ParamGroup], [])}.items()]
     build.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]  # the registry reads it
     build.__doc__, build.__name__ = summary, name
     return build
