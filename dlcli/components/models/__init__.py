@@ -1,7 +1,7 @@
 """Model registry: `model: {name: mlp, ...}` in YAML. Builders get (input_shape, num_outputs); those
-tagged `recurrent` also (vocab_size, head)."""
+tagged `reads_tokens` (recurrent nets, the transformer) also (vocab_size, head)."""
 
-from dlcli.components.models import cnn, gan, mlp, recurrent, sequential  # noqa: F401  (registers the builders)
+from dlcli.components.models import cnn, gan, mlp, recurrent, sequential, transformer  # noqa: F401  (registers the builders)
 from dlcli.components.models.registry import MODELS
 
 __all__ = ["MODELS"]
