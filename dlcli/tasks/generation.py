@@ -35,7 +35,8 @@ def generate(model, meta, device, precision, prompt: str, length: int, temperatu
     texts = [ids_text(row, meta.sequence, meta.vocab) for row in new.tolist()]
     joiner = "" if meta.sequence["level"] in ("char", "bpe") else ("\n" if prompt.endswith("\n") else " ")
     samples = [{"generated": text, "text": prompt + joiner + text} for text in texts]
-    result: dict = {"prompt": prompt, **samples[0], "tokens": length, "seed": seed, "unknown_prompt_tokens": unknown}
+    result: dict = {"prompt": prompt, **samples[0], "tokens": length, "seed": seed, "unknown_prompt_tokens": unknown,
+                    "prompt_ids": ids[cut:]}  # what the model read: the checkpoint's tokenizer's ids
     if cut:
         result["prompt_cut"] = cut  # tokens dropped from the prompt's start (reported as a note)
     if num > 1:

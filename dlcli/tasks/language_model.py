@@ -10,16 +10,17 @@ from dlcli.tasks.registry import register_task
 class TokenMetrics:
     """Running per-token sums on the device; synced only in compute()."""
 
-    MIN = frozenset({"loss", "perplexity"})
+    MIN = frozenset({"loss", "perplexity", "bpc"})
     SHOWN = ("loss", "acc", "perplexity")
 
     @staticmethod
     def names(split: str, config=None, num_classes: int | None = None) -> list[str]:
-        return ["loss", "acc", "perplexity"]
+        return ["loss", "acc", "perplexity"] + (["bpc"] if config is not None and per_character(config) else [])
 
-    def __init__(self, device):
+    def __init__(self, device, bpc: bool = False):
         import torch
 
+        self.bpc = bpc  # character tokens: bits per character = loss / ln 2
         self.loss_sum = torch.zeros((), device=device)
         self.correct = torch.zeros((), dtype=torch.long, device=device)
         self.count = 0  # tokens
@@ -36,8 +37,11 @@ class TokenMetrics:
         if self.count == 0:
             return {}
         loss = float(self.loss_sum) / self.count
-        return {f"{prefix}/loss": loss, f"{prefix}/acc": float(self.correct) / self.count,
-                f"{prefix}/perplexity": math.exp(min(loss, 700.0))}  # exp overflows past ~709
+        out = {f"{prefix}/loss": loss, f"{prefix}/acc": float(self.correct) / self.count,
+               f"{prefix}/perplexity": math.exp(min(loss, 700.0))}  # exp overflows past ~709
+        if self.bpc:
+            out[f"{prefix}/bpc"] = loss / math.log(2)
+        return out
 
     def state_dict(self) -> dict:
         return {"loss_sum": self.loss_sum, "correct": self.correct, "count": self.count}
@@ -59,13 +63,13 @@ class LanguageModelTask(Task):
     recurrent_head = "per_step"
     eval_unit = "tokens"
 
-    def __init__(self, loss_fn, vocab_size: int, tbptt: bool = False):
-        self.loss_fn, self.vocab_size, self.tbptt = loss_fn, vocab_size, tbptt
+    def __init__(self, loss_fn, vocab_size: int, tbptt: bool = False, bpc: bool = False):
+        self.loss_fn, self.vocab_size, self.tbptt, self.bpc = loss_fn, vocab_size, tbptt, bpc
         self.state = None  # hidden state carried across batches (tbptt only)
 
     @classmethod
     def create(cls, config, meta, loss_fn):
-        return cls(loss_fn, len(meta.vocab), config.train.tbptt)
+        return cls(loss_fn, len(meta.vocab), config.train.tbptt, per_character(config))
 
     @staticmethod
     def num_outputs(meta) -> int:
@@ -102,7 +106,7 @@ class LanguageModelTask(Task):
         return self.loss_fn(logits.flatten(0, 1), batch.y.flatten(), None), logits
 
     def metrics(self, device, full: bool = True):
-        return TokenMetrics(device)
+        return TokenMetrics(device, self.bpc)
 
     def state_dict(self) -> dict:
         """The carried hidden state, so a mid-epoch resume continues the streams exactly."""
@@ -110,6 +114,12 @@ class LanguageModelTask(Task):
 
     def load_state_dict(self, state: dict) -> None:
         self.state = state.get("state")
+
+
+def per_character(config) -> bool:
+    """Whether the tokens are characters (the text dataset's default level)."""
+    dataset = config.data.dataset
+    return isinstance(dataset, dict) and dataset.get("level", "char") == "char"
 
 
 def _or(value, default):
