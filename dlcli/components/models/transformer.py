@@ -56,6 +56,8 @@ def _transformer_net():
             return x + self.drop(self.ff(self.ln2(x)))
 
     class TransformerNet(nn.Module):
+        exports_lengths = True  # `dlcli export` of a text classifier passes (ids, lengths): a padding mask
+
         def __init__(self, input_size, vocab_size, num_outputs, head, context, d_model, n_heads, n_layers,
                      ff_mult, dropout, positions, tie_weights, bias, pooling):
             super().__init__()
