@@ -1,10 +1,12 @@
 """Throughput: dlcli's engine against a hand-written PyTorch loop, same model/data/batch/device.
 
-Prints samples/s (tokens/s for the LSTM language model; images/s for the DCGAN) for each and the ratio (dlcli /
-hand-written). Models: mlp, cnn (MNIST-shaped), airbench (the airbench94-style CIFAR net), cifar (the
-net of configs/cnn_cifar.yaml), lstm, dcgan. With `lightning` installed, the CNN rows (cnn, airbench,
-cifar) also print Lightning's figure. `--compile` compiles both loops' models. Not a test: run it on
-a quiet machine, e.g. `python benchmarks/throughput.py` or `--device cuda`.
+Prints samples/s (tokens/s for the LSTM and transformer language models; images/s for the DCGAN) for
+each and the ratio (dlcli / hand-written). Models: mlp, cnn (MNIST-shaped), airbench (the
+airbench94-style CIFAR net), cifar (the net of configs/cnn_cifar.yaml), lstm, transformer
+(configs/transformer_chars.yaml's sizes; the hand-written loop is nanoGPT's: cross-entropy, backward,
+step on the same model object), dcgan. With `lightning` installed, the CNN rows (cnn, airbench, cifar)
+also print Lightning's figure. `--compile` compiles both loops' models. Not a test: run it on a quiet
+machine, e.g. `python benchmarks/throughput.py` or `--device cuda`.
 """
 
 import argparse
@@ -112,7 +114,8 @@ def hand_written(model_name: str, model, x, y, args, device, dtype):
         nets = (maybe_compile(model.generator), maybe_compile(model.discriminator), model.latent_dim)
         return lambda: gan_hand_written_epoch(nets, opts, x, args.batch, device, dtype)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, **fused)
-    loss_of = lm_loss if model_name == "lstm" else image_loss(*normalizer(IMAGE_MODELS[model_name][2], device))
+    language = model_name in ("lstm", "transformer")
+    loss_of = lm_loss if language else image_loss(*normalizer(IMAGE_MODELS[model_name][2], device))
     net = maybe_compile(model)
     return lambda: hand_written_epoch(net, opt, x, y, args.batch, device, dtype, loss_of)
 
@@ -126,8 +129,8 @@ def bench(model_name: str, args) -> None:
     reference, _ = build_trainer(cfg)
     x, y = reference.train_batches.x, reference.train_batches.y
     hand = hand_written(model_name, reference.model, x, y, args, device, dtype)
-    unit = "tokens" if model_name == "lstm" else "samples"
-    count = y.numel() if model_name == "lstm" else len(y)
+    unit = "tokens" if model_name in ("lstm", "transformer") else "samples"
+    count = y.numel() if model_name in ("lstm", "transformer") else len(y)
     dlcli_epoch(trainer)  # warm-up (allocator, cuDNN autotune, compilation)
     hand()
     ours, theirs = [], []
