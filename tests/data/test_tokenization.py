@@ -66,12 +66,11 @@ def bpe_run(tmp_path_factory):
     text = corpus()
     path.write_text(text + "zyzzyva zyzzyva zyzzyva.\n" * 30)  # only in the last 20%: validation
     cfg = validate(lm_config(path))
-    summary = train(cfg, str(folder / "runs"), None, Progress(1, quiet=True, stream=io.StringIO()))
-    return summary["checkpoints"]["last"]
+    return train(cfg, str(folder / "runs"), None, Progress(1, quiet=True, stream=io.StringIO()))
 
 
 def test_bpe_tokenizer_is_learnt_from_the_training_split_and_kept_in_the_checkpoint(bpe_run):
-    payload = checkpoint.load(bpe_run)
+    payload = checkpoint.load(bpe_run["checkpoints"]["last"])
     sequence, vocab = payload["meta"]["sequence"], payload["meta"]["vocab"]
     assert sequence["level"] == "bpe" and vocab == subwords.vocabulary(sequence["tokenizer"])
     assert payload["model"]["embed.weight"].shape[0] == len(vocab)
@@ -80,12 +79,14 @@ def test_bpe_tokenizer_is_learnt_from_the_training_split_and_kept_in_the_checkpo
 
 
 def test_infer_encodes_with_the_checkpoints_own_tokenizer(bpe_run, tmp_path):
+    ckpt = bpe_run["checkpoints"]["last"]
+
     def prompt_ids(path):
         kind, result = infer(str(path), [], "cpu", None, {"prompt": "alpha beta gamma", "length": 5, "seed": 0})
         return result["prompt_ids"], result
 
-    payload = checkpoint.load(bpe_run)
-    ids, result = prompt_ids(bpe_run)
+    payload = checkpoint.load(ckpt)
+    ids, result = prompt_ids(ckpt)
     assert ids == subwords.encode(payload["meta"]["sequence"]["tokenizer"], "alpha beta gamma")
     assert result["text"].startswith("alpha beta gamma") and len(result["generated"]) > 0
 
@@ -106,3 +107,24 @@ def test_vocab_size_and_max_vocab_belong_to_their_levels():
         validate(lm_config("x.txt", max_vocab=100))
     with pytest.raises(Exception, match="data.dataset.vocab_size"):
         validate(lm_config("x.txt", vocab_size=10))  # below the 256 bytes + specials
+
+
+def test_eval_encodes_the_validation_text_with_the_checkpoints_tokenizer(bpe_run):
+    from dlcli.inference.evaluate import evaluate_checkpoint
+
+    result = evaluate_checkpoint(bpe_run["checkpoints"]["last"], "val", [], "cpu")
+    assert set(result["metrics"]) == {"loss", "acc", "perplexity"}  # subwords: no bits per character
+    for key, value in result["metrics"].items():  # the validation split as training encoded it
+        assert value == pytest.approx(bpe_run["final"][f"val/{key}"], rel=1e-5), key
+
+
+def test_a_whitespace_language_model_trains_and_generates_lines(tmp_path):
+    path = tmp_path / "lines.txt"
+    path.write_text(corpus(200))
+    config = lm_config(path, level="whitespace")
+    del config["data"]["dataset"]["vocab_size"]
+    summary = train(validate(config), str(tmp_path / "runs"), None, Progress(1, quiet=True, stream=io.StringIO()))
+    vocab = checkpoint.load(summary["checkpoints"]["last"])["meta"]["vocab"]
+    assert EOS in vocab and "alpha" in vocab and "alpha." in vocab  # split on whitespace only, not punctuation
+    _, result = infer(summary["checkpoints"]["last"], [], "cpu", None, {"prompt": "alpha beta", "length": 40, "seed": 0})
+    assert "\n" in result["generated"] and result["text"].startswith("alpha beta ")
