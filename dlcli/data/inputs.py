@@ -98,8 +98,8 @@ def row_inputs(files: list[Path], meta):
 
 def text_inputs(files, texts: list[str], meta):
     """(ids [N, L], lengths, names) from --text strings and CSV/JSONL files with the text column."""
+    from dlcli.data.codec import text_ids
     from dlcli.data.sequences import read_labelled_texts
-    from dlcli.data.text import text_ids
     from dlcli.data.windows import pad_ids
 
     names, raw = [], []

@@ -44,27 +44,6 @@ def detokenize(tokens: list[str], level: str) -> str:
     return " ".join(tokens)
 
 
-def text_ids(text: str, sequence: dict, vocab: list[str]) -> tuple[list[int], list[str]]:
-    """(ids, tokens read as <unk>) of a text, encoded as the training data was (`sequence`: the
-    checkpoint's tokenising settings, with the BPE tokenizer's JSON for level bpe)."""
-    if sequence["level"] == "bpe":
-        from dlcli.data import subwords
-
-        return subwords.encode(sequence["tokenizer"], text), []
-    tokens = tokenize(text, sequence["level"], sequence.get("lowercase", False))
-    ids = encode(tokens, {t: i for i, t in enumerate(vocab)})
-    return ids, sorted({t for t, i in zip(tokens, ids) if i == 1})
-
-
-def ids_text(ids: list[int], sequence: dict, vocab: list[str]) -> str:
-    """The text of token ids (the inverse of text_ids, up to whitespace for word levels)."""
-    if sequence["level"] == "bpe":
-        from dlcli.data import subwords
-
-        return subwords.decode(sequence["tokenizer"], ids)
-    return detokenize([vocab[i] for i in ids], sequence["level"])
-
-
 def build_vocab(documents, min_freq: int = 1, max_size: int | None = None) -> list[str]:
     """<pad>, <unk>, then tokens by falling frequency (ties in first-seen order, so it is repeatable)."""
     counts: Counter[str] = Counter()

@@ -18,7 +18,7 @@ def generate(model, meta, device, precision, prompt: str, length: int, temperatu
     The same seed gives the same text."""
     import torch
 
-    from dlcli.data.text import ids_text, text_ids
+    from dlcli.data.codec import ids_text, text_ids
 
     ids, unknown = text_ids(prompt, meta.sequence, meta.vocab)
     if not ids:

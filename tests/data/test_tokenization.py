@@ -11,7 +11,8 @@ import pytest
 from dlcli.cli.progress import Progress
 from dlcli.config import validate
 from dlcli.data import subwords
-from dlcli.data.text import EOS, detokenize, ids_text, text_ids, tokenize
+from dlcli.data.codec import ids_text, text_ids
+from dlcli.data.text import EOS, detokenize, tokenize
 from dlcli.inference.predict import infer
 from dlcli.training import checkpoint
 from dlcli.training.session import train
