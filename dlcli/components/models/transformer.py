@@ -96,8 +96,10 @@ def _transformer_net():
         def forward(self, x, lengths=None, state=None, keep_state: bool = False):
             """Logits [B, outputs] or per step [B, T, outputs]; with keep_state also the KV cache."""
             past = state["length"] if state is not None else 0
-            if keep_state and state is None:
-                state = self.new_cache(x.shape[0], x.device, self.fc.weight.dtype)
+            if keep_state and state is None:  # keys and values in the dtype autocast computes them in
+                kind = x.device.type
+                dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else self.fc.weight.dtype
+                state = self.new_cache(x.shape[0], x.device, dtype)
             h = self.embed(x)
             if self.cls is not None:
                 h = torch.cat([self.cls.expand(h.shape[0], -1, -1).to(h.dtype), h], dim=1)

@@ -168,3 +168,12 @@ def test_every_parameter_is_listed():
     assert set(rows) == {"d_model", "n_heads", "n_layers", "ff_mult", "dropout", "positions", "tie_weights",
                          "bias", "pooling"}
     assert "reads_tokens" in MODELS.tags("transformer")
+
+
+def test_the_kv_cache_takes_the_autocast_dtype():
+    model = lm()
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits, state = model(torch.randint(2, VOCAB, (1, 4)), keep_state=True)
+        logits, state = model(torch.randint(2, VOCAB, (1, 1)), state=state, keep_state=True)
+    assert state["layers"][0][0].dtype == torch.bfloat16 and state["length"] == 5
+    assert logits.shape == (1, 1, VOCAB) and torch.isfinite(logits.float()).all()
