@@ -158,7 +158,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--samples", type=int, default=8192)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--models", default="mlp,cnn,airbench,cifar,lstm,dcgan")
+    parser.add_argument("--models", default="mlp,cnn,airbench,cifar,lstm,transformer,dcgan")
     parser.add_argument("--compile", action="store_true", help="torch.compile in both loops (train.compile)")
     parser.add_argument("--workers", type=int, default=4, help="DataLoader workers for the Lightning row")
     args = parser.parse_args()
