@@ -35,6 +35,7 @@ bench: venv
 	$(PY) benchmarks/op_count.py
 	$(PY) benchmarks/throughput.py
 	$(PY) benchmarks/checkpoint_digest.py
+	$(PY) benchmarks/generation.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

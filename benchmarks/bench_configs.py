@@ -42,8 +42,8 @@ def train_section(device: str, precision: str, compile_: bool) -> dict:
 
 def config(model: str, device: str, batch: int, samples: int, precision: str, compile_: bool = False) -> dict:
     train = train_section(device, precision, compile_)
-    if model == "lstm":
-        return lstm_config(batch, samples, train)
+    if model in ("lstm", "transformer"):
+        return lstm_config(batch, samples, train, model)
     if model == "dcgan":
         return dcgan_config(batch, samples, train)
     spec, shape, preset = IMAGE_MODELS[model]
@@ -58,16 +58,21 @@ def config(model: str, device: str, batch: int, samples: int, precision: str, co
     }
 
 
-def lstm_config(batch: int, windows: int, train: dict) -> dict:
-    """A character LM over random text: `windows` windows of SEQ_LEN tokens."""
+TRANSFORMER = {"name": "transformer", "d_model": 128, "n_heads": 4, "n_layers": 4, "dropout": 0.0,
+               "tie_weights": True, "bias": False}  # configs/transformer_chars.yaml's sizes, no dropout
+
+
+def lstm_config(batch: int, windows: int, train: dict, model: str = "lstm") -> dict:
+    """A character LM (LSTM or transformer) over random text: `windows` windows of SEQ_LEN tokens."""
     text = Path(tempfile.mkdtemp()) / "corpus.txt"
     rng = random.Random(0)
     text.write_text("".join(rng.choice("abcdefghijklmnopqrstuvwxyz .,\n") for _ in range(windows * SEQ_LEN + 1)))
     return {
-        "name": "bench_lstm", "seed": 0, "task": "language_model",
+        "name": f"bench_{model}", "seed": 0, "task": "language_model",
         "data": {"dataset": {"name": "text", "path": str(text), "seq_len": SEQ_LEN}, "val_split": 0,
                  "batch_size": batch},
-        "model": {"name": "lstm", "embedding_dim": 128, "hidden_size": 256, "num_layers": 2},
+        "model": (TRANSFORMER if model == "transformer"
+                  else {"name": "lstm", "embedding_dim": 128, "hidden_size": 256, "num_layers": 2}),
         "optimizer": {"name": "adam", "lr": 1e-3},
         "train": train,
     }

@@ -1,11 +1,13 @@
 """Throughput: dlcli's engine against a hand-written PyTorch loop, same model/data/batch/device.
 
-Prints samples/s (tokens/s for the LSTM language model; images/s for the DCGAN) for each and the ratio (dlcli /
-hand-written). Models: mlp, cnn (MNIST-shaped), airbench (the airbench94-style CIFAR net), cifar (the
-net of configs/cnn_cifar.yaml), resnet18 (torchvision's, `stem: cifar`, CIFAR-sized input; not in the
-default list: slow on CPU, `--models resnet18`), lstm, dcgan. With `lightning` installed, the CNN rows (cnn, airbench,
-cifar) also print Lightning's figure. `--compile` compiles both loops' models. Not a test: run it on
-a quiet machine, e.g. `python benchmarks/throughput.py` or `--device cuda`.
+Prints samples/s (tokens/s for the LSTM and transformer language models; images/s for the DCGAN) for
+each and the ratio (dlcli / hand-written). Models: mlp, cnn (MNIST-shaped), airbench (the
+airbench94-style CIFAR net), cifar (the net of configs/cnn_cifar.yaml), resnet18 (torchvision's,
+`stem: cifar`, CIFAR-sized input; not in the default list: slow on CPU, `--models resnet18`), lstm,
+transformer (configs/transformer_chars.yaml's sizes; the hand-written loop is nanoGPT's: cross-entropy,
+backward, step on the same model object), dcgan. With `lightning` installed, the CNN rows (cnn,
+airbench, cifar) also print Lightning's figure. `--compile` compiles both loops' models. Not a test:
+run it on a quiet machine, e.g. `python benchmarks/throughput.py` or `--device cuda`.
 """
 
 import argparse
@@ -113,7 +115,8 @@ def hand_written(model_name: str, model, x, y, args, device, dtype):
         nets = (maybe_compile(model.generator), maybe_compile(model.discriminator), model.latent_dim)
         return lambda: gan_hand_written_epoch(nets, opts, x, args.batch, device, dtype)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, **fused)
-    loss_of = lm_loss if model_name == "lstm" else image_loss(*normalizer(IMAGE_MODELS[model_name][2], device))
+    language = model_name in ("lstm", "transformer")
+    loss_of = lm_loss if language else image_loss(*normalizer(IMAGE_MODELS[model_name][2], device))
     net = maybe_compile(model)
     return lambda: hand_written_epoch(net, opt, x, y, args.batch, device, dtype, loss_of)
 
@@ -127,8 +130,8 @@ def bench(model_name: str, args) -> None:
     reference, _ = build_trainer(cfg)
     x, y = reference.train_batches.x, reference.train_batches.y
     hand = hand_written(model_name, reference.model, x, y, args, device, dtype)
-    unit = "tokens" if model_name == "lstm" else "samples"
-    count = y.numel() if model_name == "lstm" else len(y)
+    unit = "tokens" if model_name in ("lstm", "transformer") else "samples"
+    count = y.numel() if model_name in ("lstm", "transformer") else len(y)
     dlcli_epoch(trainer)  # warm-up (allocator, cuDNN autotune, compilation)
     hand()
     ours, theirs = [], []
@@ -156,7 +159,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--samples", type=int, default=8192)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--models", default="mlp,cnn,airbench,cifar,lstm,dcgan")
+    parser.add_argument("--models", default="mlp,cnn,airbench,cifar,lstm,transformer,dcgan")
     parser.add_argument("--compile", action="store_true", help="torch.compile in both loops (train.compile)")
     parser.add_argument("--workers", type=int, default=4, help="DataLoader workers for the Lightning row")
     args = parser.parse_args()

@@ -26,12 +26,16 @@ def infer(
     temperature: Optional[float] = typer.Option(None, "--temperature", min=0.0, max=100.0,
                                                 help="language models: sampling temperature (0 = always the "
                                                      "likeliest; default 1)"),
+    top_p: Optional[float] = typer.Option(None, "--top-p", min=0.0, max=1.0,
+                                          help="language models: sample from the likeliest tokens whose "
+                                               "probabilities add up to p (nucleus sampling)"),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, max=2**32 - 1,
                                        help="language models and GANs: seed for repeatable output"),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, max=100_000,
                                         help="forecasters: future steps to predict (default: the horizon)"),
     num: Optional[int] = typer.Option(None, "--num", min=1, max=100_000,
-                                      help="GANs: how many images to generate (default 64)"),
+                                      help="GANs: how many images to generate (default 64); language "
+                                           "models: how many texts (default 1)"),
     label: Optional[int] = typer.Option(None, "--class", min=0, help="conditional GANs: the class to generate"),
     output_dir: Optional[str] = typer.Option(None, "--output-dir", help="GANs: write one PNG per image here"),
     tta: Optional[str] = typer.Option(None, "--tta", help="image classifiers: average over flipped (flip) or "
@@ -43,8 +47,8 @@ def infer(
     from dlcli.runs.paths import writable_folder, writable_output
 
     options = {"texts": text or [], "prompt": prompt, "length": length, "temperature": temperature,
-               "seed": seed, "steps": steps, "num": num, "label": label, "output": output, "output_dir": output_dir,
-               "tta": check_choice(tta)}
+               "top_p": top_p, "seed": seed, "steps": steps, "num": num, "label": label, "output": output,
+               "output_dir": output_dir, "tta": check_choice(tta)}
     if output and not output.endswith((".csv", ".jsonl", ".png")):
         raise ConfigError(f"--output: expected a .csv or .jsonl file name, or .png for a GAN (got {output!r})")
     if output:
@@ -53,6 +57,13 @@ def infer(
         writable_folder(output_dir, "--output-dir")
     kind, result = run_infer(checkpoint, inputs or [], device, top_k, options)
     show_inference(kind, result, output, as_json)
+
+
+def generation_rows(result: dict) -> list[dict]:
+    """One row per generated text (--num)."""
+    if "samples" not in result:
+        return [result]
+    return [{"prompt": result["prompt"], "sample": i + 1, **s} for i, s in enumerate(result["samples"])]
 
 
 def show_inference(kind: str, result, output: str | None, as_json: bool) -> None:
@@ -65,7 +76,7 @@ def show_inference(kind: str, result, output: str | None, as_json: bool) -> None
             f"wrote {result['images']} images: {', '.join(files[:3])}{' ...' if len(files) > 3 else ''}", err=True)
         return
     if output:
-        rows = [result] if kind == "generation" else result
+        rows = generation_rows(result) if kind == "generation" else result
         write_predictions(rows, output)
         typer.echo(f"wrote {len(rows)} rows to {output}", err=True)
     if as_json:

@@ -129,7 +129,11 @@ def print_generation(result: dict) -> None:
     if result["unknown_prompt_tokens"]:
         print(f"note: prompt tokens not in the vocabulary (read as <unk>): {result['unknown_prompt_tokens']}",
               file=sys.stderr)
-    sys.stdout.write(result["text"] + "\n")  # plain text, ready to pipe
+    if result.get("prompt_cut"):
+        print(f"note: the prompt is longer than the model's context; its first {result['prompt_cut']} tokens "
+              "were left out", file=sys.stderr)
+    texts = [s["text"] for s in result.get("samples", [result])]
+    sys.stdout.write("\n---\n".join(texts) + "\n")  # plain text, ready to pipe; samples between --- lines
 
 
 def flat(row: dict) -> dict:

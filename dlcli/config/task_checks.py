@@ -81,7 +81,7 @@ def task_problems(config: Config) -> list[str]:
     problems += _mixup_problems(config, task) + _averaging_problems(config, task) + _fold_problems(config)
     if config.data.class_weights is not None and not task.class_weights:
         problems.append(f"data.class_weights: only for classification (task {task.name} has no classes to weigh)")
-    return problems + _recurrent_problems(config, task) + task.problems(config)
+    return problems + _recurrent_problems(config, task) + _builder_problems(config, task) + task.problems(config)
 
 
 def _mixup_problems(config: Config, task) -> list[str]:
@@ -165,6 +165,27 @@ def _recurrent_problems(config: Config, task) -> list[str]:
     stride = config.data.dataset.get("stride")
     if config.train.tbptt and stride is not None and stride != config.data.dataset.get("seq_len", 128):
         problems.append("data.dataset.stride: train.tbptt needs windows that follow each other (stride = seq_len)")
+    return problems
+
+
+def _builder_problems(config: Config, task) -> list[str]:
+    """Checks across one component's own parameters (its builder's `config_problems`: the
+    transformer's d_model divisible by n_heads, a text dataset's vocab_size only for level bpe), on
+    the validated values."""
+    from dlcli.components.models import MODELS
+    from dlcli.data.datasets import DATASETS
+
+    problems = []
+    for registry, spec, key in ((MODELS, config.model, "model"), (DATASETS, config.data.dataset, "data.dataset")):
+        name = _name(spec)
+        check = getattr(registry.entry(name).builder, "config_problems", None) if name in registry.names() else None
+        if check is None:
+            continue
+        try:
+            params = registry.validate(spec, key)
+        except ConfigError:
+            continue  # the component's own check reports it
+        problems += check(params, task)
     return problems
 
 

@@ -98,9 +98,9 @@ def row_inputs(files: list[Path], meta):
 
 def text_inputs(files, texts: list[str], meta):
     """(ids [N, L], lengths, names) from --text strings and CSV/JSONL files with the text column."""
+    from dlcli.data.codec import text_ids
     from dlcli.data.sequences import read_labelled_texts
-    from dlcli.data.text import tokenize
-    from dlcli.data.windows import pad_texts
+    from dlcli.data.windows import pad_ids
 
     names, raw = [], []
     for i, text in enumerate(texts):
@@ -115,6 +115,5 @@ def text_inputs(files, texts: list[str], meta):
         raw += found
     if not raw:
         raise ConfigError("no inputs: give text files or --text \"...\"")
-    tokens = [tokenize(t, meta.sequence["level"], meta.sequence["lowercase"]) for t in raw]
-    x, lengths = pad_texts(tokens, meta.vocab, meta.sequence["max_len"])
+    x, lengths = pad_ids([text_ids(t, meta.sequence, meta.vocab)[0] for t in raw], meta.sequence["max_len"])
     return x, lengths, names

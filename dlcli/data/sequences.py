@@ -20,41 +20,59 @@ from dlcli.errors import DataError
 from dlcli.types import NonNegativeFloat, PositiveInt
 
 Length = Annotated[int, Field(gt=0, le=100_000)]
+Level = Literal["char", "word", "whitespace", "bpe"]
+VocabSize = Annotated[int, Field(ge=260, le=1_000_000)]  # BPE: 256 bytes + <pad>, <unk> and some merges
 
 
 @DATASETS.register("text", tags=("token_stream", "reads_tokens"))
-def text(split, *, path: str, test_path: str | None = None, val_path: str | None = None,
-         level: Literal["char", "word"] = "char", lowercase: bool = False, seq_len: Length = 128,
-         stride: Length | None = None, min_freq: PositiveInt = 1, max_vocab: PositiveInt | None = None,
+def text(split, *, path: str, test_path: str | None = None, val_path: str | None = None, level: Level = "char",
+         lowercase: bool = False, seq_len: Length = 128, stride: Length | None = None,
+         min_freq: PositiveInt = 1, max_vocab: PositiveInt | None = None, vocab_size: VocabSize | None = None,
          encoding: str = "utf-8"):
     """A plain-text file for language modelling, cut into windows of seq_len tokens (split by position)."""
     file = split_file("text", split, path, test_path, val=val_path)
-    tokens = tokenize(read_text(file, encoding), level, lowercase)
+    raw = read_text(file, encoding)
+    # bpe: the text itself is split by position; the tokenizer is then learnt from the training part
+    tokens = raw if level == "bpe" else tokenize(raw, level, lowercase)
     options = {"level": level, "lowercase": lowercase, "seq_len": seq_len, "stride": stride or seq_len,
-               "min_freq": min_freq, "max_vocab": max_vocab, "file": file}
+               "min_freq": min_freq, "max_vocab": max_vocab, "file": file, "vocab_size": vocab_size}
     return Source(y=None, class_names=[], kind="tokens", stream=tokens, options=options)
 
 
 @DATASETS.register("text_classification", tags=("labelled_texts", "reads_tokens"))
 def text_classification(split, *, path: str, test_path: str | None = None, val_path: str | None = None,
-                        text_column: str = "text",
-                        label_column: str = "label", level: Literal["char", "word"] = "word",
+                        text_column: str = "text", label_column: str = "label", level: Level = "word",
                         lowercase: bool = True, max_len: Length = 256, min_freq: PositiveInt = 1,
-                        max_vocab: PositiveInt | None = None):
+                        max_vocab: PositiveInt | None = None, vocab_size: VocabSize | None = None):
     """Labelled texts from a CSV or JSONL file; padded per batch, truncated to max_len tokens."""
     import torch
 
     file = split_file("text_classification", split, path, test_path, val=val_path)
     texts, labels = [], []
     for text, label in labelled_texts(file, text_column, label_column):  # tokenized as read: one copy
-        texts.append(tokenize(text, level, lowercase))
+        texts.append(text if level == "bpe" else tokenize(text, level, lowercase))  # bpe: learnt later
         labels.append(label)
     names = _label_names(labels)
     lookup = {name: i for i, name in enumerate(names)}
     options = {"level": level, "lowercase": lowercase, "max_len": max_len, "min_freq": min_freq,
-               "max_vocab": max_vocab, "text_column": text_column, "label_column": label_column}
+               "max_vocab": max_vocab, "text_column": text_column, "label_column": label_column,
+               "vocab_size": vocab_size}
     return Source(y=torch.tensor([lookup[v] for v in labels], dtype=torch.long), class_names=names, kind="text",
                   texts=texts, options=options)
+
+
+def text_problems(params: dict, task) -> list[str]:
+    """vocab_size sizes a BPE tokenizer; max_vocab and min_freq's cut apply to the other levels."""
+    if params["level"] != "bpe" and params.get("vocab_size") is not None:
+        return [f"data.dataset.vocab_size: only for level bpe (level is {params['level']}); "
+                "use max_vocab to cap a char or word vocabulary"]
+    if params["level"] == "bpe" and params.get("max_vocab") is not None:
+        return ["data.dataset.max_vocab: level bpe sizes its vocabulary with vocab_size"]
+    return []
+
+
+text.config_problems = text_problems
+text_classification.config_problems = text_problems
 
 
 def read_labelled_texts(file: str, text_column: str, label_column: str | None) -> tuple[list[str], list[str]]:

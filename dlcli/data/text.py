@@ -10,19 +10,38 @@ from dlcli.data.folders import regular_file
 from dlcli.errors import DataError
 
 PAD, UNK = "<pad>", "<unk>"  # ids 0 and 1 in every vocabulary
+EOS = "<eos>"  # level whitespace: the end of each line, as the PyTorch word_language_model example
 _WORD = re.compile(r"\w+|[^\w\s]")  # words and single punctuation marks
 
 
 def tokenize(text: str, level: str, lowercase: bool = False) -> list[str]:
-    """Characters or words. Words are interned: a large corpus repeats a few thousand words millions of
-    times, and one shared string per word (8 bytes a token, not ~60) keeps its token lists small."""
+    """Characters, words (punctuation split off) or whitespace-separated tokens with <eos> at each
+    line end. Words are interned: a large corpus repeats a few thousand words millions of times, and
+    one shared string per word (8 bytes a token, not ~60) keeps its token lists small."""
     if lowercase:
         text = text.lower()
-    return list(text) if level == "char" else list(map(sys.intern, _WORD.findall(text)))
+    if level == "char":
+        return list(text)
+    if level == "whitespace":
+        lines = text.split("\n")
+        tokens: list[str] = []
+        for i, line in enumerate(lines):
+            tokens += map(sys.intern, line.split())
+            if i < len(lines) - 1:
+                tokens.append(EOS)
+        return tokens
+    return list(map(sys.intern, _WORD.findall(text)))
 
 
 def detokenize(tokens: list[str], level: str) -> str:
-    return "".join(tokens) if level == "char" else " ".join(tokens)
+    if level == "char":
+        return "".join(tokens)
+    if level == "whitespace":
+        lines: list[list[str]] = [[]]
+        for token in tokens:
+            lines.append([]) if token == EOS else lines[-1].append(token)
+        return "\n".join(" ".join(line) for line in lines)
+    return " ".join(tokens)
 
 
 def build_vocab(documents, min_freq: int = 1, max_size: int | None = None) -> list[str]:

@@ -9,6 +9,8 @@ from dlcli.data.source import Source
 from dlcli.data.text import build_vocab, encode
 from dlcli.errors import DataError
 
+BPE_VOCAB = 1000  # data.dataset.vocab_size when level bpe leaves it out
+
 
 def split_positional(pool: Source, val_split: float) -> tuple[Source, Source | None]:
     """The stream's first (1 - val_split) for training, the rest for validation; several series
@@ -43,7 +45,15 @@ def describe_sequences(train: Source, meta) -> None:
     """Fill meta with what eval/infer need to encode new data: vocabulary, statistics, shapes."""
     opts = train.options
     meta.sequence = {k: v for k, v in opts.items() if k != "file"}
-    if train.kind == "tokens":
+    if opts.get("level") == "bpe":  # learnt from the training split, kept in the checkpoint as its JSON
+        from dlcli.data import subwords
+
+        documents = [train.stream] if train.kind == "tokens" else train.texts
+        spec = subwords.train_bpe(documents, opts.get("vocab_size") or BPE_VOCAB, opts["lowercase"], opts["min_freq"])
+        meta.sequence["tokenizer"] = spec
+        meta.vocab = subwords.vocabulary(spec)
+        meta.input_shape = [opts["seq_len"] if train.kind == "tokens" else opts["max_len"]]
+    elif train.kind == "tokens":
         meta.vocab = build_vocab([train.stream], opts["min_freq"], opts["max_vocab"])
         meta.input_shape = [opts["seq_len"]]
     elif train.kind == "text":
@@ -69,9 +79,13 @@ def prepare(source: Source | None, meta, part: str = "training") -> Source | Non
     """Encode tokens / window streams into x, y (and lengths) with the training split's meta."""
     if source is None or source.kind in ("image", "tabular", "sequence"):
         return source
+    bpe = meta.sequence.get("level") == "bpe"
     if source.kind == "tokens":
-        ids = encode(source.stream, {t: i for i, t in enumerate(meta.vocab)})
+        ids = (subword_ids(meta, [source.stream])[0] if bpe
+               else encode(source.stream, {t: i for i, t in enumerate(meta.vocab)}))
         source.x, source.y = lm_windows(ids, meta.sequence["seq_len"], meta.sequence["stride"], part)
+    elif source.kind == "text" and bpe:
+        source.x, source.lengths = pad_ids(subword_ids(meta, source.texts), meta.sequence["max_len"])
     elif source.kind == "text":
         source.x, source.lengths = pad_texts(source.texts, meta.vocab, meta.sequence["max_len"])
     elif source.kind == "series":
@@ -91,13 +105,24 @@ def lm_windows(ids: list[int], seq_len: int, stride: int, part: str):
     return t[:-1].unfold(0, seq_len, stride).contiguous(), t[1:].unfold(0, seq_len, stride).contiguous()
 
 
+def subword_ids(meta, texts: list[str]) -> list[list[int]]:
+    from dlcli.data import subwords
+
+    return subwords.encode_many(meta.sequence["tokenizer"], texts)
+
+
 def pad_texts(texts: list[list[str]], vocab: list[str], max_len: int):
-    """Token ids padded with 0 to the longest text (at most max_len: longer texts are cut), and lengths.
-    An empty text becomes one <unk> so every sequence has at least one step."""
+    """Token ids padded with 0 to the longest text (at most max_len: longer texts are cut), and lengths."""
+    index = {t: i for i, t in enumerate(vocab)}
+    return pad_ids([encode(tokens[:max_len], index) for tokens in texts], max_len)
+
+
+def pad_ids(encoded: list[list[int]], max_len: int):
+    """Id lists padded with 0 to the longest (at most max_len: longer ones are cut), and lengths. An
+    empty text becomes one <unk> so every sequence has at least one step."""
     import torch
 
-    index = {t: i for i, t in enumerate(vocab)}
-    encoded = [encode(tokens[:max_len], index) or [1] for tokens in texts]
+    encoded = [ids[:max_len] or [1] for ids in encoded]
     lengths = torch.tensor([len(e) for e in encoded], dtype=torch.long)
     x = torch.zeros(len(encoded), int(lengths.max()), dtype=torch.long)
     for row, ids in enumerate(encoded):

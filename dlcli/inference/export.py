@@ -7,6 +7,7 @@ from dlcli.errors import ConfigError, DataError, DlcliError
 from dlcli.runs.paths import replaced_atomically, writable_output
 
 FORMATS = ("onnx", "torchscript", "safetensors")
+ONNX_INPUTS = ["input", "lengths"]  # the exported graph's input names (lengths: text classifiers)
 
 
 def export(checkpoint_path: str, fmt: str, output: str, tolerance: float) -> dict:
@@ -22,8 +23,9 @@ def export(checkpoint_path: str, fmt: str, output: str, tolerance: float) -> dic
     config, meta, model, _, _ = from_checkpoint(payload, [], "cpu", source)
     model.eval()
     sample = sample_input(config, meta, model)
+    sample = sample if isinstance(sample, tuple) else (sample,)  # the model's inputs (ids, lengths for texts)
     with torch.inference_mode():
-        expected = model(sample)
+        expected = model(*sample)
     writer, reader = {"onnx": (_write_onnx, _run_onnx), "torchscript": (_write_torchscript, _run_torchscript),
                       "safetensors": (_write_safetensors, _run_safetensors)}[fmt]
     # Written and checked beside the target, then renamed over it: a rejected export leaves an
@@ -36,7 +38,7 @@ def export(checkpoint_path: str, fmt: str, output: str, tolerance: float) -> dic
             raise DlcliError(f"exported {fmt} model differs from the PyTorch model by {diff:.3g} (> {tolerance:g}); "
                              f"{out} not written")
     return {"format": fmt, "output": str(out), "max_abs_diff": diff, "tolerance": tolerance,
-            "input_shape": ["batch", *sample.shape[1:]], "classes": meta.class_names}
+            "input_shape": ["batch", *sample[0].shape[1:]], "classes": meta.class_names}
 
 
 def sample_input(config, meta, model):
@@ -58,7 +60,7 @@ def _run_torchscript(out, sample):
     import torch
 
     with torch.inference_mode():
-        return torch.jit.load(str(out))(sample)
+        return torch.jit.load(str(out))(*sample)
 
 
 def _write_onnx(model, sample, out, payload):
@@ -68,8 +70,12 @@ def _write_onnx(model, sample, out, payload):
         import onnx  # noqa: F401  (the exporter needs it)
     except ImportError:
         raise DlcliError("ONNX export needs the onnx extra: pip install 'dlcli[onnx]'") from None
-    torch.onnx.export(model, (sample,), str(out), input_names=["input"], output_names=["logits"],
-                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+    names = ONNX_INPUTS[:len(sample)]
+    axes = {"input": {0: "batch"}, "logits": {0: "batch"}}
+    if len(sample) == 2:  # texts: any number of tokens (up to the model's max_len), their lengths per row
+        axes |= {"input": {0: "batch", 1: "tokens"}, "lengths": {0: "batch"}}
+    torch.onnx.export(model, sample, str(out), input_names=names, output_names=["logits"], dynamic_axes=axes,
+                      dynamo=False)
 
 
 def _run_onnx(out, sample):
@@ -80,7 +86,7 @@ def _run_onnx(out, sample):
     except ImportError:
         raise DlcliError("checking an ONNX export needs onnxruntime: pip install 'dlcli[onnx]'") from None
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    return torch.from_numpy(session.run(None, {"input": sample.numpy()})[0])
+    return torch.from_numpy(session.run(None, {n: t.numpy() for n, t in zip(ONNX_INPUTS, sample)})[0])
 
 
 def _write_safetensors(model, sample, out, payload):
@@ -111,4 +117,4 @@ def _run_safetensors(out, sample):
     load_model(model, str(out))
     model.eval()
     with torch.inference_mode():
-        return model(sample)
+        return model(*sample)

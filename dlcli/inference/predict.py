@@ -5,8 +5,8 @@ from dlcli.errors import ConfigError
 
 # infer options: option -> its CLI flag; which apply is the task's say (Task.infer_options)
 OPTION_FLAGS = {"prompt": "--prompt", "seed": "--seed", "length": "--length", "temperature": "--temperature",
-                "top_k": "--top-k", "steps": "--steps", "texts": "--text", "label": "--class", "num": "--num",
-                "output_dir": "--output-dir"}
+                "top_k": "--top-k", "top_p": "--top-p", "steps": "--steps", "texts": "--text", "label": "--class",
+                "num": "--num", "output_dir": "--output-dir"}
 
 
 def check_options(task, config, meta, options: dict) -> None:

@@ -214,13 +214,19 @@ class Task:
 
     @staticmethod
     def export_input(meta, model, generator):
-        """A batch of 4 inputs of the kind the exported model reads."""
+        """A batch of 4 inputs of the kind the exported model reads; a tuple when it reads several (a
+        transformer over texts: padded ids and their lengths)."""
         import torch
 
         from dlcli.errors import ConfigError
 
+        if meta.kind == "text" and getattr(model, "exports_lengths", False):
+            steps = meta.input_shape[0]
+            ids = torch.randint(2, len(meta.vocab), (4, steps), generator=generator)
+            return ids, torch.randint(1, steps + 1, (4,), generator=generator)
         if meta.kind == "text":
-            raise ConfigError("export: text classifiers take variable-length input with lengths; not supported yet")
+            raise ConfigError("export: recurrent text classifiers read packed variable-length input; "
+                              "not supported yet (a transformer text classifier exports)")
         if meta.kind == "tokens":
             return torch.randint(2, len(meta.vocab), (4, *meta.input_shape), generator=generator)
         return torch.randn(4, *meta.input_shape, generator=generator)

@@ -2,7 +2,6 @@
 per token (loss, accuracy, perplexity = exp(loss)). With train.tbptt the hidden state is carried
 (detached) from one batch of windows to the next, which continue each other in the text."""
 
-from dlcli.compute import autocast
 from dlcli.errors import ConfigError
 from dlcli.tasks.base import Task
 from dlcli.tasks.registry import register_task
@@ -11,16 +10,17 @@ from dlcli.tasks.registry import register_task
 class TokenMetrics:
     """Running per-token sums on the device; synced only in compute()."""
 
-    MIN = frozenset({"loss", "perplexity"})
+    MIN = frozenset({"loss", "perplexity", "bpc"})
     SHOWN = ("loss", "acc", "perplexity")
 
     @staticmethod
     def names(split: str, config=None, num_classes: int | None = None) -> list[str]:
-        return ["loss", "acc", "perplexity"]
+        return ["loss", "acc", "perplexity"] + (["bpc"] if config is not None and per_character(config) else [])
 
-    def __init__(self, device):
+    def __init__(self, device, bpc: bool = False):
         import torch
 
+        self.bpc = bpc  # character tokens: bits per character = loss / ln 2
         self.loss_sum = torch.zeros((), device=device)
         self.correct = torch.zeros((), dtype=torch.long, device=device)
         self.count = 0  # tokens
@@ -37,8 +37,11 @@ class TokenMetrics:
         if self.count == 0:
             return {}
         loss = float(self.loss_sum) / self.count
-        return {f"{prefix}/loss": loss, f"{prefix}/acc": float(self.correct) / self.count,
-                f"{prefix}/perplexity": math.exp(min(loss, 700.0))}  # exp overflows past ~709
+        out = {f"{prefix}/loss": loss, f"{prefix}/acc": float(self.correct) / self.count,
+               f"{prefix}/perplexity": math.exp(min(loss, 700.0))}  # exp overflows past ~709
+        if self.bpc:
+            out[f"{prefix}/bpc"] = loss / math.log(2)
+        return out
 
     def state_dict(self) -> dict:
         return {"loss_sum": self.loss_sum, "correct": self.correct, "count": self.count}
@@ -60,13 +63,13 @@ class LanguageModelTask(Task):
     recurrent_head = "per_step"
     eval_unit = "tokens"
 
-    def __init__(self, loss_fn, vocab_size: int, tbptt: bool = False):
-        self.loss_fn, self.vocab_size, self.tbptt = loss_fn, vocab_size, tbptt
+    def __init__(self, loss_fn, vocab_size: int, tbptt: bool = False, bpc: bool = False):
+        self.loss_fn, self.vocab_size, self.tbptt, self.bpc = loss_fn, vocab_size, tbptt, bpc
         self.state = None  # hidden state carried across batches (tbptt only)
 
     @classmethod
     def create(cls, config, meta, loss_fn):
-        return cls(loss_fn, len(meta.vocab), config.train.tbptt)
+        return cls(loss_fn, len(meta.vocab), config.train.tbptt, per_character(config))
 
     @staticmethod
     def num_outputs(meta) -> int:
@@ -82,14 +85,17 @@ class LanguageModelTask(Task):
 
     @staticmethod
     def infer_options(meta) -> set[str]:
-        return {"prompt", "seed", "length", "temperature", "top_k"}
+        return {"prompt", "seed", "length", "temperature", "top_k", "top_p", "num"}
 
     def infer(self, model, config, meta, inputs, options, device, precision):
         if inputs:
             raise ConfigError("a language model takes no input files; give --prompt TEXT")
+        from dlcli.tasks.generation import generate
+
         return "generation", generate(model, meta, device, precision, options.get("prompt") or "",
                                       options.get("length") or 200, _or(options.get("temperature"), 1.0),
-                                      options.get("top_k"), options.get("seed"))
+                                      options.get("top_k"), options.get("seed"), options.get("top_p"),
+                                      options.get("num") or 1)
 
     def reset(self) -> None:
         """Start of an epoch or an evaluation: the streams start again from their beginnings."""
@@ -108,7 +114,7 @@ class LanguageModelTask(Task):
         return self.loss_fn(logits.flatten(0, 1), batch.y.flatten(), None), logits
 
     def metrics(self, device, full: bool = True):
-        return TokenMetrics(device)
+        return TokenMetrics(device, self.bpc)
 
     def state_dict(self) -> dict:
         """The carried hidden state, so a mid-epoch resume continues the streams exactly."""
@@ -118,51 +124,14 @@ class LanguageModelTask(Task):
         self.state = state.get("state")
 
 
+def per_character(config) -> bool:
+    """Whether the tokens are characters (the text dataset's default level)."""
+    dataset = config.data.dataset
+    return isinstance(dataset, dict) and dataset.get("level", "char") == "char"
+
+
 def _or(value, default):
     return default if value is None else value
-
-
-def generate(model, meta, device, precision, prompt: str, length: int, temperature: float,
-             top_k: int | None, seed: int | None) -> dict:
-    """Continue `prompt` by `length` tokens, sampling one at a time (temperature 0: greedy).
-    The same seed gives the same text."""
-    import torch
-
-    from dlcli.data.text import detokenize, encode, tokenize
-
-    level, lowercase = meta.sequence["level"], meta.sequence.get("lowercase", False)
-    tokens = tokenize(prompt, level, lowercase)
-    if not tokens:
-        raise ConfigError("--prompt: a language model continues a prompt; give at least one token of text")
-    ids = encode(tokens, {t: i for i, t in enumerate(meta.vocab)})
-    unknown = sorted({t for t, i in zip(tokens, ids) if i == 1})
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed) if seed is not None else generator.seed()
-    model.eval()
-    out = []
-    with torch.inference_mode(), autocast(device, precision):
-        logits, state = model(torch.tensor([ids], device=device), keep_state=True)
-        for _ in range(length):
-            next_id = _sample(logits[0, -1].float(), temperature, top_k, generator)
-            out.append(next_id)
-            logits, state = model(torch.tensor([[next_id]], device=device), state=state, keep_state=True)
-    text = detokenize([meta.vocab[i] for i in out], level)
-    joined = prompt + ("" if level == "char" else " ") + text
-    return {"prompt": prompt, "generated": text, "text": joined, "tokens": length, "seed": seed,
-            "unknown_prompt_tokens": unknown}
-
-
-def _sample(logits, temperature: float, top_k: int | None, generator) -> int:
-    import torch
-
-    logits[:2] = float("-inf")  # never emit <pad> or <unk>
-    if temperature == 0:
-        return int(logits.argmax())
-    logits = logits / temperature
-    if top_k is not None and top_k < logits.numel():
-        threshold = logits.topk(top_k).values[-1]
-        logits = logits.masked_fill(logits < threshold, float("-inf"))
-    return int(torch.multinomial(logits.softmax(0), 1, generator=generator))
 
 
 def _rows(state) -> int:

@@ -65,7 +65,7 @@ def build_model(config, meta, device, pretrained: bool = False):
     task = task_class(config.task)
     extra: tuple = ()
     options = {"load_weights": pretrained} if MODELS.has_tag(config.model["name"], "weights") else {}
-    if MODELS.has_tag(config.model["name"], "recurrent"):  # token ids need an embedding; the task picks the head
+    if MODELS.has_tag(config.model["name"], "reads_tokens"):  # token ids need an embedding; the task picks the head
         extra = (len(meta.vocab) if meta.vocab else None, task.recurrent_head)
     try:
         model = MODELS.build(config.model, tuple(meta.input_shape), task.num_outputs(meta), *extra, **options)

@@ -75,7 +75,9 @@ class Trainer:
         if self.task.own_step:
             return self.task.train_step(self, batch, metrics)
         with autocast(self.device, self.precision):
-            loss, logits = self.task.train_loss(self.forward_model or self.model, batch)
+            # "is None", not "or": torch.compile's wrapper raises on bool() for a module without len()
+            loss, logits = self.task.train_loss(self.model if self.forward_model is None else self.forward_model,
+                                                batch)
         # train.l1 regularises what is minimised; reported losses (train, val, eval) stay the data loss
         objective = loss + l1_penalty(self.model, self.config.train.l1) if self.config.train.l1 else loss
         if self.skip_bad_batch(objective):

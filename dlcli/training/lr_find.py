@@ -46,7 +46,7 @@ def _ramp(trainer, lr_min: float, lr_max: float, steps: int) -> tuple[list[float
         for group in optimizer.param_groups:
             group["lr"] = lr
         with autocast(trainer.device, trainer.precision):
-            loss, _ = trainer.task.loss(trainer.forward_model or model, batch)
+            loss, _ = trainer.task.loss(model if trainer.forward_model is None else trainer.forward_model, batch)
         value = float(loss.detach())  # one host sync a step: fine for a test of ~100 steps
         if not math.isfinite(value):
             return lrs, losses, True

@@ -171,7 +171,7 @@ def test_generation_uses_the_vocabulary_and_is_repeatable_with_a_seed(lm_run):
 def test_eval_reports_perplexity_for_the_language_model(lm_run):
     result = evaluate_checkpoint(lm_run.ckpt, "val", [], "cpu")
     assert result["task"] == "language_model" and result["unit"] == "tokens"
-    assert set(result["metrics"]) == {"loss", "acc", "perplexity"}
+    assert set(result["metrics"]) == {"loss", "acc", "perplexity", "bpc"}  # characters: bits per character
     final = lm_run.summary["final"]
     for key, value in result["metrics"].items():  # the same validation split as at the last epoch
         assert value == pytest.approx(final[f"val/{key}"], rel=1e-5), key

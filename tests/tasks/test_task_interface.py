@@ -42,7 +42,7 @@ def multilabel():
 
 def language_model():
     config = _config({"name": "text", "path": "t.txt"}, {"name": "lstm"})
-    task = TASKS["language_model"](None, 7)
+    task = TASKS["language_model"](None, 7, bpc=True)  # characters (the text default): bits per character too
     return config, task, None, torch.randn(B, 5, 7), Batch(torch.zeros(B, 5), torch.randint(0, 7, (B, 5)))
 
 

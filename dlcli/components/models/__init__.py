@@ -1,5 +1,5 @@
 """Model registry: `model: {name: mlp, ...}` in YAML. Builders get (input_shape, num_outputs); those
-tagged `recurrent` also (vocab_size, head)."""
+tagged `reads_tokens` (recurrent nets, the transformer) also (vocab_size, head)."""
 
 from dlcli.components.models import (  # noqa: F401  (registers the builders)
     cnn,
@@ -9,6 +9,7 @@ from dlcli.components.models import (  # noqa: F401  (registers the builders)
     sequential,
     timm_models,
     torchvision_models,
+    transformer,
 )
 from dlcli.components.models.registry import MODELS
 
