@@ -118,4 +118,7 @@ def _main(version: bool = typer.Option(False, "--version", callback=_show_versio
 
 
 def emit_json(data) -> None:
-    typer.echo(json.dumps(data, indent=2))
+    """Standard JSON on stdout: NaN and infinities as the strings "nan", "inf", "-inf" (as in metrics.jsonl)."""
+    from dlcli.runs.rundir import finite
+
+    typer.echo(json.dumps(finite(data), indent=2, allow_nan=False))

@@ -97,8 +97,11 @@ def labelled_images(folder, labels_file: str, channels: int):
     names = header[1:]
     paths, targets = [], []
     for line, row in table_rows(table, header):
+        name = row[0].strip()
+        if os.path.isabs(name) or os.path.normpath(name).split(os.sep)[0] == "..":
+            raise DataError(f"{table}:{line}: {name!r} lies outside the folder; name images relative to {folder}")
         try:
-            image = regular_file(Path(folder) / row[0].strip(), "image")
+            image = regular_file(Path(folder) / name, "image")
         except DataError as err:
             raise DataError(f"{table}:{line}: {err}") from None
         paths.append(str(image))

@@ -27,9 +27,13 @@ def _number(text: str, file: str, line: int, column: str) -> float:
     except ValueError:
         what = "missing value" if text.strip().lower() in MISSING else f"not a number: {text!r}"
         raise DataError(f"{file}:{line}: column {column!r}: {what}") from None
-    if not math.isfinite(value):
-        raise DataError(f"{file}:{line}: column {column!r}: not a finite number: {text!r}")
+    if not abs(value) <= FLOAT32_MAX:  # cells are kept as float32: 1e39 would become inf there
+        why = "not a finite number" if not math.isfinite(value) else "beyond float32's range (+-3.4e38)"
+        raise DataError(f"{file}:{line}: column {column!r}: {why}: {text!r}")
     return value
+
+
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 # Cells that mean "no value", not text: a numeric column holding them is a numeric column with a
@@ -180,7 +184,7 @@ class _Table:
             return math.nan
         if not _is_number(text):
             raise _HoldsText(column)
-        return float(text)
+        return _number(text, self.file, line, column)
 
     def source(self) -> Source:
         if not self.rows:

@@ -119,7 +119,7 @@ class RunDir:
         """Append one JSON object to metrics.jsonl (flushed, so a crash loses nothing logged)."""
         if self._metrics is None:
             self._metrics = (self.path / "metrics.jsonl").open("a")
-        self._metrics.write(json.dumps(_finite(record)) + "\n")
+        self._metrics.write(json.dumps(finite(record)) + "\n")
         self._metrics.flush()
         if self._tensorboard is not None:
             for key, value in record.items():
@@ -128,7 +128,7 @@ class RunDir:
 
     def write_summary(self, summary: dict) -> None:
         """Atomically: a write cut short (disk full, a kill) leaves the previous summary.json."""
-        _replace_file(self.path / "summary.json", json.dumps(_finite(summary), indent=2) + "\n")
+        _replace_file(self.path / "summary.json", json.dumps(finite(summary), indent=2) + "\n")
 
     def truncate_log(self, step: int) -> None:
         """On resume: drop records logged after the checkpoint (they will be logged again)."""
@@ -210,12 +210,12 @@ def next_version(base: Path) -> Path:
             n += 1
 
 
-def _finite(record):
+def finite(record):
     """JSON has no NaN/Inf: write them as strings so the file stays standard JSON."""
     if isinstance(record, dict):
-        return {k: _finite(v) for k, v in record.items()}
+        return {k: finite(v) for k, v in record.items()}
     if isinstance(record, list):
-        return [_finite(v) for v in record]
+        return [finite(v) for v in record]
     if isinstance(record, float) and not math.isfinite(record):
         return str(record)
     return record

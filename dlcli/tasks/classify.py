@@ -185,6 +185,8 @@ class ClassificationTask(Task):
 
     @classmethod
     def problems(cls, config) -> list[str]:
+        from dlcli.tasks.tables import table_problems
+
         return table_problems(config)
 
     @staticmethod
@@ -249,32 +251,6 @@ def looks_continuous(class_names: list[str], rows: int) -> bool:
         return False  # names, not numbers
     fractional = any(v != int(v) for v in values if v == v and abs(v) != float("inf"))
     return fractional or rows < ROWS_PER_CLASS * len(values)
-
-
-def table_problems(config, task=None) -> list[str]:
-    """A table's column options must not contradict each other: only `task`'s own outputs option
-    (regression's `targets`, ...; none for one label column), no repeated names, no column both
-    categorical and numeric."""
-    from dlcli.tasks.registry import TASKS
-
-    dataset = config.data.dataset
-    problems = []
-    for other in TASKS.values():
-        key = other.dataset_outputs
-        if not key or not other.reads_dataset(dataset.get("name")):
-            continue  # a timeseries's targets are what it forecasts
-        given = dataset.get(key)
-        if other is not task and given is not None:
-            problems.append(f"data.dataset.{key}: {key} mean task: {other.name}, not {config.task} (leave task "
-                            f"out, or remove {key})")
-        names = [given] if isinstance(given, str) else given
-        if isinstance(names, list) and len(set(map(str, names))) < len(names):
-            problems.append(f"data.dataset.{key}: {sorted({n for n in names if names.count(n) > 1})} "
-                            f"named more than once")
-    both = sorted(set(dataset.get("categorical") or []) & set(dataset.get("numeric") or []))
-    if both:
-        problems.append(f"data.dataset.categorical: {both} also in data.dataset.numeric; a column is one or the other")
-    return problems
 
 
 def class_probabilities(task, model, config, meta, inputs, options, device, precision):

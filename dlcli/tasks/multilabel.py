@@ -84,7 +84,7 @@ class MultilabelTask(Task):
 
     @classmethod
     def problems(cls, config) -> list[str]:
-        from dlcli.tasks.classify import table_problems
+        from dlcli.tasks.tables import table_problems
 
         if not config.data.dataset.get("labels"):
             return ["data.dataset.labels: a multilabel task needs the 0/1 label columns (csv: labels: [a, b]) "

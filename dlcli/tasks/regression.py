@@ -54,6 +54,8 @@ class RegressionMetrics:
         self.base_abs_sum += y.abs().sum(0)  # the training mean is 0 in standardized units
 
     def compute(self, prefix: str) -> dict:
+        import torch
+
         if self.count == 0:
             return {}
         out = {f"{prefix}/loss": float(self.loss_sum) / self.count}
@@ -62,8 +64,9 @@ class RegressionMetrics:
         n = self.count
         mae = (self.abs_sum / n * self.std).tolist()
         rmse = ((self.sq_sum / n).sqrt() * self.std).tolist()
-        total = (self.y_sq_sum - self.y_sum.square() / n).clamp_min(1e-12)  # scale-free: standardized units do
-        r2 = (1 - self.sq_sum / total).tolist()
+        total = self.y_sq_sum - self.y_sum.square() / n  # scale-free: standardized units do
+        # undefined (NaN) for a split whose targets do not vary: one row, or a constant column
+        r2 = torch.where(total > 1e-6 * n, 1 - self.sq_sum / total, torch.nan).tolist()
         base = (self.base_abs_sum / n * self.std).tolist()
         out.update({f"{prefix}/mae": _mean(mae), f"{prefix}/rmse": _mean(rmse), f"{prefix}/r2": _mean(r2),
                     f"{prefix}/baseline_mae": _mean(base)})
@@ -103,7 +106,7 @@ class RegressionTask(Task):
 
     @classmethod
     def problems(cls, config) -> list[str]:
-        from dlcli.tasks.classify import table_problems
+        from dlcli.tasks.tables import table_problems
 
         if not _targets(config):
             return ["data.dataset.targets: a regression needs the numeric target column(s), "

@@ -168,3 +168,19 @@ def test_multilabel_config_errors_name_the_key(config, key):
     with pytest.raises(ConfigError) as err:
         validate({"name": "m", **config})
     assert any(p.startswith(f"{key}:") for p in err.value.problems), err.value.problems
+
+
+@pytest.mark.parametrize("name", ["../outside.png", "/tmp/outside.png", "sub/../../outside.png"])
+def test_labels_csv_may_not_name_images_outside_its_folder(name, tmp_path):
+    from PIL import Image
+
+    from dlcli.data.datasets import DATASETS
+    from dlcli.errors import DataError
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.new("RGB", (4, 4)).save(folder / "in.png")
+    Image.new("RGB", (4, 4)).save(tmp_path / "outside.png")
+    write_table(folder / "labels.csv", ["file", "a"], [["in.png", 1], [name, 0]])
+    with pytest.raises(DataError, match=r"labels.csv:3: .* lies outside the folder"):
+        DATASETS.build({"name": "image_folder", "root": str(folder), "labels": "labels.csv"}, "train")

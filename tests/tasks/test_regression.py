@@ -155,7 +155,9 @@ def test_numeric_and_categorical_override_the_detection(tmp_path):
     ([[1, 2.0], [2, ""]], {}, [":3", "'y'", "missing value"]),
     ([[1, 2.0], [2, 2.0], [3, 2.0]], {}, ["'y'", "constant"]),
     ([[1, 2.0], [2, 3.0]], {"features": ["x", "y"]}, ["['y']", "both features and targets"]),
-], ids=["text-target", "missing-target", "constant-target", "target-is-feature"])
+    ([[1, 2.0], [2, "1e39"], [3, 1.0]], {}, [":3", "'y'", "beyond float32's range"]),
+    ([[1, 2.0], ["-1e39", 1.0], [3, 1.0]], {}, [":3", "'x'", "beyond float32's range"]),
+], ids=["text-target", "missing-target", "constant-target", "target-is-feature", "huge-target", "huge-feature"])
 def test_bad_targets_are_exit_3_naming_file_and_column(rows, dataset, expected, tmp_path, write_config):
     from typer.testing import CliRunner
 
@@ -281,7 +283,13 @@ def test_classification_tables_take_categorical_columns_too(tmp_path, write_conf
     ({"targets": ["y", "y"]}, "data.dataset.targets", "more than once"),
     ({"targets": ["y"], "categorical": ["x"], "numeric": ["x"]}, "data.dataset.categorical", "one or the other"),
     ({"targets": 2023}, "data.dataset.targets", "valid list"),
-], ids=["targets-and-labels", "empty-targets", "repeated-target", "categorical-and-numeric", "number"])
+    ({"targets": ["y"], "features": ["x", "x"]}, "data.dataset.features", "named more than once"),
+    ({"targets": ["y"], "categorical": ["c", "c"]}, "data.dataset.categorical", "named more than once"),
+    ({"targets": ["y"], "weight": "y"}, "data.dataset.weight", "also one of the targets"),
+    ({"targets": ["input"]}, "data.dataset.targets", "overwritten in infer's output"),
+    ({"labels": ["a", "unseen"]}, "data.dataset.labels", "overwritten in infer's output"),
+], ids=["targets-and-labels", "empty-targets", "repeated-target", "categorical-and-numeric", "number",
+        "repeated-feature", "repeated-categorical", "weight-is-target", "target-named-input", "label-named-unseen"])
 def test_contradicting_table_options_are_config_errors(dataset, key, words):
     with pytest.raises(ConfigError) as err:
         validate({"name": "t", "data": {"dataset": {"name": "csv", "path": "t.csv", **dataset}}, "model": {"name": "mlp"}})
@@ -301,3 +309,24 @@ def test_a_missing_cell_in_a_numeric_column_is_exit_3_not_a_category(tmp_path, w
     result = CliRunner().invoke(app, ["train", str(cfg), "--output-dir", str(tmp_path / "runs")])
     assert result.exit_code == 3, result.stderr
     assert "na.csv:3: column 'rooms': missing value" in result.stderr
+
+
+def test_r2_is_nan_when_the_split_targets_do_not_vary_and_json_stays_standard(tmp_path, write_config):
+    from typer.testing import CliRunner
+
+    from dlcli.cli import app
+    from dlcli.cli.progress import Progress
+    from dlcli.config import load
+    from dlcli.training.session import train
+
+    table = linear_table(tmp_path / "t.csv", n=120)
+    constant = write_table(tmp_path / "c.csv", ["a", "b", "c", "y1", "y2"], [[0.1 * i, 1, 2, 5.0, 5.0]
+                                                                                 for i in range(6)])
+    cfg = write_config({"name": "r", "data": {"dataset": {"name": "csv", "path": str(table), "test_path": str(constant),
+                                                          "targets": ["y1", "y2"]}},
+                        "model": {"name": "mlp", "hidden": [8]}, "train": {"epochs": 1, "device": "cpu"}})
+    run = train(load(str(cfg)), str(tmp_path / "runs"), None, Progress(1, quiet=True, stream=open("/dev/null", "w")))
+    result = CliRunner().invoke(app, ["eval", run["run_dir"], "--json"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)["metrics"]  # strict JSON: no bare NaN
+    assert metrics["r2"] == "nan" and metrics["r2:y1"] == "nan" and metrics["mae"] > 0
