@@ -105,9 +105,10 @@ def _fold_problems(config: Config) -> list[str]:
     from dlcli.data.datasets import DATASETS
 
     model = config.model.get("name")
-    if config.train.activation_checkpointing and (MODELS.has_tag(model, "recurrent") or MODELS.has_tag(model, "gan")):
-        return [f"train.activation_checkpointing: model {model!r} is not a sequence of layers "
-                f"(mlp, cnn, sequential take it)"]
+    recomputes = model not in MODELS.names() or MODELS.has_tag(model, "checkpointable")
+    if config.train.activation_checkpointing and not recomputes:
+        return [f"train.activation_checkpointing: model {model!r} has no layers or blocks to recompute; "
+                f"{', '.join(MODELS.tagged('checkpointable'))} take it"]
 
     dataset = config.data.dataset.get("name")
     streams = DATASETS.has_tag(dataset, "token_stream") or DATASETS.has_tag(dataset, "series")

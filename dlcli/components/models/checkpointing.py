@@ -1,7 +1,8 @@
 """Activation checkpointing (`train.activation_checkpointing`) for models that are a sequence of
-layers (mlp, cnn, sequential): in training, the layers run in about sqrt(n) segments whose inner
-activations are not kept but recomputed during backward (torch.utils.checkpoint), trading one more
-forward pass for memory. Weights, state_dict keys, evaluation and export are unchanged.
+layers (mlp, cnn, sequential; the transformer recomputes each of its blocks itself): in training,
+the layers run in about sqrt(n) segments whose inner activations are not kept but recomputed during
+backward (torch.utils.checkpoint), trading one more forward pass for memory. Weights, state_dict
+keys, evaluation and export are unchanged.
 
 Batch norm would update its running statistics twice (once more when a segment is recomputed): they
 are put back after each recomputation. Dropout draws the same masks again (the RNG state is replayed).
@@ -30,9 +31,13 @@ class Checkpointed(nn.Sequential):
 
 
 def checkpointed(model):
-    """The same layers in a Sequential that checkpoints in training (a ConfigError for other models)."""
+    """The same layers in a Sequential that checkpoints in training; a model with blocks of its own
+    (the transformer) recomputes each block. A ConfigError for other models."""
     from dlcli.errors import ConfigError
 
+    if hasattr(model, "checkpoint_blocks"):
+        model.checkpoint_blocks = True
+        return model
     if type(model) is not nn.Sequential:
         raise ConfigError(f"train.activation_checkpointing: model {type(model).__name__} is not a sequence of "
                           f"layers (mlp, cnn, sequential)")

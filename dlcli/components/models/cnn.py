@@ -6,7 +6,7 @@ from dlcli.components.models.registry import MODELS
 from dlcli.types import Activation, Fraction, Init, NonNegativeFloat, NonNegativeInt, Pooling, PositiveInt
 
 
-@MODELS.register("cnn")
+@MODELS.register("cnn", tags=("checkpointable",))
 def cnn(
     input_shape,
     num_classes,

@@ -4,7 +4,7 @@ from dlcli.components.models.registry import MODELS
 from dlcli.types import Activation, Fraction, Init, NonNegativeFloat, PositiveInt
 
 
-@MODELS.register("mlp")
+@MODELS.register("mlp", tags=("checkpointable",))
 def mlp(
     input_shape,
     num_classes,

@@ -69,7 +69,7 @@ def _check_layer(spec: Any) -> dict:
 Layer = Annotated[Any, AfterValidator(_check_layer)]
 
 
-@MODELS.register("sequential")
+@MODELS.register("sequential", tags=("checkpointable",))
 def sequential(input_shape, num_classes, *, layers: list[Layer]):
     """Layers from an allow-list of torch.nn, in order; input sizes are inferred."""
     import torch

@@ -20,6 +20,7 @@ def _transformer_net():
     import torch
     import torch.nn.functional as F
     from torch import nn
+    from torch.utils.checkpoint import checkpoint
 
     def rotate(x, cos, sin):
         """Rotary position embedding on [B, heads, T, head_dim] (pairs of halves rotated by position)."""
@@ -57,6 +58,7 @@ def _transformer_net():
 
     class TransformerNet(nn.Module):
         exports_lengths = True  # `dlcli export` of a text classifier passes (ids, lengths): a padding mask
+        checkpoint_blocks = False  # train.activation_checkpointing (components/models/checkpointing.py)
 
         def __init__(self, input_size, vocab_size, num_outputs, head, context, d_model, n_heads, n_layers,
                      ff_mult, dropout, positions, tie_weights, bias, pooling):
@@ -116,7 +118,11 @@ def _transformer_net():
                 rope = (self.get_buffer("rope_cos")[where].to(h.dtype), self.get_buffer("rope_sin")[where].to(h.dtype))
             mask = self._padding_mask(lengths, steps, x.device)
             h = self.drop(h)
+            recompute = self.checkpoint_blocks and self.training and torch.is_grad_enabled() and state is None
             for i, block in enumerate(self.blocks):
+                if recompute:  # train.activation_checkpointing: the block's activations are redone in backward
+                    h = checkpoint(block, h, mask, self.causal, rope, None, past, use_reentrant=False)
+                    continue
                 h = block(h, mask, self.causal, rope, state["layers"][i] if state is not None else None, past)
             h = self.ln_f(h)
             y = self.fc(h if self.causal else self._pool(h, lengths))
@@ -168,7 +174,7 @@ def _transformer_net():
     return TransformerNet
 
 
-@MODELS.register("transformer", tags=("reads_tokens", "attention"))
+@MODELS.register("transformer", tags=("reads_tokens", "attention", "checkpointable"))
 def transformer(input_shape, num_outputs, vocab_size=None, head="pooled", *, d_model: PositiveInt = 128,
                 n_heads: HeadCount = 4, n_layers: PositiveInt = 4, ff_mult: PositiveInt = 4, dropout: Fraction = 0.1,
                 positions: Literal["learned", "sinusoidal", "rope"] = "learned", tie_weights: bool = False,

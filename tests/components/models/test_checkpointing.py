@@ -60,4 +60,22 @@ def test_models_that_are_not_a_layer_sequence_are_refused():
                                 model={"name": "lstm"}, train={"activation_checkpointing": True})
     with pytest.raises(ConfigError) as err:
         validate(config)
-    assert any(p.startswith("train.activation_checkpointing: model 'lstm'") for p in err.value.problems)
+    assert any(p.startswith("train.activation_checkpointing: model 'lstm' has no layers or blocks")
+               for p in err.value.problems), err.value.problems
+
+
+def test_transformer_blocks_recompute_to_the_same_gradients():
+    torch.manual_seed(0)
+    spec = {"name": "transformer", "d_model": 32, "n_heads": 4, "n_layers": 3, "dropout": 0.1}
+    plain = MODELS.build(spec, (16,), 50, 50, "per_step")
+    recomputing = checkpointed(MODELS.build(spec, (16,), 50, 50, "per_step"))
+    recomputing.load_state_dict(plain.state_dict())
+    x = torch.randint(2, 50, (4, 16))
+    grads = []
+    for model in (plain, recomputing):
+        torch.manual_seed(1)
+        model(x).float().logsumexp(-1).mean().backward()
+        grads.append({n: p.grad for n, p in model.named_parameters()})
+    assert recomputing.checkpoint_blocks and not plain.checkpoint_blocks
+    for name, grad in grads[0].items():
+        assert torch.allclose(grad, grads[1][name], atol=1e-6, rtol=1e-5), name
