@@ -43,7 +43,7 @@ def validate(data: Any, overrides: Sequence[str] = (), lines: dict | None = None
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of sections (got {type(data).__name__})")
-    data = apply_overrides(data, overrides)
+    data = apply_overrides(embedded(data) if source == "checkpoint" else data, overrides)
     if "name" not in data and source not in ("config", "checkpoint"):
         data["name"] = _stem(source)
     problems: list[str] = []
@@ -67,6 +67,15 @@ def validate(data: Any, overrides: Sequence[str] = (), lines: dict | None = None
         raise ConfigError("the config did not validate")
     _resolve_components(config)
     return config
+
+
+def embedded(data: dict) -> dict:
+    """A config embedded in a checkpoint, with the model keys added since it was written set to the
+    values it was built with (a GAN's `stem: linear`), so the checkpoint rebuilds as it was trained."""
+    model = data.get("model")
+    if not isinstance(model, dict):
+        return data
+    return {**data, "model": registries()["models"].legacy(model)}
 
 
 def _task_problem(config: Config) -> str | None:
