@@ -182,6 +182,9 @@ def _resolve_components(config: Config) -> None:
         setattr(config.data, section, [regs["transforms"].validate(spec_from_yaml(s), section) for s in specs])
 
 
+LAST = "last"  # train.monitor: no metric, best.pt is the last epoch (a GAN without a quality measure)
+
+
 def monitor_problems(config: Config, metrics: list[str]) -> list[str]:
     """Every monitored metric (best checkpoint, callbacks, plateau LR) must be one the run produces."""
     monitors: list[tuple[str, object]] = [("train.monitor", config.train.monitor)]
@@ -193,6 +196,10 @@ def monitor_problems(config: Config, metrics: list[str]) -> list[str]:
     monitors += [(f"{key}.monitor", part.get("monitor", "val/loss")) for key, part in parts.items()
                  if part.get("name") == "reduce_on_plateau"]
     problems = []
+    if config.train.monitor == LAST:  # no metric: callbacks must name theirs
+        monitors = monitors[1:]
+        problems += [f"callbacks.{i}.monitor: required with train.monitor: last (name a metric, e.g. val/loss)"
+                     for i, c in enumerate(config.callbacks) if isinstance(c, dict) and c.get("monitor") is None]
     for key, metric in monitors:
         if not isinstance(metric, str):
             continue  # None means the default; other types are reported by the component's own check

@@ -44,6 +44,8 @@ def resolve_task(config: Config, data: dict) -> None:
         config.loss = {"name": task.default_loss}
     if config.optimizer is None:
         config.optimizer = task.default_optimizer()
+    if "monitor" not in config.train.model_fields_set:
+        config.train.monitor = task.default_monitor(config)
 
 
 def task_problems(config: Config) -> list[str]:
@@ -76,6 +78,8 @@ def task_problems(config: Config) -> list[str]:
         problems.append(f"loss.name: {loss!r} does not fit task {task.name}{only}; use {' or '.join(task.losses)}")
     if config.train.threshold is not None and not task.uses_threshold:
         problems.append(f"train.threshold: only for multilabel tasks (task {task.name} predicts no label sets)")
+    if config.gan_eval is not None and "features" not in task.eval_options:
+        problems.append(f"gan_eval: only for GANs (task {task.name} generates no images)")
     if config.data.class_weights is not None and not task.class_weights:
         problems.append(f"data.class_weights: only for classification (task {task.name} has no classes to weigh)")
     return problems + _recurrent_problems(config, task) + task.problems(config)

@@ -188,6 +188,7 @@ class Session:
             if t.val_batches is not None:
                 val = evaluate(t.model, t.task, t.val_batches, t.device, t.precision)
                 metrics.update(t.synced(val).compute("val"))
+                metrics.update(distributed.averaged(t.task.epoch_metrics(t, epoch)))
             metrics["lr"] = t.lr
             if self.writer:
                 self.artifacts.update(t.task.epoch_artifacts(t.model, self.run.path, epoch, t.train_batches))
