@@ -149,3 +149,14 @@ def test_fit_to_resizes_to_the_classifier_and_refuses_other_channel_counts():
     assert fit_to(images, [1, 28, 28]).shape == (3, 1, 28, 28)
     with pytest.raises(DataError, match="3-channel"):
         fit_to(images, [3, 28, 28])
+
+
+def test_a_gan_sweep_without_gan_eval_asks_for_a_metric(tmp_path):
+    from typer.testing import CliRunner
+
+    from dlcli.cli import app
+
+    result = CliRunner().invoke(app, ["sweep", GAN_DIGITS, "optimizer.generator.lr=0.001,0.0005",
+                                      "--output-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "--metric: train.monitor is last" in result.stderr, result.stderr
+    assert "val/g_loss" in result.stderr and not (tmp_path / "runs").exists()
