@@ -11,7 +11,8 @@ Generator/Discriminator classes, weights_init and training step written out here
 Both generators are then scored the same way: --samples images from the same noise, in eval mode,
 resized to a dlcli classifier's input (an MLP on the 8x8 digits, trained here first), Fréchet
 distance between its penultimate features of generated and of real training images (lower is
-better). Prints per seed and the mean, and the ratio dlcli / hand-written. Not a test: e.g.
+better). Prints per seed and the mean, and the ratio dlcli / hand-written. `--dlcli-biases` gives
+the hand-written nets the three biases dlcli's keep (the only layer difference). Not a test: e.g.
 `python benchmarks/dcgan_digits.py --size 64 --width 16 --epochs 10 --seeds 0 1 2`.
 """
 
@@ -67,14 +68,14 @@ def doublings(size: int) -> int:
 # ------------------------------------------------------------- the hand-written side (the example's code)
 
 class Generator(nn.Module):
-    def __init__(self, nz: int, ngf: int, nc: int, n: int):
+    def __init__(self, nz: int, ngf: int, nc: int, n: int, out_bias: bool = False):
         super().__init__()
         layers = [nn.ConvTranspose2d(nz, ngf * 2 ** (n - 1), 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 2 ** (n - 1)),
                   nn.ReLU(True)]
         for i in reversed(range(1, n)):
             layers += [nn.ConvTranspose2d(ngf * 2 ** i, ngf * 2 ** (i - 1), 4, 2, 1, bias=False),
                        nn.BatchNorm2d(ngf * 2 ** (i - 1)), nn.ReLU(True)]
-        layers += [nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh()]
+        layers += [nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=out_bias), nn.Tanh()]
         self.main = nn.Sequential(*layers)
 
     def forward(self, z, labels=None):
@@ -82,13 +83,13 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    def __init__(self, ndf: int, nc: int, n: int):
+    def __init__(self, ndf: int, nc: int, n: int, biases: bool = False):
         super().__init__()
-        layers = [nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)]
+        layers = [nn.Conv2d(nc, ndf, 4, 2, 1, bias=biases), nn.LeakyReLU(0.2, inplace=True)]
         for i in range(1, n):
             layers += [nn.Conv2d(ndf * 2 ** (i - 1), ndf * 2 ** i, 4, 2, 1, bias=False),
                        nn.BatchNorm2d(ndf * 2 ** i), nn.LeakyReLU(0.2, inplace=True)]
-        layers += [nn.Conv2d(ndf * 2 ** (n - 1), 1, 4, 1, 0, bias=False)]  # logits: BCE-with-logits below
+        layers += [nn.Conv2d(ndf * 2 ** (n - 1), 1, 4, 1, 0, bias=biases)]  # logits: BCE-with-logits below
         self.main = nn.Sequential(*layers)
 
     def forward(self, x):
@@ -99,6 +100,8 @@ def weights_init(m):
     name = m.__class__.__name__
     if name.find("Conv") != -1:
         nn.init.normal_(m.weight, 0.0, 0.02)
+        if m.bias is not None:  # --dlcli-biases only
+            nn.init.zeros_(m.bias)
     elif name.find("BatchNorm") != -1:
         nn.init.normal_(m.weight, 1.0, 0.02)
         nn.init.zeros_(m.bias)
@@ -108,7 +111,8 @@ def hand_written(x, args, seed: int, steps: int):
     """The example's loop for `steps` iterations over x (images in [0, 1]), reshuffled every pass."""
     torch.manual_seed(seed)
     n = doublings(args.size)
-    net_g, net_d = Generator(args.latent, args.width, x.shape[1], n), Discriminator(args.width, x.shape[1], n)
+    net_g = Generator(args.latent, args.width, x.shape[1], n, out_bias=args.dlcli_biases)
+    net_d = Discriminator(args.width, x.shape[1], n, biases=args.dlcli_biases)
     net_g.apply(weights_init)
     net_d.apply(weights_init)
     opt_d = torch.optim.Adam(net_d.parameters(), lr=2e-4, betas=(0.5, 0.999))
@@ -171,6 +175,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1000, help="generated images scored per generator")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--dlcli-biases", action="store_true",
+                        help="give the hand-written nets the biases dlcli keeps (G's output conv, D's first and last "
+                             "layer), to tell the recipe's effect from theirs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     root = Path(tempfile.mkdtemp(prefix="dcgan_digits_"))
