@@ -62,6 +62,8 @@ class Entry:
     builder: Callable
     summary: str
     tags: tuple[str, ...] = ()  # in order: a dataset's first task tag is its default task
+    # Older checkpoints' specs -> the values their builds used for keys added since (None: nothing changed).
+    legacy: Callable[[dict], dict] | None = None
     _params: type[BaseModel] | None = None
 
     @property
@@ -79,17 +81,27 @@ class Registry:
         self.kind = kind
         self._entries: dict[str, Entry] = {}
 
-    def register(self, name: str, tags: tuple[str, ...] = ()):
+    def register(self, name: str, tags: tuple[str, ...] = (), legacy: Callable[[dict], dict] | None = None):
         """Decorator: `name` builds with the function; `tags` say what it is for (e.g. the tasks a
-        dataset feeds, `recurrent` for a model), so checks ask the registry, not a list of names."""
+        dataset feeds, `recurrent` for a model), so checks ask the registry, not a list of names;
+        `legacy` fills, in a spec from an older checkpoint, the keys whose new defaults would build
+        something else than it was trained with."""
         def decorate(builder: Callable) -> Callable:
-            self._entries[name] = Entry(name, builder, _summary(builder), tuple(tags))
+            self._entries[name] = Entry(name, builder, _summary(builder), tuple(tags), legacy)
             return builder
 
         return decorate
 
     def names(self) -> list[str]:
         return sorted(self._entries)
+
+    def legacy(self, spec):
+        """`spec` as an older checkpoint meant it (see register's `legacy`); anything else unchanged."""
+        name = spec.get("name") if isinstance(spec, dict) else None
+        entry = self._entries.get(name) if isinstance(name, str) else None
+        if entry is None or entry.legacy is None:
+            return spec
+        return entry.legacy(spec)
 
     def tagged(self, tag: str) -> list[str]:
         """The names registered with `tag`, sorted."""

@@ -84,14 +84,6 @@ def print_eval(result: dict, confusion: bool) -> None:
     for key, value in result["metrics"].items():
         table.add_row(key, number(value))
     out.print(table)
-    quality = result.get("quality")
-    if quality:
-        table = Table(title="GAN quality (features from --features classifier)")
-        table.add_column("metric")
-        table.add_column("value", justify="right")
-        for key, value in quality.items():
-            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
-        out.print(table)
     if result.get("unknown_categories"):
         counts = ", ".join(f"{column}: {n}" for column, n in result["unknown_categories"].items())
         out.print(f"values not seen in training (read as unknown), per column: {counts}")

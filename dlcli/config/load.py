@@ -43,7 +43,7 @@ def validate(data: Any, overrides: Sequence[str] = (), lines: dict | None = None
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of sections (got {type(data).__name__})")
-    data = apply_overrides(data, overrides)
+    data = apply_overrides(embedded(data) if source == "checkpoint" else data, overrides)
     if "name" not in data and source not in ("config", "checkpoint"):
         data["name"] = _stem(source)
     problems: list[str] = []
@@ -67,6 +67,15 @@ def validate(data: Any, overrides: Sequence[str] = (), lines: dict | None = None
         raise ConfigError("the config did not validate")
     _resolve_components(config)
     return config
+
+
+def embedded(data: dict) -> dict:
+    """A config embedded in a checkpoint, with the model keys added since it was written set to the
+    values it was built with (a GAN's `stem: linear`), so the checkpoint rebuilds as it was trained."""
+    model = data.get("model")
+    if not isinstance(model, dict):
+        return data
+    return {**data, "model": registries()["models"].legacy(model)}
 
 
 def _task_problem(config: Config) -> str | None:
@@ -173,6 +182,9 @@ def _resolve_components(config: Config) -> None:
         setattr(config.data, section, [regs["transforms"].validate(spec_from_yaml(s), section) for s in specs])
 
 
+LAST = "last"  # train.monitor: no metric, best.pt is the last epoch (a GAN without a quality measure)
+
+
 def monitor_problems(config: Config, metrics: list[str]) -> list[str]:
     """Every monitored metric (best checkpoint, callbacks, plateau LR) must be one the run produces."""
     monitors: list[tuple[str, object]] = [("train.monitor", config.train.monitor)]
@@ -184,6 +196,10 @@ def monitor_problems(config: Config, metrics: list[str]) -> list[str]:
     monitors += [(f"{key}.monitor", part.get("monitor", "val/loss")) for key, part in parts.items()
                  if part.get("name") == "reduce_on_plateau"]
     problems = []
+    if config.train.monitor == LAST:  # no metric: callbacks must name theirs
+        monitors = monitors[1:]
+        problems += [f"callbacks.{i}.monitor: required with train.monitor: last (name a metric, e.g. val/loss)"
+                     for i, c in enumerate(config.callbacks) if isinstance(c, dict) and c.get("monitor") is None]
     for key, metric in monitors:
         if not isinstance(metric, str):
             continue  # None means the default; other types are reported by the component's own check

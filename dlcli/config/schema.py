@@ -151,6 +151,14 @@ class OutputConfig(Strict):
     save_best: bool = True
 
 
+class GanEval(Strict):
+    """A GAN's sample quality measured while it trains (FD, inception score, class coverage)."""
+
+    features: Annotated[str, Field(min_length=1)]  # a dlcli image classifier checkpoint
+    every: Annotated[int, Field(gt=0, le=100_000)] = 1  # epochs between measurements; the last is always measured
+    samples: Annotated[int, Field(ge=10, le=100_000)] = 1000  # validation images, and as many generated
+
+
 class Config(Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
     seed: Seed = 0
@@ -165,6 +173,7 @@ class Config(Strict):
     callbacks: list[Component] = []
     output: OutputConfig = OutputConfig()
     logging: LoggingConfig = LoggingConfig()
+    gan_eval: GanEval | None = None  # GANs only
 
     @property
     def task_name(self) -> str:
@@ -176,4 +185,4 @@ class Config(Strict):
         return self.task
 
 
-__all__ = ["Config", "DataConfig", "TrainConfig", "GradClip", "OutputConfig", "NonNegativeFloat"]
+__all__ = ["Config", "GanEval", "DataConfig", "TrainConfig", "GradClip", "OutputConfig", "NonNegativeFloat"]

@@ -44,6 +44,8 @@ def resolve_task(config: Config, data: dict) -> None:
         config.loss = {"name": task.default_loss}
     if config.optimizer is None:
         config.optimizer = task.default_optimizer()
+    if "monitor" not in config.train.model_fields_set:
+        config.train.monitor = task.default_monitor(config)
 
 
 def task_problems(config: Config) -> list[str]:
@@ -78,6 +80,8 @@ def task_problems(config: Config) -> list[str]:
         thresholding = " or ".join(other.name for other in _tasks() if other.uses_threshold)
         problems.append(f"train.threshold: only for tasks that threshold probabilities ({thresholding}); "
                         f"task {task.name} does not")
+    if config.gan_eval is not None and "features" not in task.eval_options:
+        problems.append(f"gan_eval: only for GANs (task {task.name} generates no images)")
     problems += _mixup_problems(config, task) + _averaging_problems(config, task) + _fold_problems(config)
     if config.data.class_weights is not None and not task.class_weights:
         problems.append(f"data.class_weights: only for classification (task {task.name} has no classes to weigh)")

@@ -9,7 +9,7 @@ def evaluate_checkpoint(path: str, split: str, overrides: list[str], device_spec
     from dlcli.data.pipeline import split_for_eval
     from dlcli.inference.tta import with_tta
     from dlcli.training import checkpoint
-    from dlcli.training.build import build_task, from_checkpoint, seed_everything
+    from dlcli.training.build import build_task, feature_classifier, from_checkpoint, seed_everything
     from dlcli.training.engine import evaluate
     from dlcli.training.verify import naming_checkpoint
 
@@ -22,9 +22,7 @@ def evaluate_checkpoint(path: str, split: str, overrides: list[str], device_spec
         raise ConfigError(f"--features: only for GAN checkpoints (this one is a {config.task} model)")
     classifier = None
     if features:  # a dlcli classifier whose features score a GAN's images
-        clf_payload, clf_source = checkpoint.load_for_inference(features)
-        clf_config, clf_meta, clf_model, _, _ = from_checkpoint(clf_payload, [], str(device), clf_source)
-        classifier = (features, clf_config, clf_meta, clf_model)
+        classifier = feature_classifier(features, device, meta, "--features")
     batches = split_for_eval(config, meta, split, device, type(task))
     seed_everything(config.seed)  # tasks that draw noise (GANs) report the same numbers every time
     metrics = evaluate(model, task, batches, device, precision)
@@ -36,4 +34,6 @@ def evaluate_checkpoint(path: str, split: str, overrides: list[str], device_spec
         result["unknown_categories"] = batches.unknown_categories
     context = {"model": model, "config": config, "path": path, "split": split, "device": device,
                "features": classifier}
-    return result | task.eval_report(metrics, meta, context)
+    report = task.eval_report(metrics, meta, context)
+    result["metrics"].update(report.pop("metrics", {}))  # a task's own numbers (a GAN's FD) join the others
+    return result | report

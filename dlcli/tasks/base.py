@@ -75,6 +75,11 @@ class Task:
         return names + ["lr"]
 
     @classmethod
+    def default_monitor(cls, config) -> str:
+        """train.monitor when the config names none (`last`: best.pt is the last epoch)."""
+        return "val/loss"
+
+    @classmethod
     def metric_mode(cls, metric: str, mode: str = "auto") -> str:
         """'min' for losses and errors, 'max' for scores, unless given."""
         if mode != "auto":
@@ -153,6 +158,10 @@ class Task:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+    def epoch_metrics(self, trainer, epoch: int) -> dict:
+        """Metrics of its own after an epoch's validation (a GAN's sample quality); {} for most."""
+        return {}
 
     def epoch_artifacts(self, model, run_path, epoch: int, train_batches=None) -> dict:
         """Files written at each epoch end (a GAN's sample grid), for the summary."""

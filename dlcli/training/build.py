@@ -119,6 +119,8 @@ def build_trainer(config, device=None):
         transfer.follow_weights_preprocessing(config)
         train_b, val_b, meta = train_batches(config, device, generator, task_class(config.task))
         task = build_task(config, meta)
+        if config.gan_eval is not None:  # checked before any file is written
+            task.features = feature_classifier(config.gan_eval.features, device, meta, "gan_eval.features")
         problems = monitor_problems(config, task.metric_names(config, val_b is not None, len(meta.class_names)))
         if problems:
             raise ConfigError(problems)
@@ -158,6 +160,28 @@ def _swa(config, model):
 
     spec = config.train.swa
     return Swa(model, spec.start_epoch, spec.lr, spec.anneal_epochs, spec.anneal_strategy) if spec else None
+
+
+def feature_classifier(path: str, device, gan_meta, key: str) -> tuple:
+    """(path, config, meta, model) of the image classifier whose features score a GAN's images;
+    errors name `key` (gan_eval.features, --features)."""
+    import torch
+
+    from dlcli.errors import CheckpointError, DataError
+    from dlcli.tasks.gan.quality import check_features
+    from dlcli.training import checkpoint
+
+    try:  # building the classifier draws its (then replaced) initial weights: not from the run's stream
+        with torch.random.fork_rng(devices=[]):
+            payload, source = checkpoint.load_for_inference(path)
+            config, meta, model, _, _ = from_checkpoint(payload, [], str(device), source)
+    except ConfigError as err:
+        raise ConfigError([f"{key}: {problem}" for problem in err.problems], err.hint) from None
+    except (CheckpointError, DataError) as err:
+        raise type(err)(f"{key}: {err}", err.hint) from None
+    features = (path, config, meta, model)
+    check_features(features, gan_meta, key)
+    return features
 
 
 def _check_devices(config) -> None:

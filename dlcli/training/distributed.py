@@ -213,6 +213,19 @@ def agreed_max(*values: int) -> list[int]:
     return [int(v) for v in all_reduce_(torch.tensor(values), "max", _CONTROL["group"])]
 
 
+def averaged(values: dict) -> dict:
+    """Each value's mean over all ranks, on the CPU control group (the same on every rank: a task's own
+    epoch metrics, measured on each rank's shard, may decide the best checkpoint)."""
+    import torch
+
+    if not is_distributed() or not values:
+        return values
+    import torch.distributed as dist
+
+    total = all_reduce_(torch.tensor(list(values.values()), dtype=torch.float64), group=_CONTROL["group"])
+    return {key: float(v) / dist.get_world_size() for key, v in zip(values, total)}
+
+
 def any_rank(flag: bool) -> bool:
     """True on every rank when it is true on any (over the CPU control group): a decision such as
     skipping a batch must be the same everywhere, or the ranks' gradient all-reduces fall out of step."""

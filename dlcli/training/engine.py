@@ -187,8 +187,9 @@ class Trainer:
         return synced(metrics, lambda: self.task.metrics(self.device, full=getattr(metrics, "full", True)))
 
     def end_epoch(self, metrics: dict) -> bool:
-        """Update best, LR-on-plateau and callbacks; True when the monitored value improved."""
-        if self.monitor not in metrics:
+        """Update best, LR-on-plateau and callbacks; True when the monitored value improved (with
+        monitor `last`, every epoch is the best so far)."""
+        if self.monitor not in metrics and self.monitor != "last":
             raise TrainingError(f"monitored metric {self.monitor!r} not produced; "
                                 f"available: {', '.join(sorted(metrics))}")
         if self.active_schedule is not None:
@@ -198,6 +199,9 @@ class Trainer:
                 raise TrainingError(f"callback monitor {callback.monitor!r} not produced; "
                                     f"available: {', '.join(sorted(metrics))}")
             callback.on_epoch_end(self.state.epoch, metrics, self.evaluated_model)
+        if self.monitor == "last":
+            self.state.best_epoch = self.state.epoch
+            return True
         value = metrics[self.monitor]
         if math.isfinite(value) and improved(value, self.state.best, self.mode):
             self.state.best, self.state.best_epoch = value, self.state.epoch

@@ -67,7 +67,9 @@ def load_for_resume(found: Path, config, trainer) -> dict:
 
 
 def _check_same_config(payload: dict, config, source: Path) -> None:
-    differing = config_differences(payload["config"], config.model_dump(mode="json"))
+    from dlcli.config.load import embedded
+
+    differing = config_differences(embedded(payload["config"]), config.model_dump(mode="json"))
     if differing:
         raise ConfigError(f"--resume: {source} was trained with a different config; differing keys: "
                           f"{', '.join(differing[:8])}" + (" ..." if len(differing) > 8 else ""),

@@ -195,6 +195,7 @@ class Session:
             if t.val_batches is not None:
                 val = evaluate(t.evaluated_model, t.task, t.val_batches, t.device, t.precision)
                 metrics.update(t.synced(val).compute("val"))
+                metrics.update(distributed.averaged(t.task.epoch_metrics(t, epoch)))
             metrics["lr"] = t.lr
             if self.writer:
                 self.artifacts.update(t.task.epoch_artifacts(t.evaluated_model, self.run.path, epoch,

@@ -70,6 +70,9 @@ def _check_metric(metric: str, configs: list) -> None:
     from dlcli.tasks import known_metrics
 
     known = sorted({m for c in configs for m in known_metrics(c.task, c.data.val_split > 0, config=c)})
+    if metric == "last":  # train.monitor: last (a GAN without gan_eval) names no metric to sort by
+        raise ConfigError("--metric: train.monitor is last, which names no metric; give --metric "
+                          f"(available: {', '.join(known)})")
     if metric not in known:
         raise ConfigError(f"--metric: unknown metric {metric!r}; available: {', '.join(known)}")
 

@@ -460,10 +460,11 @@ def test_eval_reports_gan_losses_and_writes_a_sample_grid(digits_run):
 def test_eval_with_features_reports_fd_is_and_coverage(digits_run, classifier):
     r = cli("eval", digits_run.ckpt, "--features", classifier.ckpt, "--json", "--device", "cpu")
     assert r.exit_code == 0, r.stderr
-    quality = json.loads(r.stdout)["quality"]
+    result = json.loads(r.stdout)
+    quality = result["metrics"]  # with the losses, like every other number
     assert set(quality) == {"fd", "fd_real_halves", "inception_score", "real_inception_score", "class_coverage",
-                            "real_class_coverage", "samples"}
-    assert quality["samples"] == 360
+                            "real_class_coverage", "d_loss", "g_loss", "d_real", "d_fake", "loss"}
+    assert result["samples"] == 360 and "quality" not in result
     assert quality["real_class_coverage"] == 1.0 and quality["real_inception_score"] > 7
     assert 1.0 <= quality["inception_score"] <= 10 and 0.1 <= quality["class_coverage"] <= 1.0
     # 3 epochs: far from real, but nearer than uniform noise (measured FD 121 against 231; real halves 7.3)
@@ -489,22 +490,38 @@ def other_checkpoints(tmp_path_factory):
     rows = one("rows", {"name": "digits_rows"}, {"name": "lstm", "hidden_size": 8})  # reads rows: not an image model
     big = one("big", {"name": "synthetic", "samples": 128, "shape": [1, 16, 16], "classes": 3},
               {"name": "mlp", "hidden": [8]})
+    rgb = one("rgb", {"name": "synthetic", "samples": 128, "shape": [3, 8, 8], "classes": 3},
+              {"name": "mlp", "hidden": [8]})
     garbage = folder / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
-    return SimpleNamespace(rows=rows, big=big, garbage=garbage)
+    return SimpleNamespace(rows=rows, big=big, rgb=rgb, garbage=garbage)
 
 
 def test_features_from_a_checkpoint_that_does_not_fit_is_a_clean_error(digits_run, other_checkpoints):
     r = cli("eval", digits_run.ckpt, "--features", other_checkpoints.rows, "--device", "cpu")
-    assert_one_error(r, 3, "--features", "image classifier for [1, 8, 8]", "[8, 8]")
-    r = cli("eval", digits_run.ckpt, "--features", other_checkpoints.big, "--device", "cpu")
-    assert_one_error(r, 3, "--features", "image classifier for [1, 8, 8]", "[1, 16, 16]")
+    assert_one_error(r, 3, "--features", "must be an image classifier", "[8, 8]")
+    r = cli("eval", digits_run.ckpt, "--features", other_checkpoints.rgb, "--device", "cpu")
+    assert_one_error(r, 3, "--features", "reads 3-channel images; this GAN makes 1-channel ones")
     r = cli("eval", digits_run.ckpt, "--features", digits_run.ckpt, "--device", "cpu")  # a GAN is no classifier
     assert_one_error(r, 3, "--features", "image classifier", "gan model")
     r = cli("eval", digits_run.ckpt, "--features", other_checkpoints.garbage, "--device", "cpu")
-    assert_one_error(r, 4, "garbage.pt")
+    assert_one_error(r, 4, "--features", "garbage.pt")
     with pytest.raises(DataError):
-        evaluate_checkpoint(digits_run.ckpt, "test", [], "cpu", features=other_checkpoints.big)
+        evaluate_checkpoint(digits_run.ckpt, "test", [], "cpu", features=other_checkpoints.rgb)
+
+
+def test_a_classifier_for_another_image_size_scores_resized_samples(digits_run, other_checkpoints):
+    """A 16x16 classifier scores the 8x8 GAN: real and generated images are both resized to its input."""
+    from dlcli.tasks.gan.quality import fit_to
+
+    result = evaluate_checkpoint(digits_run.ckpt, "test", [], "cpu", features=other_checkpoints.big)
+    assert math.isfinite(result["metrics"]["fd"]) and 0 < result["metrics"]["class_coverage"] <= 1
+    images = torch.rand(4, 1, 8, 8)
+    assert fit_to(images, [1, 16, 16]).shape == (4, 1, 16, 16) and fit_to(images, [1, 8, 8]) is images
+    # 8x8 digits resized to 16x16 and back (bilinear, antialiased: blurred) are each nearest their own original
+    digits = digits_split("test")[:32].flatten(1)
+    back = fit_to(fit_to(digits.view(-1, 1, 8, 8), [1, 16, 16]), [1, 8, 8]).flatten(1)
+    assert torch.equal(torch.cdist(back, digits).argmin(1), torch.arange(32))
 
 
 def test_eval_of_a_run_directory_writes_the_grid_into_its_samples(digits_run):

@@ -22,9 +22,22 @@ class NetSpec(BaseModel):
     channels: list[PositiveInt] = [128, 64]  # dcgan: generator from coarse to fine; discriminator reversed
     batch_norm: bool | None = None  # default: on in the generator, off in the discriminator (safe with wgan_gp)
     dropout: Fraction = 0.0
+    init: Literal["dcgan", "default"] | None = None  # default: dcgan for type dcgan, torch's own for mlp
+    # dcgan generator: how the noise becomes the first maps (default conv; None keeps the
+    # discriminator's section, which has no stem, equal to that of checkpoints from before the option)
+    stem: Literal["conv", "linear"] | None = None
 
 
-@MODELS.register("gan")
+def legacy_gan(spec: dict) -> dict:
+    """A `gan` section embedded in a checkpoint written before `stem` existed: its generator was
+    built with the linear stem (`init` needs no such care: it only shapes fresh weights)."""
+    generator = spec.get("generator")
+    if not isinstance(generator, dict) or "stem" in generator:
+        return spec
+    return {**spec, "generator": {**generator, "stem": "linear"}}
+
+
+@MODELS.register("gan", legacy=legacy_gan)
 def gan(input_shape, num_classes, *, generator: NetSpec, discriminator: NetSpec,
         latent_dim: PositiveInt = 64, conditional: bool = False, embedding_dim: PositiveInt = 16,
         samples: PositiveInt = 64):
@@ -35,6 +48,8 @@ def gan(input_shape, num_classes, *, generator: NetSpec, discriminator: NetSpec,
     classes = num_classes if conditional else 0
     g_net = _generator(generator, tuple(input_shape), latent_dim, classes, embedding_dim)
     d_net = _discriminator(discriminator, tuple(input_shape), classes)
+    _initialise(g_net, generator)
+    _initialise(d_net, discriminator)
 
     class GAN(nn.Module):
         def __init__(self):
@@ -74,7 +89,8 @@ def _generator(spec: NetSpec, shape: tuple, latent: int, classes: int, emb: int)
     width = latent + (emb if classes else 0)
     if spec.type == "mlp":
         return MLPGenerator(width, spec.hidden, shape, batch_norm, embed)
-    return ConvGenerator(width, spec.channels, shape, _check_size(spec, shape, "generator"), batch_norm, embed)
+    start = _check_size(spec, shape, "generator")
+    return ConvGenerator(width, spec.channels, shape, start, batch_norm, embed, spec.stem or "conv")
 
 
 def _discriminator(spec: NetSpec, shape: tuple, classes: int):
@@ -85,3 +101,10 @@ def _discriminator(spec: NetSpec, shape: tuple, classes: int):
         return MLPDiscriminator(shape, spec.hidden, spec.dropout, classes)
     _check_size(spec, shape, "discriminator")
     return ConvDiscriminator(shape, list(reversed(spec.channels)), spec.dropout, batch_norm, classes)
+
+
+def _initialise(net, spec: NetSpec) -> None:
+    from dlcli.components.models.gan_nets import dcgan_init
+
+    if (spec.init or ("dcgan" if spec.type == "dcgan" else "default")) == "dcgan":
+        dcgan_init(net)

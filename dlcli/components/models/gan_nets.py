@@ -22,14 +22,22 @@ class MLPGenerator(nn.Module):
 
 
 class ConvGenerator(nn.Module):
-    """Linear to channels[0] maps at the start size, then stride-2 transposed convs up to the image."""
+    """Noise to channels[0] maps at the start size, then stride-2 transposed convs up to the image.
 
-    def __init__(self, width: int, channels: list[int], shape: tuple, start: int, batch_norm: bool, embed):
+    stem `conv` (the DCGAN recipe): the noise as a 1x1 map through a transposed conv whose kernel is
+    the start size; `linear` (dlcli's first layout): a linear layer, then BatchNorm1d."""
+
+    def __init__(self, width: int, channels: list[int], shape: tuple, start: int, batch_norm: bool, embed,
+                 stem: str = "conv"):
         super().__init__()
-        self.embed, self.start, self.first = embed, start, channels[0]
-        self.project = nn.Sequential(nn.Linear(width, channels[0] * start * start),
-                                     nn.BatchNorm1d(channels[0] * start * start) if batch_norm else nn.Identity(),
-                                     nn.ReLU())
+        self.embed, self.start, self.first, self.stem = embed, start, channels[0], stem
+        if stem == "conv":  # no bias where batch norm follows: its shift would cancel it
+            self.project = nn.Sequential(nn.ConvTranspose2d(width, channels[0], start, 1, 0, bias=not batch_norm),
+                                         nn.BatchNorm2d(channels[0]) if batch_norm else nn.Identity(), nn.ReLU())
+        else:
+            self.project = nn.Sequential(nn.Linear(width, channels[0] * start * start),
+                                         nn.BatchNorm1d(channels[0] * start * start) if batch_norm else nn.Identity(),
+                                         nn.ReLU())
         layers: list[nn.Module] = []
         for c_in, c_out in zip(channels, channels[1:]):
             layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=not batch_norm)]
@@ -40,6 +48,8 @@ class ConvGenerator(nn.Module):
     def forward(self, z, labels=None):
         if self.embed is not None:
             z = torch.cat([z, self.embed(labels)], 1)
+        if self.stem == "conv":
+            return self.net(self.project(z[:, :, None, None]))
         return self.net(self.project(z).view(-1, self.first, self.start, self.start))
 
 
@@ -91,3 +101,17 @@ class ConvDiscriminator(nn.Module):
 
     def forward(self, x, labels=None):
         return self.head(self.features(x), labels)
+
+
+def dcgan_init(net: nn.Module) -> None:
+    """The DCGAN paper's init: conv and linear weights from N(0, 0.02), batch-norm weights from
+    N(1, 0.02), biases 0 (embeddings keep torch's)."""
+    for module in net.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(module.weight, 0.0, 0.02)
+        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.normal_(module.weight, 1.0, 0.02)
+        else:
+            continue
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)

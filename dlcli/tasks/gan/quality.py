@@ -79,31 +79,79 @@ def coverage(probs, num_classes: int) -> float:
     return len(set(probs.argmax(1).tolist())) / num_classes
 
 
+SAME_KIND = "use a classifier trained on images like the GAN's (sizes may differ: samples are resized)"
+
+
+def fit_to(images, shape, source: str = "--features"):
+    """Images [N, C, H, W] resized (bilinear, antialiased) to a classifier's input `shape` [C, H, W]; a
+    channel count that differs is a DataError (resizing cannot make grey images colour)."""
+    from torchvision.transforms.v2 import functional as TF
+
+    if images.shape[1] != shape[0]:
+        raise DataError(f"{source}: the classifier reads {shape[0]}-channel images; this GAN makes "
+                        f"{images.shape[1]}-channel ones", hint=SAME_KIND)
+    if list(images.shape[2:]) == list(shape[1:]):
+        return images
+    return TF.resize(images, list(shape[1:]), antialias=True).clamp(0, 1)
+
+
+def check_features(features, gan_meta, source: str = "--features") -> None:
+    """The features checkpoint must be an image classifier with the GAN's channel count."""
+    path, clf_config, clf_meta, _ = features
+    if clf_config.task != "classification" or len(clf_meta.input_shape) != 3:
+        raise DataError(f"{source}: {path} must be an image classifier (it is a {clf_config.task} model "
+                        f"for {clf_meta.input_shape} inputs)")
+    if clf_meta.input_shape[0] != gan_meta.input_shape[0]:
+        raise DataError(f"{source}: {path} reads {clf_meta.input_shape[0]}-channel images; this GAN makes "
+                        f"{gan_meta.input_shape[0]}-channel ones", hint=SAME_KIND)
+
+
+def scores(real, fake, features, device) -> dict:
+    """FD, IS and class coverage of `fake` against `real` (images in [0, 1] at the GAN's size), with
+    the features of `features` = (path, config, meta, model) of an image classifier; both sets are
+    resized to the classifier's input first."""
+    from dlcli.data.transforms import compose
+
+    _, clf_config, clf_meta, classifier = features
+    shape, transform = clf_meta.input_shape, compose(clf_config.data.eval_transforms)
+    real_f, real_p = penultimate_features(classifier, fit_to(real, shape), transform, device)
+    fake_f, fake_p = penultimate_features(classifier, fit_to(fake, shape), transform, device)
+    half = len(real) // 2
+    k = len(clf_meta.class_names)
+    return {"fd": frechet_distance(real_f, fake_f),
+            "fd_real_halves": frechet_distance(real_f[:half], real_f[half:]),
+            "inception_score": inception_score(fake_p), "real_inception_score": inception_score(real_p),
+            "class_coverage": coverage(fake_p, k), "real_class_coverage": coverage(real_p, k)}
+
+
 def quality(model, gan_config, gan_meta, features, split: str, device, task) -> dict:
     """FD, IS and class coverage of generated images against real images of the GAN's dataset;
     `features`: (path, config, meta, model) of the classifier checkpoint, `task` the GAN's task class."""
     import torch
 
     from dlcli.data.pipeline import split_for_eval
-    from dlcli.data.transforms import compose
 
-    features_path, clf_config, clf_meta, classifier = features
-    if clf_config.task != "classification" or list(clf_meta.input_shape) != list(gan_meta.input_shape):
-        raise DataError(f"--features: {features_path} must be an image classifier for {gan_meta.input_shape} "
-                        f"images (it is a {clf_config.task} model for {clf_meta.input_shape})")
+    check_features(features, gan_meta)
     batches = split_for_eval(gan_config, gan_meta, split, torch.device("cpu"), task)
     real = torch.cat([b.x.cpu() for b in batches])
     fake, _ = sample_images(model, len(real), 0, None, gan_meta.class_names, device)
-    transform = compose(clf_config.data.eval_transforms)
-    real_f, real_p = penultimate_features(classifier, real, transform, device)
-    fake_f, fake_p = penultimate_features(classifier, fake, transform, device)
-    half = len(real) // 2
-    k = len(clf_meta.class_names)
-    return {"fd": frechet_distance(real_f, fake_f),
-            "fd_real_halves": frechet_distance(real_f[:half], real_f[half:]),
-            "inception_score": inception_score(fake_p), "real_inception_score": inception_score(real_p),
-            "class_coverage": coverage(fake_p, k), "real_class_coverage": coverage(real_p, k),
-            "samples": len(real)}
+    return scores(real, fake, features, device)
+
+
+def measure(model, val_batches, features, samples: int, device) -> dict:
+    """gan_eval during training: `samples` validation images (the first ones, the same each time)
+    against as many images from a fixed noise seed; draws from no global random stream."""
+    import torch
+
+    real, count = [], 0
+    for batch in val_batches:
+        real.append(batch.x.float().cpu())
+        count += len(batch.x)
+        if count >= samples:
+            break
+    real_images = torch.cat(real)[:samples]
+    fake, _ = sample_images(model, len(real_images), 0, None, [], device)
+    return scores(real_images, fake, features, device)
 
 
 def write_samples(images, output: str | None, output_dir: str | None) -> list[str]:

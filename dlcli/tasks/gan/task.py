@@ -10,6 +10,7 @@ from typing import Any
 from dlcli.errors import ConfigError
 from dlcli.registry import did_you_mean
 from dlcli.tasks.base import Task
+from dlcli.tasks.gan.metrics import QUALITY, GANMetrics
 from dlcli.tasks.registry import register_task
 
 # The DCGAN recipe: Adam with beta1 = 0.5, for both networks.
@@ -45,49 +46,6 @@ class Pair:
         return (("generator", self.generator), ("discriminator", self.discriminator))
 
 
-class GANMetrics:
-    """Running sums on the device: D and G losses, mean D(x) and D(G(z)); loss = D + G loss."""
-
-    KEYS = ("d_loss", "g_loss", "d_real", "d_fake")
-    MIN = frozenset({"loss", "d_loss", "g_loss"})
-    SHOWN = ("d_loss", "g_loss")
-
-    @staticmethod
-    def names(split: str, config=None, num_classes: int | None = None) -> list[str]:
-        return ["loss", "d_loss", "g_loss", "d_real", "d_fake"]
-
-    def __init__(self, device):
-        import torch
-
-        self.sums = {k: torch.zeros((), device=device) for k in self.KEYS}
-        self.count, self.g_count = 0, 0
-
-    def update(self, loss, outputs: dict, batch) -> None:
-        n = batch.x.shape[0]
-        self.count += n
-        for key in ("d_loss", "d_real", "d_fake"):
-            self.sums[key] += outputs[key].float() * n
-        if outputs["g_loss"] is not None:  # generator steps happen every n_critic batches
-            self.g_count += n
-            self.sums["g_loss"] += outputs["g_loss"].float() * n
-
-    def compute(self, prefix: str) -> dict:
-        if self.count == 0:
-            return {}
-        out = {f"{prefix}/{k}": float(self.sums[k]) / self.count for k in ("d_loss", "d_real", "d_fake")}
-        out[f"{prefix}/g_loss"] = float(self.sums["g_loss"]) / self.g_count if self.g_count else float("nan")
-        out[f"{prefix}/loss"] = out[f"{prefix}/d_loss"] + (out[f"{prefix}/g_loss"] if self.g_count else 0.0)
-        return out
-
-    def state_dict(self) -> dict:
-        return {"sums": dict(self.sums), "count": self.count, "g_count": self.g_count}
-
-    def load_state_dict(self, state: dict) -> None:
-        for key in self.KEYS:
-            self.sums[key].copy_(state["sums"][key])
-        self.count, self.g_count = state["count"], state["g_count"]
-
-
 @register_task
 class GANTask(Task):
     name = "gan"
@@ -101,8 +59,9 @@ class GANTask(Task):
     networks = GAN_NETS
     eval_options = frozenset({"features"})
 
-    def __init__(self, adversarial, conditional: bool):
-        self.adv, self.conditional = adversarial, conditional
+    def __init__(self, adversarial, conditional: bool, gan_eval=None):
+        self.adv, self.conditional, self.gan_eval = adversarial, conditional, gan_eval
+        self.features = None  # gan_eval's classifier, (path, config, meta, model), set by the trainer's builder
         # Discriminator steps over the whole run (saved in checkpoints): the generator steps on every
         # n_critic-th, counted across epoch boundaries so no generator step is lost to a short epoch.
         self.d_steps = 0
@@ -110,6 +69,12 @@ class GANTask(Task):
     @classmethod
     def default_optimizer(cls) -> dict:
         return {net: GAN_OPTIMIZER for net in GAN_NETS}
+
+    @classmethod
+    def default_monitor(cls, config) -> str:
+        """val/fd with gan_eval; else no metric (best.pt is the last epoch): the losses of a GAN
+        are a two-player game's, and a lower one says little about the images."""
+        return "val/fd" if config.gan_eval is not None else "last"
 
     @classmethod
     def dataset_mismatch(cls, dataset: str) -> str | None:
@@ -125,6 +90,8 @@ class GANTask(Task):
             problems.append("train.accumulate: gradient accumulation is not supported for GANs; set 1")
         if config.train.l1:
             problems.append("train.l1: the L1 penalty is not supported for GANs; set 0")
+        if config.gan_eval is not None and config.data.val_split == 0:
+            problems.append("gan_eval: measures generated images against held-out ones; set data.val_split > 0")
         for section in ("train_transforms", "eval_transforms"):
             if normalizers(getattr(config.data, section)):
                 problems.append(f"data.{section}: a GAN sees images in [-1, 1] (dlcli maps [0, 1] there itself); "
@@ -143,7 +110,7 @@ class GANTask(Task):
 
     @classmethod
     def create(cls, config, meta, loss_fn):
-        return cls(loss_fn, config.model["conditional"])
+        return cls(loss_fn, config.model["conditional"], config.gan_eval)
 
     def build_optimization(self, config, model, batches: int, device, precision: str):
         """One optimizer, schedule and GradScaler per network (the generator steps every n_critic batches)."""
@@ -195,9 +162,21 @@ class GANTask(Task):
         images, _ = sample_images(model, 64, 0, None, meta.class_names, device)
         save_grid(images, grid)
         out: dict[str, Any] = {"samples_grid": str(grid)}
-        if context.get("features"):
-            out["quality"] = quality(model, context["config"], meta, context["features"], split, device, type(self))
+        if context.get("features"):  # reported with the losses, under metrics
+            out["metrics"] = quality(model, context["config"], meta, context["features"], split, device, type(self))
         return out
+
+    def epoch_metrics(self, trainer, epoch: int) -> dict:
+        """gan_eval: FD, IS and class coverage of a fixed noise batch against the first `samples`
+        validation images, every `every` epochs and at the last; NaN in between (never a best)."""
+        if self.gan_eval is None:
+            return {}
+        if epoch % self.gan_eval.every and epoch != trainer.config.train.epochs:
+            return {f"val/{name}": float("nan") for name in QUALITY}
+        from dlcli.tasks.gan.quality import measure
+
+        values = measure(trainer.model, trainer.val_batches, self.features, self.gan_eval.samples, trainer.device)
+        return {f"val/{name}": values[name] for name in QUALITY}
 
     @staticmethod
     def export_input(meta, model, generator):
