@@ -78,7 +78,7 @@ def _refuse_busy_runs(config, root: str) -> None:
     older run or start a new one behind the live one's back."""
     import yaml
 
-    from dlcli.training.resume import config_differences
+    from dlcli.training.resume import config_differences, filled_config
 
     current = config.model_dump(mode="json")
     for saved in sorted((Path(root) / config.name).glob("*/config.yaml")):
@@ -89,6 +89,6 @@ def _refuse_busy_runs(config, root: str) -> None:
             old = yaml.safe_load(saved.read_text())
         except (OSError, yaml.YAMLError):
             continue
-        if isinstance(old, dict) and not config_differences(old, current):
+        if isinstance(old, dict) and not config_differences(filled_config(old), current, old):
             error = run_lock.busy(saved.parent, who)
             raise ConfigError(f"--resume auto: {error}", hint=error.hint)

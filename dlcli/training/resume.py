@@ -37,10 +37,12 @@ def run_dir_of(checkpoint: Path) -> Path:
     return checkpoint.parent.parent
 
 
-def config_differences(old: dict, new: dict) -> list[str]:
-    """Dotted keys whose values differ, leaving out the keys that may change on resume."""
-    flat_new = _flatten(new)
-    flat_old = {**{k: v for k, v in ADDED.items() if k in flat_new}, **_flatten(old)}
+def config_differences(old: dict, new: dict, written: dict | None = None) -> list[str]:
+    """Dotted keys whose values differ, leaving out the keys that may change on resume. `old` is the
+    checkpoint's config with today's defaults filled in; `written`, as the checkpoint holds it (a key
+    of ADDED it lacks takes the value that meant what the run did)."""
+    flat_new, flat_written = _flatten(new), _flatten(written if written is not None else old)
+    flat_old = {**_flatten(old), **{k: v for k, v in ADDED.items() if k in flat_new and k not in flat_written}}
     keys = sorted(set(flat_old) | set(flat_new))
     # A key one side lacks and the other leaves unset or empty (train.freeze: [] against a config from
     # before the key existed) is the same setting.
@@ -50,6 +52,19 @@ def config_differences(old: dict, new: dict) -> list[str]:
 def _setting(flat: dict, key: str):
     value = flat.get(key)
     return None if value in ([], {}) else value
+
+
+def filled_config(saved: dict) -> dict:
+    """A checkpoint's config through today's schema and registries, every key added since it was
+    written at its default (a new `train.*` switch, a model's new option), so only real changes
+    differ; one that no longer validates is compared as written."""
+    from dlcli.config import validate
+    from dlcli.config.load import embedded
+
+    try:
+        return validate(embedded(saved), source="checkpoint").model_dump(mode="json")
+    except ConfigError:
+        return embedded(saved)
 
 
 def load_for_resume(found: Path, config, trainer) -> dict:
@@ -67,9 +82,7 @@ def load_for_resume(found: Path, config, trainer) -> dict:
 
 
 def _check_same_config(payload: dict, config, source: Path) -> None:
-    from dlcli.config.load import embedded
-
-    differing = config_differences(embedded(payload["config"]), config.model_dump(mode="json"))
+    differing = config_differences(filled_config(payload["config"]), config.model_dump(mode="json"), payload["config"])
     if differing:
         raise ConfigError(f"--resume: {source} was trained with a different config; differing keys: "
                           f"{', '.join(differing[:8])}" + (" ..." if len(differing) > 8 else ""),
@@ -177,7 +190,7 @@ def _newest_matching(config, base: Path) -> Path | None:
             old = yaml.safe_load(saved.read_text())
         except (OSError, yaml.YAMLError):
             continue
-        if isinstance(old, dict) and not config_differences(old, current):
+        if isinstance(old, dict) and not config_differences(filled_config(old), current, old):
             return checkpoint
     return None
 
