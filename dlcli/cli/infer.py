@@ -44,6 +44,9 @@ def infer(
     """Predict for new inputs with a checkpoint's own preprocessing: classes, generated text or forecasts."""
     from dlcli.inference.predict import infer as run_infer
     from dlcli.inference.tta import check_choice
+
+    if top_p is not None and top_p <= 0:
+        raise ConfigError(f"--top-p: the share of probability mass to sample from must be above 0 (got {top_p:g})")
     from dlcli.runs.paths import writable_folder, writable_output
 
     options = {"texts": text or [], "prompt": prompt, "length": length, "temperature": temperature,

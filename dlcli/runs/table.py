@@ -9,7 +9,8 @@ from dlcli.runs.rundir import read_records
 
 def collect_runs(root: str) -> list[dict]:
     """Rows for every runs/<name>/<version>/ under root, oldest first."""
-    folders = [p.parent for p in Path(root).glob("*/*/config.yaml")]
+    # RUNS/<name>/<version>, or ROOT/<version> when ROOT is one name's folder (or a cross-validation's)
+    folders = [p.parent for pattern in ("*/*/config.yaml", "*/config.yaml") for p in Path(root).glob(pattern)]
     return [_row(folder) for folder in sorted(folders, key=lambda p: p.stat().st_mtime)]
 
 

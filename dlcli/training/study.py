@@ -2,6 +2,7 @@
 study (created, or joined by another worker or a restart), and how many trials it may still start.
 Optuna is imported only when a sweep runs (`pip install 'dlcli[search]'`)."""
 
+import os
 import re
 from pathlib import Path
 
@@ -20,7 +21,10 @@ def optuna():
         import optuna as module
     except ImportError:
         raise ConfigError("dlcli sweep needs Optuna: pip install 'dlcli[search]'") from None
-    module.logging.set_verbosity(module.logging.WARNING)  # dlcli prints its own line per trial
+    # dlcli prints its own line per trial and its own errors; Optuna's warnings (e.g. "no complete
+    # trials" when a sweep is stopped early) only with --debug (DLCLI_DEBUG), as other libraries' warnings
+    debug = os.environ.get("DLCLI_DEBUG", "") not in ("", "0")
+    module.logging.set_verbosity(module.logging.WARNING if debug else module.logging.ERROR)
     return module
 
 
@@ -40,6 +44,8 @@ def storage(url: str | None):
         path = Path(url.removeprefix("journal:"))
         if not path.name or not path.parent.is_dir():
             raise ConfigError(f"--storage {url}: the folder of the journal file must exist")
+        if path.exists() and not path.is_file():
+            raise ConfigError(f"--storage {url}: {path} is not a file (a folder?); name the journal file")
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         return JournalStorage(JournalFileBackend(str(path)))

@@ -31,6 +31,8 @@ def test_finished_and_incomplete_runs(tmp_path):
     assert result.exit_code == 0 and json.loads(result.stdout) == rows
     table = CliRunner().invoke(app, ["runs", str(root)])
     assert table.exit_code == 0 and "finished" in table.stdout and "incomplete" in table.stdout
+    # one name's folder lists its versions too
+    assert [r["version"] for r in collect_runs(str(root / "tiny"))] == ["v1", "v9"]
 
 
 def test_missing_runs_folder_is_a_usage_error(tmp_path):

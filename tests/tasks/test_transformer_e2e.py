@@ -124,6 +124,8 @@ def test_a_prompt_longer_than_the_context_is_cut_with_a_note(gpt):
                   "--device", "cpu")
     assert as_json.exit_code == 0, as_json.stderr
     assert len(json.loads(as_json.stdout)["samples"]) == 2
+    no_mass = cli("infer", gpt.ckpt, "--prompt", "the", "--top-p", 0, "--device", "cpu")
+    assert no_mass.exit_code == 2 and "--top-p: the share of probability mass" in no_mass.stderr
 
 
 def test_eval_reports_bits_per_character(gpt):
@@ -151,3 +153,11 @@ def test_train_compile_trains_the_transformer_to_the_eager_numbers(tmp_path, mon
         runs.append(fit(config, tmp_path / "runs"))
     assert len(calls) == 1 and runs[0]["steps"] == 4
     assert runs[0]["final"] == pytest.approx(runs[1]["final"], rel=1e-5)  # measured: equal
+
+
+@pytest.mark.parametrize("fmt, suffix", [("onnx", ".onnx"), ("torchscript", ".pt")])
+def test_a_transformer_language_model_exports(gpt, tmp_path, fmt, suffix):
+    from dlcli.inference.export import export
+
+    result = export(str(gpt.ckpt), fmt, str(tmp_path / f"lm{suffix}"), 1e-4)
+    assert result["max_abs_diff"] <= 1e-4

@@ -197,6 +197,14 @@ def _ddp_critic_grads(rank, world, port, out):
     _critic_loss(wrapped, critic, real[part], fake[part], rank).backward()
     if rank == 0:
         torch.save([p.grad for p in critic.parameters()], out)
+    # The shutdown order dlcli's distributed.cleanup follows (issue 23): no rank inside a collective,
+    # the DDP wrapper released, then the group destroyed while the interpreter is alive; a wrapper
+    # still held at exit can leave a gloo thread to abort the process ("terminate called ...").
+    dist.barrier()
+    del wrapped
+    import gc
+
+    gc.collect()
     dist.destroy_process_group()
 
 

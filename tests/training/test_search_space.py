@@ -109,3 +109,10 @@ def test_without_optuna_the_sweep_names_the_extra(tiny, tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["sweep", str(tiny), "optimizer.lr=0.1,0.01", "--output-dir", str(tmp_path / "r")])
     assert result.exit_code == 2 and "pip install 'dlcli[search]'" in result.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_a_journal_storage_that_is_a_folder_is_a_usage_error(tmp_path):
+    from dlcli.training.study import storage
+
+    with pytest.raises(ConfigError, match="is not a file"):
+        storage(f"journal:{tmp_path}")

@@ -52,7 +52,9 @@ def _transformer_net():
                 mask = torch.ones(steps, past + steps, dtype=torch.bool, device=x.device).tril(past)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
                                                dropout_p=self.dropout if self.training else 0.0,
-                                               is_causal=causal and mask is None and steps > 1)
+                                               # traced (export), steps is a tensor: the window is full
+                                               is_causal=causal and mask is None and (torch.jit.is_tracing()
+                                                                                      or steps > 1))
             x = x + self.drop(self.proj(y.transpose(1, 2).reshape(batch, steps, width)))
             return x + self.drop(self.ff(self.ln2(x)))
 
