@@ -17,6 +17,11 @@ def validate(
     from dlcli.config.yamlio import dump_yaml
 
     cfg = load(config, overrides or [])
+    if cfg.train.freeze or (cfg.optimizer or {}).get("param_groups"):  # counts need the model: torch, the data
+        from dlcli.training.transfer import pattern_report
+
+        for line in pattern_report(cfg):
+            typer.echo(f"note: {line}", err=True)
     typer.echo(dump_yaml(cfg.model_dump(mode="json")), nl=False)
 
 

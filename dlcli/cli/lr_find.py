@@ -43,6 +43,7 @@ def lr_find(
     ended = "the loss diverged" if result["diverged"] else "the last LR was reached"
     typer.echo(f"ran {result['steps']} steps from lr {lr_min:g} ({ended}); plot: {path}", err=True)
     if result["suggestion"] is None:
-        typer.echo("no suggestion: too few steps before the loss diverged; lower --max or raise --steps", err=True)
+        typer.echo(f"no suggestion: the loss diverged after {result['steps']} steps, too few to judge; start lower "
+                   f"(--min), end lower (--max) or take more steps (--steps)", err=True)
         raise typer.Exit(1)
     typer.echo(f"suggested lr: {result['suggestion']:.3g}   (use: optimizer.lr={result['suggestion']:.3g})")

@@ -79,9 +79,10 @@ def _cross_validate(config, overrides, folds, output_dir, run_version, resume, q
     from dlcli.cli.progress import Progress
     from dlcli.config import load
     from dlcli.tasks import task_class
-    from dlcli.training.folds import cross_validate
+    from dlcli.training.folds import check_overrides, cross_validate
     from dlcli.training.session import train_command
 
+    check_overrides(overrides)
     cfg = load(config, overrides)
     progress = Progress(cfg.train.epochs, quiet, None, task_class(cfg.task_name).progress_metrics())
     command = train_command(config, overrides) + (f" --folds {folds}" if folds else "")

@@ -132,6 +132,9 @@ class TrainConfig(Strict):
     def _unfreeze_needs_freeze(self):
         if self.unfreeze_at_epoch is not None and not self.freeze:
             raise ValueError("unfreeze_at_epoch needs train.freeze patterns")
+        if self.unfreeze_at_epoch is not None and self.unfreeze_at_epoch > self.epochs:
+            raise ValueError(f"unfreeze_at_epoch {self.unfreeze_at_epoch} is after the last epoch "
+                             f"(train.epochs: {self.epochs})")
         return self
 
 

@@ -94,13 +94,13 @@ def random_erasing(*, p: Probability = 0.5, scale: tuple[Probability, Probabilit
 
 def _odd(size: int) -> int:
     if size % 2 == 0:
-        raise ValueError(f"kernel_size must be odd (got {size})")
+        raise ValueError("kernel_size must be odd")
     return size
 
 
 def _ordered(bounds: tuple[float, float]) -> tuple[float, float]:
     if bounds[0] > bounds[1]:
-        raise ValueError(f"a range low <= high (got {list(bounds)})")
+        raise ValueError("a range low <= high")
     return bounds
 
 

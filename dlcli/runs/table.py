@@ -9,13 +9,18 @@ from dlcli.runs.rundir import read_records
 
 def collect_runs(root: str) -> list[dict]:
     """Rows for every runs/<name>/<version>/ under root, oldest first."""
-    # RUNS/<name>/<version>, or ROOT/<version> when ROOT is one name's folder (or a cross-validation's)
-    folders = [p.parent for pattern in ("*/*/config.yaml", "*/config.yaml") for p in Path(root).glob(pattern)]
+    # RUNS/<name>/<version>, cross-validation folds RUNS/<name>/<version>/fold-i, or ROOT/<version>
+    # when ROOT is one name's folder (or a cross-validation's)
+    patterns = ("*/*/config.yaml", "*/*/fold-*/config.yaml", "*/config.yaml")
+    folders = {p.parent for pattern in patterns for p in Path(root).glob(pattern)}
     return [_row(folder) for folder in sorted(folders, key=lambda p: p.stat().st_mtime)]
 
 
 def _row(folder: Path) -> dict:
-    row = {"name": folder.parent.name, "version": folder.name, "path": str(folder), "status": "incomplete",
+    fold = folder.name.startswith("fold-") and (folder.parent / "folds.json").is_file()
+    name, version = (folder.parent.parent.name, f"{folder.parent.name}/{folder.name}") if fold else \
+        (folder.parent.name, folder.name)
+    row = {"name": name, "version": version, "path": str(folder), "status": "incomplete",
            "monitor": None, "best": None, "epochs": 0, "seconds": None, "device": None}
     summary = _read_json(folder / "summary.json")
     if isinstance(summary, dict):  # a hand-edited or foreign file shows its fields only where they make sense

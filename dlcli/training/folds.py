@@ -20,6 +20,7 @@ def cross_validate(config_path: str, overrides: list[str], folds: int | None, ou
     from dlcli.runs.rundir import runs_root
     from dlcli.training.session import train
 
+    check_overrides(overrides)
     folds = _fold_count(folds, resume)
     # every fold's config is checked before anything is written
     configs = [load(config_path, [*overrides, f"data.folds={folds}", f"data.fold={i}"]) for i in range(folds)]
@@ -46,6 +47,11 @@ def cross_validate(config_path: str, overrides: list[str], folds: int | None, ou
     return _write_result(parent, summaries)
 
 
+def check_overrides(overrides: list[str]) -> None:
+    if any(o.startswith(("data.folds=", "data.fold=")) for o in overrides):
+        raise ConfigError("--folds: sets data.folds and data.fold for each fold; leave them out of the overrides")
+
+
 def _fold_count(folds: int | None, resume: str | None) -> int:
     if resume is None:
         if folds is None:
@@ -67,7 +73,7 @@ def _parent(root: Path, version: str | None, resume: str | None, folds: int, com
     from dlcli.runs.rundir import next_version
 
     if resume is not None:
-        return Path(resume)
+        return Path(resume).absolute()
     if version is not None:
         parent = root / version
         if parent.exists() and any(parent.iterdir()):
@@ -75,7 +81,7 @@ def _parent(root: Path, version: str | None, resume: str | None, folds: int, com
         parent.mkdir(parents=True, exist_ok=True)
     else:
         root.mkdir(parents=True, exist_ok=True)
-        parent = next_version(root)
+        parent = next_version(root.absolute())
     with replaced_atomically(parent / FOLDS_FILE) as tmp:
         tmp.write_text(json.dumps({"folds": folds, "command": command}) + "\n")
     return parent

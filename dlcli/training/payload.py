@@ -50,7 +50,8 @@ def finish_swa(trainer, meta, metrics: dict, store, progress) -> dict:
         scored = evaluate(swa.average.module, trainer.task, trainer.val_batches, trainer.device,
                           trainer.precision).compute("val")
     shown = ", ".join(f"{k} {v:.4g}" for k, v in scored.items() if k.split("/")[1] in trainer.task.progress_metrics())
-    progress.message(f"SWA: the average of {swa.averaged} epochs saved as {path}{f'  ({shown})' if shown else ''}")
+    epochs = f"{swa.averaged} epoch{'s' if swa.averaged != 1 else ''}"
+    progress.message(f"SWA: the average of {epochs} saved as {path}{f'  ({shown})' if shown else ''}")
     return {**swa.describe(), "checkpoint": str(path), "metrics": scored}
 
 

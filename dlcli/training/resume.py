@@ -10,7 +10,8 @@ from dlcli.ranks import is_main
 
 # Keys that may change between the interrupted run and its resumption.
 MAY_CHANGE = ("train.epochs", "train.log_interval", "train.checkpoint_every", "train.keep_last",
-              "train.on_nan", "train.devices", "train.compile", "train.threads", "output.", "logging.")
+              "train.on_nan", "train.devices", "train.compile", "train.threads",
+              "train.activation_checkpointing", "output.", "logging.")
 # Keys added after checkpoints were written, with the value that means what a config without them did
 # (forecasters read and predicted levels): resuming such a run asks for that value.
 ADDED = {"data.dataset.difference": 0, "data.dataset.seasonal_difference": 0}
@@ -87,8 +88,8 @@ def _check_same_config(payload: dict, config, source: Path) -> None:
         raise ConfigError(f"--resume: {source} was trained with a different config; differing keys: "
                           f"{', '.join(differing[:8])}" + (" ..." if len(differing) > 8 else ""),
                           hint="only train.epochs, train.log_interval, train.checkpoint_every, train.keep_last, "
-                               "train.on_nan, train.devices, train.compile, train.threads, output.* and logging.* "
-                               "may change on resume")
+                               "train.on_nan, train.devices, train.compile, train.threads, "
+                               "train.activation_checkpointing, output.* and logging.* may change on resume")
 
 
 def _check_epochs(payload: dict, config, source: Path) -> None:

@@ -5,6 +5,7 @@ only the unfinished folds, and bad settings are exit 2."""
 import json
 import shutil
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
@@ -63,12 +64,18 @@ def test_resume_continues_only_the_unfinished_folds(tmp_path, write_config):
     assert json.loads((parent / "fold-2" / "summary.json").read_text())["status"] == "finished"
     assert json.loads((parent / "fold-3" / "summary.json").read_text())["status"] == "finished"
     assert json.loads(result.stdout)["folds"] == 3
+    assert all(Path(run).is_absolute() for run in json.loads(result.stdout)["runs"])
+    from dlcli.runs.table import collect_runs
+
+    rows = collect_runs(str(tmp_path / "runs"))  # the runs root lists the folds, under the config's name
+    assert sorted((r["name"], r["version"]) for r in rows) == [("tiny", f"v1/fold-{i}") for i in (1, 2, 3)]
 
 
 @pytest.mark.parametrize("args, words", [
     (["--folds", "1"], "--folds"),
     (["--resume", "{tmp}"], "is not a cross-validation folder"),
     (["--folds", "3", "--devices", "2"], "--folds: cross-validation runs its folds in this process"),
+    (["--folds", "2", "data.folds=3"], "--folds: sets data.folds and data.fold for each fold"),
 ])
 def test_bad_fold_options_are_exit_2(args, words, tmp_path, write_config):
     cfg = write_config(tiny_digits_config())

@@ -191,7 +191,21 @@ def test_a_pattern_that_matches_nothing_is_exit_2_before_anything_is_written(tmp
     assert result.exit_code == 2 and "optimizer.param_groups.0: 'fc.*' matches no parameter" in result.stderr
     result = invoke("train", cfg, "train.freeze=['(']", "train.unfreeze_at_epoch=3", "-q")
     assert result.exit_code == 2 and "train.freeze.0: not a valid regular expression" in result.stderr
+    result = invoke("train", cfg, "train.freeze=['.']", "--output-dir", tmp_path / "runs", "-q")
+    assert result.exit_code == 2 and "train.freeze: the patterns freeze every parameter" in result.stderr
+    result = invoke("train", cfg, "train.freeze=['1\\.']", "train.unfreeze_at_epoch=5", "-q")
+    assert result.exit_code == 2 and "unfreeze_at_epoch 5 is after the last epoch" in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_validate_counts_what_each_pattern_matches(tmp_path):
+    cfg = write(tmp_path, tiny_digits_config(optimizer={"name": "sgd", "lr": 0.1,
+                                                        "param_groups": [{"params": "3\\.", "lr": 0.01}]}))
+    result = invoke("validate", cfg, "train.freeze=['1\\.']")
+    assert result.exit_code == 0, result.stderr
+    assert "note: train.freeze.0 '1\\\\.': 2 of 4 parameter tensors (2,080 values)" in result.stderr, result.stderr
+    assert "note: optimizer.param_groups.0 '3\\\\.': 2 of 4 parameter tensors (330 values)" in result.stderr
+    assert invoke("validate", cfg, "train.freeze=[nothing]").exit_code == 2
 
 
 def test_missing_cached_weights_name_the_file_and_folder(tmp_path):
