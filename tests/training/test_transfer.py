@@ -251,3 +251,20 @@ def test_eval_infer_and_export_rebuild_without_reading_the_weights_file(frozen_r
     payload["config"]["model"]["weights"] = str(tmp_path / "gone.pth")
     _, _, model, _, _ = from_checkpoint(payload, [], "cpu")
     assert torch.equal(model.fc.weight, payload["model"]["fc.weight"])
+
+
+def test_freeze_and_unfreeze_under_train_compile_train_what_eager_does(tmp_path, monkeypatch):
+    """torch.compile guards on requires_grad: the step is traced again when unfreeze_at_epoch turns
+    gradients on. Compiled with the aot_eager backend (inductor's C++ build takes minutes on a busy CPU)."""
+    from dlcli.config import validate
+
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda m, **kw: real(m, backend="aot_eager", **kw))
+    weights = []
+    for compiled in (True, False):
+        config = validate(tiny_digits_config(train={"epochs": 2, "device": "cpu", "compile": compiled,
+                                                    "freeze": ["1\\."], "unfreeze_at_epoch": 2}))
+        run = train(config, str(tmp_path / str(compiled)), None, quiet(2))
+        weights.append(checkpoint.load(run["checkpoints"]["last"])["model"])
+    for key in weights[0]:
+        torch.testing.assert_close(weights[0][key], weights[1][key], atol=1e-5, rtol=1e-4)
