@@ -18,7 +18,7 @@ def validate(
 
     cfg = load(config, overrides or [])
     if cfg.train.freeze or (cfg.optimizer or {}).get("param_groups"):  # counts need the model: torch, the data
-        from dlcli.training.transfer import pattern_report
+        from dlcli.training.build import pattern_report
 
         for line in pattern_report(cfg):
             typer.echo(f"note: {line}", err=True)

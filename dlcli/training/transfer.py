@@ -117,29 +117,3 @@ def _frozen_norms_eval(model) -> None:
             module.eval()
 
 
-
-def pattern_report(config) -> list[str]:
-    """For `dlcli validate`: how many parameter tensors (and values) each train.freeze and
-    optimizer.param_groups pattern matches, on the model the config builds for its data (the data is
-    read, as `train` reads it, to size the model; nothing is written). A pattern that matches nothing
-    is a ConfigError."""
-    import torch
-
-    from dlcli.components.names import match_groups
-    from dlcli.data.pipeline import train_batches
-    from dlcli.tasks import task_class
-    from dlcli.training.build import build_model
-
-    _, _, meta = train_batches(config, torch.device("cpu"), torch.Generator(), task_class(config.task))
-    named = list(build_model(config, meta, torch.device("cpu")).named_parameters())
-    groups = (config.optimizer or {}).get("param_groups") or []
-    lines = []
-    for key, patterns in (("train.freeze", list(config.train.freeze)),
-                          ("optimizer.param_groups", [group["params"] for group in groups])):
-        if not patterns:
-            continue
-        picked, _ = match_groups(named, patterns, key)
-        for i, (pattern, params) in enumerate(zip(patterns, picked)):
-            lines.append(f"{key}.{i} {pattern!r}: {len(params)} of {len(named)} parameter tensors "
-                         f"({sum(p.numel() for p in params):,} values)")
-    return lines
