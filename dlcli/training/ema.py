@@ -15,6 +15,7 @@ class WeightEma:
         self.model = copy.deepcopy(model).eval()
         self.model.requires_grad_(False)
         self.decay, self.warmup_steps, self.every_n_steps = decay, warmup_steps, every_n_steps
+        self.pairs: tuple | None = None  # (averaged floats, trained floats, [(averaged, trained) others])
 
     def update(self, model, step: int) -> None:
         """After optimizer step `step` of `model` (the trained one)."""
@@ -22,16 +23,24 @@ class WeightEma:
 
         if step % self.every_n_steps:
             return
-        averaged, current = self.model.state_dict(), model.state_dict()
-        floats = [name for name, value in averaged.items() if value.is_floating_point()]
+        averaged, trained, others = self._pairs(model)
         with torch.no_grad():
             if step <= self.warmup_steps:
-                torch._foreach_copy_([averaged[n] for n in floats], [current[n] for n in floats])
+                torch._foreach_copy_(averaged, trained)
             else:
-                torch._foreach_lerp_([averaged[n] for n in floats], [current[n] for n in floats], 1 - self.decay)
-            for name, value in averaged.items():
-                if not value.is_floating_point():
-                    value.copy_(current[name])
+                torch._foreach_lerp_(averaged, trained, 1 - self.decay)
+            for mine, theirs in others:
+                mine.copy_(theirs)
+
+    def _pairs(self, model) -> tuple:
+        """The two models' tensors, matched once: state_dict's tensors share the parameters' and
+        buffers' storage, which loading and training change in place, never replace."""
+        if self.pairs is None:
+            averaged, trained = self.model.state_dict(), model.state_dict()
+            floats = [name for name, value in averaged.items() if value.is_floating_point()]
+            self.pairs = ([averaged[n] for n in floats], [trained[n] for n in floats],
+                          [(averaged[n], trained[n]) for n in averaged if n not in set(floats)])
+        return self.pairs
 
     def describe(self) -> dict:
         return {"decay": self.decay, "warmup_steps": self.warmup_steps, "every_n_steps": self.every_n_steps}

@@ -18,7 +18,6 @@ def cross_validate(config_path: str, overrides: list[str], folds: int | None, ou
     """Train every fold not finished yet; returns the cross-validation result (also in cv.json)."""
     from dlcli.config import load
     from dlcli.runs.rundir import runs_root
-    from dlcli.training.session import train
 
     check_overrides(overrides)
     folds = _fold_count(folds, resume)
@@ -26,7 +25,19 @@ def cross_validate(config_path: str, overrides: list[str], folds: int | None, ou
     configs = [load(config_path, [*overrides, f"data.folds={folds}", f"data.fold={i}"]) for i in range(folds)]
     parent = _parent(Path(runs_root(output_dir, configs[0].output.dir)) / configs[0].name, version, resume, folds,
                      command)
-    root = parent.parent  # fold i is ROOT/<parent>/fold-i, wherever the parent resumed lies
+    try:
+        summaries = _train_folds(configs, parent, progress, command)
+    except BaseException:
+        if resume is None:
+            _remove_if_unstarted(parent)
+        raise
+    return _write_result(parent, summaries)
+
+
+def _train_folds(configs: list, parent: Path, progress, command: str) -> list[dict]:
+    from dlcli.training.session import train
+
+    root, folds = parent.parent, len(configs)  # fold i is ROOT/<parent>/fold-i, wherever the parent lies
     summaries = []
     for i, config in enumerate(configs):
         fold = parent / f"fold-{i + 1}"
@@ -44,7 +55,19 @@ def cross_validate(config_path: str, overrides: list[str], folds: int | None, ou
         except Interrupted as stop:
             raise Interrupted(str(stop), stop.exit_code - 128,
                               hint=f"continue the folds with: {command} --resume {parent}") from None
-    return _write_result(parent, summaries)
+    return summaries
+
+
+def _remove_if_unstarted(parent: Path) -> None:
+    """A new cross-validation whose first fold failed before its run directory opened (bad data, a
+    signal while building) leaves nothing behind: its folder held only folds.json."""
+    import contextlib
+
+    if [p.name for p in parent.iterdir()] == [FOLDS_FILE]:
+        (parent / FOLDS_FILE).unlink()
+        with contextlib.suppress(OSError):
+            parent.rmdir()
+            parent.parent.rmdir()  # RUNS/<name>, when this made it (only ever removed empty)
 
 
 def check_overrides(overrides: list[str]) -> None:
@@ -96,9 +119,15 @@ def _finished(fold: Path) -> dict | None:
 
 
 def _clear_unstarted(fold: Path) -> None:
-    """A fold stopped before its first checkpoint has nothing to resume: its folder starts over."""
+    """A fold stopped before its first checkpoint has nothing to resume: its folder starts over
+    (unless a live process holds it: then its lock's one-line error)."""
     import shutil
 
+    from dlcli.runs import lock as run_lock
+
+    who = run_lock.holder(fold) if fold.is_dir() else None
+    if who is not None:
+        raise run_lock.busy(fold, who)
     if fold.is_dir():
         shutil.rmtree(fold)
 

@@ -97,3 +97,11 @@ def test_bad_fold_keys_are_config_errors(data, words):
     with pytest.raises(ConfigError) as err:
         validate(config)
     assert any(words in p for p in err.value.problems), err.value.problems
+
+
+def test_a_first_fold_failing_on_its_data_leaves_no_folder(tmp_path, write_config):
+    config = tiny_digits_config()
+    config["data"] = {"dataset": {"name": "csv", "path": str(tmp_path / "missing.csv")}, "batch_size": 8}
+    result = run_folds(write_config(config), "--folds", 2, "--output-dir", tmp_path / "runs")
+    assert result.exit_code == 3, result.output
+    assert not (tmp_path / "runs" / "tiny").exists()
