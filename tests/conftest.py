@@ -11,6 +11,14 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def image_cache_folder(tmp_path_factory):
+    """Image caches (data.cache: auto) go to a folder of the test session's, never ~/.cache/dlcli;
+    the CLI's subprocesses inherit it."""
+    os.environ["DLCLI_CACHE_DIR"] = str(tmp_path_factory.mktemp("image_cache"))
+    yield os.environ["DLCLI_CACHE_DIR"]
+
+
 @pytest.fixture
 def run_cli(tmp_path):
     """Run `python -m dlcli ARGS` in tmp_path; returns the CompletedProcess."""

@@ -9,7 +9,7 @@ import os
 import sys
 
 # isort: off  (the order commands register in is the order --help lists them)
-from dlcli.cli import configs, evaluate, export, infer, lr_find, runs, sweep, train  # noqa: F401
+from dlcli.cli import cache, configs, evaluate, export, infer, lr_find, runs, sweep, train  # noqa: F401
 
 # isort: on
 from dlcli.cli.base import DEBUG_VARIABLE, app

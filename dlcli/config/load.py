@@ -225,7 +225,21 @@ def _cross_checks(config: Config) -> list[str]:
     if not follows_weights and normalizers(config.data.train_transforms) != normalizers(config.data.eval_transforms):
         problems.append("data.eval_transforms: normalize differs from data.train_transforms; "
                         "both lists are complete pipelines, so give both the same normalize")
-    return problems
+    return problems + _cache_problems(config)
+
+
+def _cache_problems(config: Config) -> list[str]:
+    """The image cache's settings are for datasets read from image files (tag image_files)."""
+    from dlcli.data.datasets import DATASETS
+
+    data, name = config.data, config.data.dataset.get("name")
+    settings = (("cache_size", data.cache_size), ("skip_bad_images", data.skip_bad_images),
+                ("cache", data.cache not in ("auto", "off")))
+    given = [f"data.{key}" for key, value in settings if value]
+    if not given or not isinstance(name, str) or DATASETS.has_tag(name, "image_files"):
+        return []
+    return [f"{given[0]}: dataset {name!r} is not read from image files; only image folders are cached "
+            f"(datasets: {', '.join(DATASETS.tagged('image_files'))})"]
 
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:

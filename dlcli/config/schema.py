@@ -39,6 +39,10 @@ class DataConfig(Strict):
     num_workers: Annotated[int, Field(ge=0, le=256)] = 0
     loader: Literal["auto", "device", "dataloader"] = "auto"
     memory_budget_gb: Annotated[float, Field(gt=0, le=1_000_000, allow_inf_nan=False)] = 4.0
+    # image folders: decode once into a uint8 cache (data/image_cache.py); a path: the cache folder
+    cache: Literal["auto", "off"] | Annotated[str, Field(min_length=1)] = "auto"
+    cache_size: Annotated[int, Field(ge=8, le=4096)] | None = None  # stored shorter side (centre square)
+    skip_bad_images: bool = False  # the cache leaves unreadable images out (and counts them) instead of exit 3
     train_transforms: list[Any] = []
     eval_transforms: list[Any] = []
     class_weights: list[PositiveFloat] | Literal["balanced"] | None = None
@@ -55,6 +59,13 @@ class DataConfig(Strict):
             raise ValueError("set both folds (how many) and fold (which one, from 0) or neither")
         if self.folds is not None and self.fold is not None and self.fold >= self.folds:
             raise ValueError(f"fold {self.fold} of {self.folds}: folds are numbered 0 to {self.folds - 1}")
+        return self
+
+    @model_validator(mode="after")
+    def _cache_settings(self):
+        if self.cache == "off" and (self.cache_size is not None or self.skip_bad_images):
+            key = "cache_size" if self.cache_size is not None else "skip_bad_images"
+            raise ValueError(f"{key} needs the image cache, and data.cache is off (each epoch reads the files)")
         return self
 
 

@@ -98,7 +98,7 @@ def _odd(size: int) -> int:
     return size
 
 
-def _ordered(bounds: tuple[float, float]) -> tuple[float, float]:
+def ordered(bounds: tuple[float, float]) -> tuple[float, float]:
     if bounds[0] > bounds[1]:
         raise ValueError("a range low <= high")
     return bounds
@@ -106,7 +106,7 @@ def _ordered(bounds: tuple[float, float]) -> tuple[float, float]:
 
 @TRANSFORMS.register("gaussian_blur")
 def gaussian_blur(*, kernel_size: Annotated[int, Field(ge=1, le=255), AfterValidator(_odd)] = 3,
-                  sigma: Annotated[tuple[PositiveFloat, PositiveFloat], AfterValidator(_ordered)] = (0.1, 2.0)):
+                  sigma: Annotated[tuple[PositiveFloat, PositiveFloat], AfterValidator(ordered)] = (0.1, 2.0)):
     """Blur with a Gaussian of a random sigma in `sigma` (an odd kernel_size)."""
     from torchvision.transforms import v2
 

@@ -40,8 +40,9 @@ def _sixteen_bit(image, channels: int | None):
 class ImageFiles:
     """A torch-style Dataset over image paths, yielding (float CHW image, label)."""
 
-    def __init__(self, paths: list[str], targets: list[int], channels: int = 3):
+    def __init__(self, paths: list[str], targets: list[int], channels: int = 3, root: str = ""):
         self.paths, self.targets, self.channels = paths, targets, channels
+        self.root = root  # the folder the paths lie under (the image cache keys and lists them by it)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -109,10 +110,10 @@ def labelled_images(folder, labels_file: str, channels: int):
     if not paths:
         raise DataError(f"{table}: no data rows")
     y = torch.tensor(targets)
-    return Source(y=y, dataset=ImageFiles(paths, list(y), channels), class_names=names, kind="image")
+    return Source(y=y, dataset=ImageFiles(paths, list(y), channels, str(folder)), class_names=names, kind="image")
 
 
-@DATASETS.register("image_folder", tags=("image", "label_sets"))
+@DATASETS.register("image_folder", tags=("image", "label_sets", "image_files"))
 def image_folder(split, *, root: str, test_root: str | None = None, val_root: str | None = None,
                  channels: Literal[1, 3] = 3, labels: str | None = None):
     """ImageNet-style class folders (root/<class>/<image>), read from disk per batch; with `labels`
@@ -127,4 +128,4 @@ def image_folder(split, *, root: str, test_root: str | None = None, val_root: st
         return labelled_images(Path(path), labels, channels)
     paths, targets, classes = class_folders(path)
     y = torch.tensor(targets, dtype=torch.long)
-    return Source(y=y, dataset=ImageFiles(paths, targets, channels), class_names=classes, kind="image")
+    return Source(y=y, dataset=ImageFiles(paths, targets, channels, path), class_names=classes, kind="image")

@@ -34,11 +34,13 @@ def collect_inputs(inputs: list[str], text_files: bool = False) -> list[Path]:
 
 
 def image_inputs(files: list[Path], config, meta):
-    """Decode, resize to the model's input size if needed, and apply the eval transforms."""
+    """Decode, resize to the model's input size if needed, and apply the eval transforms. A model
+    trained from the image cache sees each image as the cache stored its training images."""
     import torch
     import torch.nn.functional as F
 
     from dlcli.data.files import load_image
+    from dlcli.data.image_store import stored_image
     from dlcli.data.transforms import compose
 
     transform = compose(config.data.eval_transforms)
@@ -48,7 +50,8 @@ def image_inputs(files: list[Path], config, meta):
     for file in files:
         if file.suffix.lower() not in IMAGE_SUFFIXES:
             raise DataError(f"{file}: not an image file (this model takes images: {', '.join(sorted(IMAGE_SUFFIXES))})")
-        image = load_image(str(file), channels)
+        image = stored_image(str(file), meta.stored) if (meta.stored or {}).get("resize") else \
+            load_image(str(file), channels)
         if not resizes and image.shape[1:] != (height, width):
             image = F.interpolate(image[None], size=(height, width), mode="bilinear", antialias=True)[0]
         image = transform(image)

@@ -6,6 +6,7 @@
 from dataclasses import asdict, dataclass, field
 
 from dlcli.data.datasets import DATASETS
+from dlcli.data.image_cache import cached_source
 from dlcli.data.loading import make_batches
 from dlcli.data.source import Source
 from dlcli.data.splits import fold_indices, split_indices, subset
@@ -28,6 +29,10 @@ class DataMeta:
     # What the task learned from the training split's outputs (regression: the target columns, their
     # mean and spread): the task writes it (Task.fit_outputs) and alone reads it.
     outputs: dict = field(default_factory=dict)
+    # images read through the image cache: how they were stored (image_store.store_spec), so the test
+    # split and `dlcli infer` see images prepared as training's were; None when read from the files
+    stored: dict | None = None
+    skipped_images: list[str] = field(default_factory=list)  # unreadable, left out (data.skip_bad_images)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,14 +53,17 @@ def separate_val(dataset: dict) -> bool:
     return dataset.get("val_path") is not None or dataset.get("val_root") is not None
 
 
-def train_val_sources(data_cfg, seed: int) -> tuple[Source, Source | None]:
-    pool = DATASETS.build(data_cfg.dataset, "train")
+def train_val_sources(data_cfg, seed: int, stored: dict | None = None) -> tuple[Source, Source | None]:
+    """The training and validation splits; file-backed images through the image cache, stored as
+    `stored` says (None: as the training pool's first image and the transforms decide)."""
+    pool = cached_source(DATASETS.build(data_cfg.dataset, "train"), data_cfg, stored)
     if len(pool) == 0:
         raise DataError(f"dataset {data_cfg.dataset['name']!r} is empty")
     if separate_val(data_cfg.dataset):  # all of the training file trains; val_split is not used
         train = split_positional(pool, 0.0)[0] if pool.stream is not None else pool
         columns = {"categorical": list(pool.table or {}), "numeric": list(pool.feature_names)}
-        return train, split_source(data_cfg.dataset, "val", columns if pool.kind == "tabular" else None)
+        val = split_source(data_cfg, "val", columns if pool.kind == "tabular" else None, pool.stored)
+        return train, val
     if pool.stream is not None:
         return split_positional(pool, data_cfg.val_split)
     by_class = pool.y.dim() == 1 and not pool.y.is_floating_point()  # no strata for values or label sets
@@ -77,7 +85,8 @@ def standardize(source: Source, meta: DataMeta) -> None:
 
 def describe(train: Source, data_cfg) -> DataMeta:
     """Class names, model input shape and (tabular) standardization statistics."""
-    meta = DataMeta(train.class_names, [], train.kind, train.feature_names)
+    meta = DataMeta(train.class_names, [], train.kind, train.feature_names, stored=train.stored,
+                    skipped_images=train.skipped)
     if train.kind in ("tokens", "text", "series", "sequence"):
         describe_sequences(train, meta)
         return meta
@@ -204,10 +213,11 @@ def stream_batches(source: Source, size: int, device) -> StreamBatches:
     return StreamBatches(streams, Batch(left.reshape(1, -1).to(device), y.reshape(1, -1).to(device)))
 
 
-def split_source(dataset: dict, split: str, columns: dict | None) -> Source:
+def split_source(data_cfg, split: str, columns: dict | None, stored: dict | None) -> Source:
     """The test split, or a separate validation file, as one source; a table's `columns` (categorical,
-    numeric) are read as the training file's were."""
-    source = DATASETS.build({**dataset, **(columns or {})}, split)
+    numeric) are read as the training file's were, images cached as training's were `stored`."""
+    source = DATASETS.build({**data_cfg.dataset, **(columns or {})}, split)
+    source = cached_source(source, data_cfg, stored) if stored is not None else source
     return split_positional(source, 0.0)[0] if source.stream is not None else source
 
 
@@ -218,9 +228,9 @@ def split_for_eval(config, meta: DataMeta, split: str, device, task):
     if split == "val" and not separate_val(config.data.dataset):
         if config.data.val_split == 0:
             raise DataError("this run had no validation split (data.val_split: 0); use --split test")
-        _, source = train_val_sources(config.data, config.seed)
+        _, source = train_val_sources(config.data, config.seed, meta.stored)
     else:
-        source = split_source(config.data.dataset, split, columns if meta.kind == "tabular" else None)
+        source = split_source(config.data, split, columns if meta.kind == "tabular" else None, meta.stored)
     source = task.prepare_eval(prepare(source, meta, f"{split} split's"), meta)
     standardize(source, meta)
     task.encode_outputs(source, meta)

@@ -31,6 +31,8 @@ class Source:
     options: dict = field(default_factory=dict)  # windowing/tokenising settings from the dataset config
     table: Any = None  # tabular: categorical column -> its values (strings), before encoding
     unknown: Any = None  # tabular, once encoded: column -> values the training split did not have
+    stored: Any = None  # images read from the image cache: how they were stored (image_store.store_spec)
+    skipped: list = field(default_factory=list)  # cached images left out as unreadable (data.skip_bad_images)
 
     def __len__(self) -> int:
         if self.stream is not None:

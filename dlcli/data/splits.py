@@ -1,5 +1,6 @@
 """Train/val splits of a Source: stratified index split, subsets, and label re-indexing."""
 
+from dlcli.data.mapped import MappedImages
 from dlcli.data.source import Source
 from dlcli.errors import DataError, listed
 
@@ -45,13 +46,16 @@ def subset(source: Source, indices: list[int]) -> Source:
 
     idx = torch.as_tensor(indices, dtype=torch.long)
     sub = Source(y=source.y[idx], class_names=source.class_names, kind=source.kind,
-                 feature_names=source.feature_names, options=source.options)
+                 feature_names=source.feature_names, options=source.options, stored=source.stored,
+                 skipped=source.skipped)
     sub.weights = source.weights[idx] if source.weights is not None else None
     sub.lengths = source.lengths[idx] if source.lengths is not None else None
     if source.table is not None:
         sub.table = {column: [values[i] for i in indices] for column, values in source.table.items()}
     if source.texts is not None:
         sub.texts = [source.texts[i] for i in indices]
+    elif isinstance(source.x, MappedImages):  # a view: the rows stay on disk until batches read them
+        sub.x = source.x.subset(indices)
     elif source.in_memory:
         sub.x = source.x[idx]
     else:

@@ -3,19 +3,21 @@
 
 Every transform takes float images in [0, 1], either one (C,H,W) or a batch (N,C,H,W).
 torchvision's random transforms draw one set of parameters per call, so on a batch they are
-applied image by image (PerSample); the two most common ones, flip and padded crop, have
-batched versions here that draw per-image decisions in one go.
+applied image by image (PerSample); the most common ones, flip, padded crop and random-resized
+crop, have batched versions here that draw per-image decisions in one go.
 """
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
-from dlcli.data.augment import PerSample
+from dlcli.data.augment import PerSample, ordered
 from dlcli.data.registry import TRANSFORMS
 from dlcli.types import NonNegativeInt, PositiveFloat, PositiveInt, Probability
 
 Size = PositiveInt | Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]
+T = TypeVar("T")
+Range = Annotated[tuple[T, T], AfterValidator(ordered)]  # (low, high), low <= high
 
 # The preset names, in NORMALIZE_PRESETS' order (mypy checks every key below is one of them).
 NormalizePreset = Literal["digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "imagenet"]
@@ -118,6 +120,59 @@ class BatchRandomCrop:
         return out if images.dim() == 4 else out[0]
 
 
+class BatchRandomResizedCrop:
+    """Inception-style crops, one per image, drawn as torchvision's RandomResizedCrop draws them (10
+    tries at a random area and aspect, else the centre), and resampled for the whole batch in one
+    bilinear grid_sample (no antialiasing: crops from a cache stored at 1.14x the output size are
+    never scaled down by more than that)."""
+
+    def __init__(self, size: tuple[int, int], scale: tuple[float, float], ratio: tuple[float, float]):
+        self.size, self.scale, self.ratio = size, scale, ratio
+
+    def __call__(self, images):
+        import torch
+        import torch.nn.functional as F
+
+        batch = images if images.dim() == 4 else images.unsqueeze(0)
+        n, _, height, width = batch.shape
+        top, left, h, w = self.boxes(n, height, width, batch.device)
+        theta = torch.zeros(n, 2, 3, device=batch.device)
+        theta[:, 0, 0], theta[:, 1, 1] = w / width, h / height
+        theta[:, 0, 2] = (left + w / 2) / width * 2 - 1
+        theta[:, 1, 2] = (top + h / 2) / height * 2 - 1
+        grid = F.affine_grid(theta, [n, batch.shape[1], *self.size], align_corners=False)
+        out = F.grid_sample(batch, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return out if images.dim() == 4 else out[0]
+
+    def boxes(self, n: int, height: int, width: int, device):
+        """(top, left, height, width) float tensors of n crops."""
+        import math
+
+        import torch
+
+        tries = 10
+        area = height * width * torch.empty(n, tries, device=device).uniform_(*self.scale)
+        aspect = torch.empty(n, tries, device=device).uniform_(math.log(self.ratio[0]), math.log(self.ratio[1])).exp()
+        w, h = (area * aspect).sqrt().round(), (area / aspect).sqrt().round()
+        fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+        first = fits.to(torch.uint8).argmax(1, keepdim=True)  # the first try that fits, as torchvision takes
+        w, h, found = w.gather(1, first)[:, 0], h.gather(1, first)[:, 0], fits.any(1)
+        centre_w, centre_h = self._centre(height, width)
+        w, h = torch.where(found, w, centre_w), torch.where(found, h, centre_h)
+        top = torch.where(found, (torch.rand(n, device=device) * (height - h + 1)).floor(), ((height - h) / 2).floor())
+        left = torch.where(found, (torch.rand(n, device=device) * (width - w + 1)).floor(), ((width - w) / 2).floor())
+        return top, left, h, w
+
+    def _centre(self, height: int, width: int) -> tuple[float, float]:
+        """(width, height) of torchvision's fallback: the whole image, cut to the nearest allowed aspect."""
+        low, high = self.ratio
+        if width / height < low:
+            return float(width), float(round(width / low))
+        if width / height > high:
+            return float(round(height * high)), float(height)
+        return float(width), float(height)
+
+
 def _pair(size) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else (size[0], size[1])
 
@@ -145,11 +200,10 @@ def random_crop(*, size: Size, padding: NonNegativeInt = 0, fill: float = 0.0):
 
 
 @TRANSFORMS.register("random_resized_crop")
-def random_resized_crop(*, size: Size, scale: tuple[Probability, Probability] = (0.08, 1.0)):
-    """Random area/aspect crop resized to `size` (Inception-style)."""
-    from torchvision.transforms import v2
-
-    return PerSample(v2.RandomResizedCrop(size, scale=scale, antialias=True))
+def random_resized_crop(*, size: Size, scale: Range[Probability] = (0.08, 1.0),
+                        ratio: Range[PositiveFloat] = (3 / 4, 4 / 3)):
+    """Random area/aspect crop resized to `size` (Inception-style; batched)."""
+    return BatchRandomResizedCrop(_pair(size), scale, ratio)
 
 
 @TRANSFORMS.register("rotation")

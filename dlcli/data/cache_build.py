@@ -1,0 +1,147 @@
+"""Building one image cache entry: decode every image once, in worker processes, and write the
+pixels in order into `<entry>.partial/images.u8`; meta.json last, then the rename that publishes it.
+The caller holds the entry's lock."""
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from dlcli.data.image_store import FORMAT_VERSION, stored_pixels
+from dlcli.errors import DataError, DlcliError
+
+DECODE_BATCH = 32  # images a worker decodes per task: large enough to amortise the hand-off
+
+
+class _Decoded:
+    """The files to decode, for DataLoader workers: item i is (pixels or None, why it failed)."""
+
+    def __init__(self, paths: list[str], spec: dict, skip_bad: bool):
+        self.paths, self.spec, self.skip_bad = paths, spec, skip_bad
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        try:
+            return stored_pixels(self.paths[index], self.spec), None
+        except DataError as err:
+            return None, str(err)
+
+
+def build(files, spec: dict, entry: Path, digest: str, workers: int, skip_bad: bool) -> dict:
+    """Decode `files` (an ImageFiles) into a new `entry` and return its meta. An unreadable image is
+    recorded in meta["bad"] (the caller decides whether that is an error) unless `skip_bad` is false:
+    then it stops the build at once, as a DataError naming the file."""
+    import numpy as np
+
+    count, (height, width) = len(files.paths), spec["size"]
+    record = spec["channels"] * height * width
+    partial = entry.with_name(entry.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)  # left by a build that was killed: we hold the lock
+    check_free_space(entry.parent, count * record)
+    started = time.perf_counter()
+    partial.mkdir(parents=True)
+    try:
+        bad = []
+        with open(partial / "images.u8", "wb") as out, _progress(count, entry, spec, workers) as advance:
+            for index, (pixels, problem) in enumerate(_decoded(files.paths, spec, workers)):
+                if problem is not None and not skip_bad:
+                    raise DataError(problem, hint="data.skip_bad_images: true skips unreadable images")
+                if problem is not None:
+                    bad.append([os.path.relpath(files.paths[index], files.root), problem])
+                out.write(np.zeros(record, np.uint8).tobytes() if pixels is None else pixels.tobytes())
+                advance()
+            out.flush()
+            os.fsync(out.fileno())
+        meta = {"version": FORMAT_VERSION, "root": os.path.realpath(files.root), "spec": spec, "count": count,
+                "fingerprint": digest, "bad": bad, "seconds": round(time.perf_counter() - started, 2),
+                "built": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        _write_last(partial / "meta.json", json.dumps(meta, indent=1))
+        _publish(partial, entry)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return meta
+
+
+def check_free_space(folder: Path, needed: int) -> None:
+    """Exit 1 with the numbers when the cache would not fit on its disk (before writing any of it)."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    if needed > free:
+        raise DlcliError(f"image cache {folder}: needs {human_size(needed)}, only {human_size(free)} free on its disk",
+                         hint="set data.cache: PATH on a larger disk, a smaller data.cache_size, or data.cache: off")
+
+
+def human_size(count: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1000
+    return ""  # not reached
+
+
+def _decoded(paths: list[str], spec: dict, workers: int):
+    """(pixels, problem) per path, in order, decoded by `workers` processes (0: this one)."""
+    import torch
+
+    loader = torch.utils.data.DataLoader(
+        _Decoded(paths, spec, True), batch_size=DECODE_BATCH, num_workers=workers, collate_fn=list,
+        prefetch_factor=4 if workers else None)
+    for batch in loader:
+        yield from batch
+
+
+def _write_last(path: Path, text: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _publish(partial: Path, entry: Path) -> None:
+    """Rename the finished build into place; a stale entry is moved aside first (a process that
+    mapped its file keeps reading it: the data stays until the last mapping closes)."""
+    stale = entry.with_name(entry.name + ".stale")
+    shutil.rmtree(stale, ignore_errors=True)
+    if entry.exists():
+        os.rename(entry, stale)
+    os.rename(partial, entry)
+    shutil.rmtree(stale, ignore_errors=True)
+
+
+class _progress:
+    """A tqdm bar on a terminal; otherwise a line when the build starts and one when it ends."""
+
+    def __init__(self, count: int, entry: Path, spec: dict, workers: int):
+        self.count, self.entry, self.spec, self.workers = count, entry, spec, workers
+
+    def __enter__(self):
+        from dlcli.ranks import is_main
+
+        height, width = self.spec["size"]
+        self.started, self.bar = time.perf_counter(), None
+        self.shown = is_main()
+        if self.shown:
+            size = human_size(self.count * self.spec["channels"] * height * width)
+            print(f"caching {self.count} images at {height}x{width} ({size}) in {self.entry} with "
+                  f"{self.workers or 'no'} worker processes", file=sys.stderr)
+        if self.shown and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.count, desc="caching images", unit="img", file=sys.stderr, leave=False)
+        return self.bar.update if self.bar is not None else (lambda: None)
+
+    def __exit__(self, kind, *_):
+        if self.bar is not None:
+            self.bar.close()
+        if kind is None and self.shown:
+            seconds = time.perf_counter() - self.started
+            print(f"cached {self.count} images in {seconds:.1f} s ({self.count / max(seconds, 1e-9):.0f} images/s)",
+                  file=sys.stderr)
+        return False
