@@ -28,6 +28,8 @@ def print_train_summary(summary: dict, speed: str = "") -> None:
     for key, value in summary["final"].items():
         table.add_row(f"final {key}", f"{value:.4g}" if key == "lr" else number(value))
     table.add_row("best checkpoint", str(summary["checkpoints"]["best"]))
+    if summary.get("skipped_images"):
+        table.add_row("skipped images", f"{len(summary['skipped_images'])} unreadable (data.skip_bad_images)")
     out.print(table)
 
 

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from dlcli.types import Fraction, NamePattern, NonNegativeFloat, PositiveFloat, PositiveInt, Probability, Seed
 
@@ -29,6 +29,11 @@ class Mixup(Strict):
         return self
 
 
+def _switch(value):
+    """YAML reads a bare `off` (and `no`, `false`) as false: that is data.cache: off."""
+    return {False: "off", True: "auto"}.get(value, value) if isinstance(value, bool) else value
+
+
 class DataConfig(Strict):
     dataset: Component
     val_split: Fraction = 0.1
@@ -40,7 +45,7 @@ class DataConfig(Strict):
     loader: Literal["auto", "device", "dataloader"] = "auto"
     memory_budget_gb: Annotated[float, Field(gt=0, le=1_000_000, allow_inf_nan=False)] = 4.0
     # image folders: decode once into a uint8 cache (data/image_cache.py); a path: the cache folder
-    cache: Literal["auto", "off"] | Annotated[str, Field(min_length=1)] = "auto"
+    cache: Annotated[Literal["auto", "off"] | Annotated[str, Field(min_length=1)], BeforeValidator(_switch)] = "auto"
     cache_size: Annotated[int, Field(ge=8, le=4096)] | None = None  # stored shorter side (centre square)
     skip_bad_images: bool = False  # the cache leaves unreadable images out (and counts them) instead of exit 3
     train_transforms: list[Any] = []

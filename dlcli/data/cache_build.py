@@ -92,7 +92,8 @@ def _decoded(paths: list[str], spec: dict, workers: int):
 
     loader = torch.utils.data.DataLoader(
         _Decoded(paths, spec, True), batch_size=DECODE_BATCH, num_workers=workers, collate_fn=list,
-        prefetch_factor=4 if workers else None)
+        prefetch_factor=4 if workers else None,
+        generator=torch.Generator())  # its worker seeds must not come from (and move) the global RNG
     for batch in loader:
         yield from batch
 

@@ -71,7 +71,7 @@ def open_cache(files, spec: dict, folder: Path, workers: int, skip_bad: bool,
         with locked(lock, f"waiting for another process to finish the image cache {entry}"):
             meta = complete_meta(entry, digest, spec, len(files.paths))
             if meta is None and builds:
-                meta = build(files, spec, entry, digest, workers, skip_bad)
+                meta = build(files, spec, entry, digest, workers, skip_bad) | {"built_now": True}
             if meta is not None:
                 return meta, MappedImages(str(entry / "images.u8"), (meta["count"], spec["channels"], *spec["size"]))
         time.sleep(1.0)  # the first rank builds it
@@ -122,14 +122,19 @@ def cached_source(source, data_cfg, spec: dict | None, workers: int | None = Non
     """`source` read from the image cache when it is a file-backed image split and data.cache is not
     off: `spec` says how the training split was stored (None: this is the training pool; decide).
     `workers` decode a missing cache (default: data.num_workers, or one per core when 0)."""
+    if data_cfg.cache == "off" or not isinstance(source.dataset, ImageFiles):
+        return source
+    return _opened(source, data_cfg, spec, workers)[0]
+
+
+def _opened(source, data_cfg, spec: dict | None, workers: int | None):
+    """(cached source, the cache's meta): see cached_source."""
     import torch
 
     from dlcli.data.source import Source
     from dlcli.ranks import world
 
     files = source.dataset
-    if data_cfg.cache == "off" or not isinstance(files, ImageFiles):
-        return source
     spec = spec or store_spec(files[0][0], data_cfg, files.channels)
     workers = workers if workers is not None else data_cfg.num_workers or len(os.sched_getaffinity(0))
     meta, images = open_cache(files, spec, cache_dir(data_cfg.cache), workers, data_cfg.skip_bad_images,
@@ -139,8 +144,9 @@ def cached_source(source, data_cfg, spec: dict | None, workers: int | None = Non
         raise DataError(next(iter(bad.values())), hint="data.skip_bad_images: true skips unreadable images")
     keep = [i for i, path in enumerate(files.paths) if os.path.relpath(path, files.root) not in bad]
     rows = torch.as_tensor(keep, dtype=torch.long)
-    return Source(y=source.y[rows], x=images.subset(keep), class_names=source.class_names, kind="image",
-                  stored=spec, skipped=sorted(bad))
+    cached = Source(y=source.y[rows], x=images.subset(keep), class_names=source.class_names, kind="image",
+                    stored=spec, skipped=sorted(bad))
+    return cached, meta
 
 
 def cache_folders(data_cfg, workers: int | None) -> list[dict]:
@@ -152,12 +158,9 @@ def cache_folders(data_cfg, workers: int | None) -> list[dict]:
     for split, key in (("train", "root"), ("val", "val_root"), ("test", "test_root")):
         if dataset.get(key) is None:
             continue
-        source = DATASETS.build(dataset, split)
-        files = source.dataset
-        spec = spec or store_spec(files[0][0], data_cfg, files.channels)
-        entry = cache_dir(data_cfg.cache) / entry_name(files.root, spec)
-        built = complete_meta(entry, fingerprint(files.root, files.paths), spec, len(files.paths)) is None
-        cached = cached_source(source, data_cfg, spec, workers)
-        rows.append({"split": split, "folder": os.path.abspath(files.root), "entry": str(entry),
-                     "images": len(cached), "skipped": len(cached.skipped), "size": spec["size"], "built": built})
+        cached, meta = _opened(DATASETS.build(dataset, split), data_cfg, spec, workers)
+        spec = cached.stored
+        rows.append({"split": split, "folder": meta["root"], "entry": str(cache_dir(data_cfg.cache) / entry_name(
+            meta["root"], spec)), "images": len(cached), "skipped": len(cached.skipped), "size": spec["size"],
+            "built": meta.get("built_now", False)})
     return rows

@@ -59,6 +59,7 @@ class Session:
             raise
         finally:
             summary = summaries.summary(self.trainer, self.run, metrics, status, error, self.seconds()) | self.artifacts
+            summary |= {"skipped_images": self.meta.skipped_images} if self.meta.skipped_images else {}
             summary |= self.tracker.summary() if self.tracker else {}
             try:
                 summaries.write_up(self.run, summary, failure, self.progress)
@@ -93,6 +94,10 @@ class Session:
                               f"{t.config.task}, {t.task.describe_outputs(self.meta)}, input {self.meta.input_shape})")
         for note in t.notes:
             self.progress.message(note)
+        if self.meta.skipped_images:
+            shown = ", ".join(self.meta.skipped_images[:3]) + (", ..." if len(self.meta.skipped_images) > 3 else "")
+            self.progress.message(f"skipped {len(self.meta.skipped_images)} unreadable image(s) "
+                                  f"(data.skip_bad_images): {shown}")
         if self.run.stale_temporaries:
             self.progress.message(f"removed {len(self.run.stale_temporaries)} temporary file(s) left by a save "
                                   f"that was cut short")

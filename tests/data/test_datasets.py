@@ -282,7 +282,7 @@ def test_image_folder_train_batches_use_train_transforms_with_val_split(tmp_path
     from dlcli.training.build import build_trainer
 
     folder = make_image_folder(tmp_path / "colours")
-    raw = image_folder_config(folder, val_split=0.34, shuffle=False, batch_size=64,
+    raw = image_folder_config(folder, val_split=0.34, shuffle=False, batch_size=64, cache="off",
                               train_transforms=[{"resize": {"size": [8, 8]}}, {"vertical_flip": {"p": 1.0}}])
     raw["train"]["monitor"] = "val/loss"
     config = validate(raw)

@@ -59,7 +59,8 @@ def test_device_loader_on_file_backed_data_is_a_config_error(tmp_path):
         for i in range(3):
             Image.new("RGB", (4, 4), (i * 40, 0, 0)).save(tmp_path / cls / f"{i}.png")
     cfg = tiny_digits_config()
-    cfg["data"] = {"dataset": {"name": "image_folder", "root": str(tmp_path)}, "loader": "device", "val_split": 0}
+    cfg["data"] = {"dataset": {"name": "image_folder", "root": str(tmp_path)}, "loader": "device", "val_split": 0,
+                   "cache": "off"}
     cfg["train"]["monitor"] = "train/loss"
     with pytest.raises(ConfigError, match="data.loader: device needs an in-memory dataset"):
         build_trainer(validate(cfg))
@@ -189,7 +190,7 @@ def test_a_corrupt_image_read_by_a_worker_process_is_one_error_line(tmp_path, wr
     folder = make_image_folder(tmp_path / "colours")
     bad = folder / "red" / "zz_corrupt.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
-    cfg = write_config(image_folder_config(folder, batch_size=4, num_workers=2))
+    cfg = write_config(image_folder_config(folder, batch_size=4, num_workers=2, cache="off"))
     result = run_cli("train", cfg, "--output-dir", tmp_path / "runs", "--quiet")
     assert result.returncode == 3, result.stderr
     assert "Caught" not in result.stderr and "Traceback" not in result.stderr, result.stderr

@@ -1,0 +1,143 @@
+"""The image cache end to end, in real processes: `dlcli cache` builds, lists and clears; two
+builders wait on one lock and one builds; a build killed with SIGKILL is rebuilt, never used; a
+corrupt image is exit 3 naming it, or skipped and counted; a run resumed mid-epoch on the cached
+path ends bitwise where the uninterrupted one did."""
+
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+from dlcli.data.image_cache import entry_name
+from tests.conftest import REPO
+from tests.data.test_datasets import image_folder_config, make_image_folder
+
+
+def cache_config(folder, cache, **data) -> dict:
+    config = image_folder_config(folder, cache=str(cache), **data)
+    config["data"]["train_transforms"] = [{"random_resized_crop": {"size": 8, "scale": [0.5, 1.0]}},
+                                          {"horizontal_flip": {}}]
+    return config
+
+
+def start(args, cwd, stderr):
+    return subprocess.Popen([sys.executable, "-m", "dlcli", *map(str, args)], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=stderr, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def wait_for(condition, seconds: float = 120.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_cache_builds_then_finds_lists_and_clears(tmp_path, write_config, run_cli):
+    cache = tmp_path / "cache"
+    cfg = write_config(cache_config(make_image_folder(tmp_path / "colours"), cache))
+    first = run_cli("cache", cfg, "--workers", "1", "--json")
+    assert first.returncode == 0, first.stderr
+    (row,) = json.loads(first.stdout)
+    assert row["split"] == "train" and row["images"] == 18 and row["size"] == [10, 10] and row["built"] is True
+    assert "caching 18 images at 10x10" in first.stderr
+    again = run_cli("cache", cfg)
+    assert again.returncode == 0 and "already cached" in again.stdout and "caching" not in again.stderr
+    listed = run_cli("cache", "--list", "--dir", cache, "--json")
+    (entry,) = json.loads(listed.stdout)["caches"]
+    assert entry["state"] == "complete" and entry["images"] == 18 and entry["bytes"] > 18 * 300
+    cleared = run_cli("cache", "--clear", "--dir", cache)
+    assert cleared.returncode == 0 and cleared.stdout.startswith("removed 1 cache(s)")
+    assert "no image caches in" in run_cli("cache", "--list", "--dir", cache).stdout
+
+
+def test_cache_usage_errors_are_exit_2(tmp_path, write_config, run_cli):
+    from tests.conftest import tiny_digits_config
+
+    assert run_cli("cache").returncode == 2
+    assert run_cli("cache", "--list", "--clear").returncode == 2
+    digits = run_cli("cache", write_config(tiny_digits_config()))
+    assert digits.returncode == 2 and "'digits' is not read from image files" in digits.stderr
+    off = run_cli("cache", write_config(image_folder_config(tmp_path, cache="off"), "off.yaml"))
+    assert off.returncode == 2 and "data.cache: off" in off.stderr
+
+
+def test_two_builders_wait_on_one_lock_and_one_builds(tmp_path, write_config):
+    cache = tmp_path / "cache"
+    folder = make_image_folder(tmp_path / "colours")
+    cfg = write_config(cache_config(folder, cache))
+    spec = {"channels": 3, "size": [10, 10], "resize": True}
+    cache.mkdir()
+    with open(cache / f"{entry_name(str(folder), spec)}.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as if a third process were building: both must wait
+        logs = [tmp_path / f"err{i}.txt" for i in range(2)]
+        handles = [open(log, "w") for log in logs]
+        builders = [start(["cache", cfg, "--json", "--workers", "0"], tmp_path, handle) for handle in handles]
+        wait_for(lambda: all("waiting for another process" in log.read_text() for log in logs))
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    rows = [json.loads(builder.communicate(timeout=120)[0])[0] for builder in builders]
+    for handle in handles:
+        handle.close()
+    assert all(builder.returncode == 0 for builder in builders)
+    assert sorted(row["built"] for row in rows) == [False, True]
+    assert sum("caching 18 images" in log.read_text() for log in logs) == 1
+
+
+def test_a_build_killed_mid_write_is_rebuilt_not_used(tmp_path, write_config, run_cli):
+    from PIL import Image
+
+    cache = tmp_path / "cache"
+    folder = make_image_folder(tmp_path / "colours", per_class=12)
+    for i in range(4):  # large images decoded after the first batches are written: the build is slow there
+        Image.new("RGB", (7000, 7000), (200, 10, 10)).save(folder / "red" / f"zz_large_{i}.png")
+    cfg = write_config(cache_config(folder, cache))
+    builder = start(["cache", cfg, "--workers", "0"], tmp_path, subprocess.DEVNULL)
+    entry = cache / entry_name(str(folder), {"channels": 3, "size": [10, 10], "resize": True})
+    written = entry.with_name(entry.name + ".partial") / "images.u8"
+    wait_for(lambda: written.exists() and written.stat().st_size >= 32 * 300 or builder.poll() is not None)
+    builder.send_signal(signal.SIGKILL)
+    builder.wait()
+    assert builder.returncode == -signal.SIGKILL, "the build ended before it could be killed"
+    assert not (entry / "meta.json").exists()
+    listed = json.loads(subprocess.run([sys.executable, "-m", "dlcli", "cache", "--list", "--dir", cache, "--json"],
+                                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+                                       check=True).stdout)["caches"]
+    assert [row["state"] for row in listed] == ["building or cut short"]
+    trained = run_cli("train", cfg, "--output-dir", tmp_path / "runs", "-q")
+    assert trained.returncode == 0, trained.stderr
+    assert "caching 40 images" in trained.stderr  # rebuilt from the start
+    assert json.loads((entry / "meta.json").read_text())["count"] == 40
+    assert not entry.with_name(entry.name + ".partial").exists()
+
+
+def test_a_corrupt_image_is_exit_3_naming_it_or_skipped_and_counted(tmp_path, write_config, run_cli):
+    folder = make_image_folder(tmp_path / "colours")
+    bad = folder / "red" / "zz_corrupt.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
+    cfg = write_config(cache_config(folder, tmp_path / "cache"))
+    failed = run_cli("train", cfg, "--output-dir", tmp_path / "runs", "-q")
+    assert failed.returncode == 3 and "Traceback" not in failed.stderr
+    assert f"error: cannot read image {bad}: " in failed.stderr and not (tmp_path / "runs").exists()
+    skipping = run_cli("train", cfg, "data.skip_bad_images=true", "--output-dir", tmp_path / "runs")
+    assert skipping.returncode == 0, skipping.stderr
+    assert "skipped 1 unreadable image(s) (data.skip_bad_images): red/zz_corrupt.png" in skipping.stderr
+    summary = json.loads((tmp_path / "runs" / "colours" / "v1" / "summary.json").read_text())
+    assert summary["skipped_images"] == ["red/zz_corrupt.png"] and summary["steps"] == 2 * 3  # 18 images, 6 a batch
+
+
+def test_a_mid_epoch_resume_on_the_cached_path_is_bitwise(tmp_path, write_config, run_cli):
+    config = cache_config(make_image_folder(tmp_path / "colours"), tmp_path / "cache", batch_size=4)
+    config["train"].update({"epochs": 2, "checkpoint_every": {"steps": 3}, "keep_last": 100})
+    cfg = write_config(config)
+    assert run_cli("train", cfg, "--output-dir", tmp_path / "full", "-q").returncode == 0
+    shutil.copytree(tmp_path / "full" / "colours" / "v1", tmp_path / "part")
+    resumed = run_cli("train", cfg, "-q", "--resume", tmp_path / "part" / "checkpoints" / "step-000000003.pt")
+    assert resumed.returncode == 0 and "resuming at epoch 1, step 3" in resumed.stderr, resumed.stderr
+    a = torch.load(tmp_path / "full" / "colours" / "v1" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "part" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
