@@ -15,47 +15,54 @@ from dlcli.errors import DataError, DlcliError
 DECODE_BATCH = 32  # images a worker decodes per task: large enough to amortise the hand-off
 
 
-class _Decoded:
-    """The files to decode, for DataLoader workers: item i is (pixels or None, why it failed)."""
+class _Decoder:
+    """Decodes image i straight into row i of the cache file, in whichever process runs it (each
+    DataLoader worker maps the file itself, so no pixels travel between processes); item i is
+    None, or why image i could not be read."""
 
-    def __init__(self, paths: list[str], spec: dict, skip_bad: bool):
-        self.paths, self.spec, self.skip_bad = paths, spec, skip_bad
+    def __init__(self, paths: list[str], spec: dict, target: Path):
+        self.paths, self.spec, self.target = paths, spec, target
+        self.rows = None  # the file's memory map, opened in the process that writes
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int) -> str | None:
+        import numpy as np
+
+        if self.rows is None:
+            shape = (len(self.paths), self.spec["channels"], *self.spec["size"])
+            self.rows = np.memmap(self.target, dtype=np.uint8, mode="r+", shape=shape)
         try:
-            return stored_pixels(self.paths[index], self.spec), None
+            self.rows[index] = stored_pixels(self.paths[index], self.spec)
         except DataError as err:
-            return None, str(err)
+            return str(err)  # the row stays zeros
+        return None
 
 
 def build(files, spec: dict, entry: Path, digest: str, workers: int, skip_bad: bool) -> dict:
     """Decode `files` (an ImageFiles) into a new `entry` and return its meta. An unreadable image is
     recorded in meta["bad"] (the caller decides whether that is an error) unless `skip_bad` is false:
     then it stops the build at once, as a DataError naming the file."""
-    import numpy as np
-
     count, (height, width) = len(files.paths), spec["size"]
-    record = spec["channels"] * height * width
     partial = entry.with_name(entry.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)  # left by a build that was killed: we hold the lock
-    check_free_space(entry.parent, count * record)
+    check_free_space(entry.parent, count * spec["channels"] * height * width)
     started = time.perf_counter()
     partial.mkdir(parents=True)
     try:
-        bad = []
-        with open(partial / "images.u8", "wb") as out, _progress(count, entry, spec, workers) as advance:
-            for index, (pixels, problem) in enumerate(_decoded(files.paths, spec, workers)):
+        target, bad = partial / "images.u8", []
+        with open(target, "wb") as out:
+            out.truncate(count * spec["channels"] * height * width)
+        with _progress(count, entry, spec, workers) as advance:
+            for index, problem in enumerate(_decoded(_Decoder(files.paths, spec, target), workers)):
                 if problem is not None and not skip_bad:
                     raise DataError(problem, hint="data.skip_bad_images: true skips unreadable images")
                 if problem is not None:
                     bad.append([os.path.relpath(files.paths[index], files.root), problem])
-                out.write(np.zeros(record, np.uint8).tobytes() if pixels is None else pixels.tobytes())
                 advance()
-            out.flush()
-            os.fsync(out.fileno())
+        with open(target, "rb+") as written:  # every process's rows are in the page cache: make them durable
+            os.fsync(written.fileno())
         meta = {"version": FORMAT_VERSION, "root": os.path.realpath(files.root), "spec": spec, "count": count,
                 "fingerprint": digest, "bad": bad, "seconds": round(time.perf_counter() - started, 2),
                 "built": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -86,12 +93,12 @@ def human_size(count: float) -> str:
     return ""  # not reached
 
 
-def _decoded(paths: list[str], spec: dict, workers: int):
-    """(pixels, problem) per path, in order, decoded by `workers` processes (0: this one)."""
+def _decoded(decoder: _Decoder, workers: int):
+    """Each image's problem (or None), in order, decoded by `workers` processes (0: this one)."""
     import torch
 
     loader = torch.utils.data.DataLoader(
-        _Decoded(paths, spec, True), batch_size=DECODE_BATCH, num_workers=workers, collate_fn=list,
+        decoder, batch_size=DECODE_BATCH, num_workers=workers, collate_fn=list,
         prefetch_factor=4 if workers else None,
         generator=torch.Generator())  # its worker seeds must not come from (and move) the global RNG
     for batch in loader:

@@ -73,7 +73,7 @@ class TensorBatches(_Batches):
             x, y = self.x[rows], self.y[rows]
             w = self.weights[rows] if self.weights is not None else None
             lengths = self.lengths[rows] if self.lengths is not None else None
-            x = x.float() * self.scale if self.scale else x
+            x = x.float().mul_(self.scale) if self.scale else x  # in place: a fresh copy, a pass saved
             yield index, trimmed(self.transform(x) if self.transform else x, y, w, lengths)
 
 
@@ -201,7 +201,7 @@ class HostLoaderBatches(_Batches):
             if index == first and on_resumed is not None:
                 on_resumed()  # after the shuffle draw, before the first augmentation
             x = x.to(self.device, non_blocking=True)
-            x = x.float() * self.scale if self.scale else x
+            x = x.float().mul_(self.scale) if self.scale else x  # in place: a fresh copy, a pass saved
             w = w.to(self.device, non_blocking=True) if w is not None else None
             y = y.to(self.device, non_blocking=True)
             yield index, trimmed(self.transform(x) if self.transform else x, y, w, lengths)

@@ -57,20 +57,32 @@ class Normalize:
     def __init__(self, mean: list[float], std: list[float]):
         import torch
 
-        self.mean = torch.tensor(mean).view(-1, 1, 1)
-        self.std = torch.tensor(std).view(-1, 1, 1)
+        # x * (1 / std) + (-mean / std): one fused pass over the batch instead of two
+        self.scale = 1 / torch.tensor(std).view(-1, 1, 1)
+        self.shift = -torch.tensor(mean).view(-1, 1, 1) * self.scale
 
     def __call__(self, images):
-        if self.mean.device != images.device:
-            self.mean, self.std = self.mean.to(images.device), self.std.to(images.device)
-        return (images - self.mean) / self.std
+        import torch
+
+        if self.scale.device != images.device:
+            self.scale, self.shift = self.scale.to(images.device), self.shift.to(images.device)
+        return torch.addcmul(self.shift, images, self.scale)
 
 
 class Pipeline:
-    """Apply transforms in order (a plain loop: v2.Compose adds dispatch cost per batch)."""
+    """Apply transforms in order (a plain loop: v2.Compose adds dispatch cost per batch). A horizontal
+    flip right after a random_resized_crop is folded into the crop's resampling (the same random
+    draws and result, one pass over the batch fewer)."""
 
     def __init__(self, transforms: list):
-        self.transforms = transforms
+        self.transforms = []
+        for transform in transforms:
+            last = self.transforms[-1] if self.transforms else None
+            if isinstance(last, BatchRandomResizedCrop) and last.flip is None and \
+                    isinstance(transform, BatchFlip) and transform.dim == -1:
+                last.flip = transform
+            else:
+                self.transforms.append(transform)
 
     def __call__(self, images):
         for transform in self.transforms:
@@ -122,12 +134,16 @@ class BatchRandomCrop:
 
 class BatchRandomResizedCrop:
     """Inception-style crops, one per image, drawn as torchvision's RandomResizedCrop draws them (10
-    tries at a random area and aspect, else the centre), and resampled for the whole batch in one
-    bilinear grid_sample (no antialiasing: crops from a cache stored at 1.14x the output size are
-    never scaled down by more than that)."""
+    tries at a random area and aspect, else the centre). A batch of images at most MAX_BATCHED times
+    the output size (as the image cache stores them) is resampled in one bilinear grid_sample, which
+    needs no antialiasing at that ratio; larger images are cropped and resized one by one with
+    antialiasing, as torchvision does."""
+
+    MAX_BATCHED = 1.5
 
     def __init__(self, size: tuple[int, int], scale: tuple[float, float], ratio: tuple[float, float]):
         self.size, self.scale, self.ratio = size, scale, ratio
+        self.flip: BatchFlip | None = None  # a horizontal flip that follows, folded in by Pipeline
 
     def __call__(self, images):
         import torch
@@ -136,13 +152,28 @@ class BatchRandomResizedCrop:
         batch = images if images.dim() == 4 else images.unsqueeze(0)
         n, _, height, width = batch.shape
         top, left, h, w = self.boxes(n, height, width, batch.device)
+        if max(height / self.size[0], width / self.size[1]) > self.MAX_BATCHED:
+            out = self._one_by_one(batch, top, left, h, w)
+            out = self.flip(out) if self.flip is not None else out
+            return out if images.dim() == 4 else out[0]
         theta = torch.zeros(n, 2, 3, device=batch.device)
         theta[:, 0, 0], theta[:, 1, 1] = w / width, h / height
+        if self.flip is not None:  # drawn as BatchFlip draws it; a mirrored grid samples the mirror image
+            flipped = torch.rand(n, device=batch.device) < self.flip.p
+            theta[:, 0, 0] = torch.where(flipped, -theta[:, 0, 0], theta[:, 0, 0])
         theta[:, 0, 2] = (left + w / 2) / width * 2 - 1
         theta[:, 1, 2] = (top + h / 2) / height * 2 - 1
         grid = F.affine_grid(theta, [n, batch.shape[1], *self.size], align_corners=False)
         out = F.grid_sample(batch, grid, mode="bilinear", padding_mode="border", align_corners=False)
         return out if images.dim() == 4 else out[0]
+
+    def _one_by_one(self, batch, top, left, h, w):
+        import torch
+        from torchvision.transforms.v2.functional import resized_crop
+
+        boxes = torch.stack([top, left, h, w], 1).long().tolist()
+        return torch.stack([resized_crop(image, *box, list(self.size), antialias=True)
+                            for image, box in zip(batch, boxes)])
 
     def boxes(self, n: int, height: int, width: int, device):
         """(top, left, height, width) float tensors of n crops."""

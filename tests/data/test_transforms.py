@@ -95,3 +95,61 @@ def test_bad_policy_values_are_config_errors_naming_the_key(entry, key, write_co
     with pytest.raises(ConfigError) as err:
         load(str(write_config(config)))
     assert any(p.startswith("data.train_transforms.0") and key in p for p in err.value.problems), err.value.problems
+
+
+def test_random_resized_crop_of_the_whole_image_is_a_bilinear_resize():
+    import torch.nn.functional as F
+
+    images = torch.rand(4, 3, 20, 20)
+    whole = TRANSFORMS.build({"name": "random_resized_crop", "size": 16, "scale": [1.0, 1.0], "ratio": [1.0, 1.0]})
+    expected = F.interpolate(images, size=(16, 16), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(whole(images), expected, atol=1e-5, rtol=0)
+
+
+def test_random_resized_crop_draws_a_box_per_image_and_resamples_it_as_torchvision_would():
+    from torchvision.transforms.v2.functional import resized_crop
+
+    images = torch.rand(32, 3, 24, 26)  # at most 1.5x the output: the batched path
+    crop = TRANSFORMS.build({"name": "random_resized_crop", "size": [20, 18], "scale": [0.3, 0.9]})
+    torch.manual_seed(5)
+    out = crop(images)
+    torch.manual_seed(5)
+    top, left, h, w = crop.boxes(32, 24, 26, images.device)
+    area = h * w / (24 * 26)
+    assert out.shape == (32, 3, 20, 18) and len(set(area.tolist())) > 16  # one draw per image
+    assert bool(((area > 0.3 - 0.05) & (area < 0.9 + 0.05)).all())  # the drawn area, up to rounding
+    for i in range(32):
+        box = [int(top[i]), int(left[i]), int(h[i]), int(w[i])]
+        expected = resized_crop(images[i], *box, [20, 18], antialias=False)
+        # inside; at the crop's edges grid_sample blends in the pixels just outside it, where
+        # torchvision repeats the crop's last row and column
+        torch.testing.assert_close(out[i, :, 1:-1, 1:-1], expected[:, 1:-1, 1:-1], atol=1e-4, rtol=0)
+
+
+def test_random_resized_crop_falls_back_to_the_centre_and_antialiases_large_images():
+    from torchvision.transforms.v2.functional import resized_crop
+
+    impossible = TRANSFORMS.build({"name": "random_resized_crop", "size": 8, "scale": [1.0, 1.0], "ratio": [2.0, 3.0]})
+    top, left, h, w = impossible.boxes(3, 10, 10, "cpu")  # no 10x10 crop has aspect 2 to 3: the centre, 10 x 5
+    assert w.tolist() == [10.0] * 3 and h.tolist() == [5.0] * 3 and top.tolist() == [2.0] * 3
+    large = torch.rand(2, 3, 64, 64)  # 8x the output: cropped and resized one by one, antialiased
+    crop = TRANSFORMS.build({"name": "random_resized_crop", "size": 8})
+    torch.manual_seed(1)
+    out = crop(large)
+    torch.manual_seed(1)
+    boxes = torch.stack(crop.boxes(2, 64, 64, "cpu"), 1).long().tolist()
+    for image, box, got in zip(large, boxes, out):
+        torch.testing.assert_close(got, resized_crop(image, *box, [8, 8], antialias=True))
+
+
+def test_a_flip_after_random_resized_crop_is_folded_in_with_the_same_draws_and_result():
+    images = torch.rand(16, 3, 20, 20)
+    specs = [{"name": "random_resized_crop", "size": 16}, {"name": "horizontal_flip", "p": 0.5}]
+    fused = compose(specs)
+    assert len(fused.transforms) == 1 and fused.transforms[0].flip is not None
+    torch.manual_seed(3)
+    together = fused(images)
+    torch.manual_seed(3)
+    apart = TRANSFORMS.build(specs[1])(TRANSFORMS.build(specs[0])(images))
+    torch.testing.assert_close(together, apart, atol=1e-6, rtol=0)
+    assert not torch.allclose(together, TRANSFORMS.build(specs[0])(images))  # some images were mirrored

@@ -133,16 +133,18 @@ def test_bad_device_counts_are_usage_errors_and_launch_nothing(args, tmp_path, w
     assert not (tmp_path / "runs").exists()  # nothing written, no worker launched
 
 
-@pytest.mark.parametrize("workers", [0, 1])
-def test_file_backed_image_folder_shards_like_in_memory_data(workers, tmp_path, write_config):
+@pytest.mark.parametrize("cache, workers", [("off", 0), ("off", 1), ("auto", 0)])
+def test_file_backed_image_folder_shards_like_in_memory_data(cache, workers, tmp_path, write_config):
     from tests.data.test_datasets import image_folder_config, make_image_folder
 
     folder = make_image_folder(tmp_path / "data" / "colours")  # 3 colours x 6 images, batches of 6: 3 per rank
-    config = write_config(image_folder_config(folder, num_workers=workers))
-    one = dlcli(["train", config, "--output-dir", tmp_path, "--run-version", "one", "-q"], tmp_path)
+    config = write_config(image_folder_config(folder, num_workers=workers, cache=cache))
     two = dlcli(["train", config, "--output-dir", tmp_path, "--run-version", "two", "-q", "--devices", "2"], tmp_path)
+    one = dlcli(["train", config, "--output-dir", tmp_path, "--run-version", "one", "-q"], tmp_path)
     assert one.returncode == 0, one.stderr
     assert two.returncode == 0, two.stderr
+    # the image cache: built once, by one rank of the DDP run, while the other waited; found by the next run
+    assert two.stderr.count("caching 18 images") == (cache == "auto") and "caching" not in one.stderr
     a, b = weights(tmp_path / "colours" / "one"), weights(tmp_path / "colours" / "two")  # runs outside data/
     for key in a:
         torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
