@@ -137,6 +137,7 @@ def main() -> None:
           f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
 
     reference = reference_loader(root, args.crop, args.batch, cores, device)
+    import torchvision.transforms.v2.functional  # noqa: F401  (imports are not data work: paid before both clocks)
     started = time.perf_counter()
     epoch_rate(reference, device)
     first_a_seconds = time.perf_counter() - started

@@ -156,14 +156,17 @@ class BatchRandomResizedCrop:
             out = self._one_by_one(batch, top, left, h, w)
             out = self.flip(out) if self.flip is not None else out
             return out if images.dim() == 4 else out[0]
-        theta = torch.zeros(n, 2, 3, device=batch.device)
-        theta[:, 0, 0], theta[:, 1, 1] = w / width, h / height
+        x_scale = w / width
         if self.flip is not None:  # drawn as BatchFlip draws it; a mirrored grid samples the mirror image
             flipped = torch.rand(n, device=batch.device) < self.flip.p
-            theta[:, 0, 0] = torch.where(flipped, -theta[:, 0, 0], theta[:, 0, 0])
-        theta[:, 0, 2] = (left + w / 2) / width * 2 - 1
-        theta[:, 1, 2] = (top + h / 2) / height * 2 - 1
-        grid = F.affine_grid(theta, [n, batch.shape[1], *self.size], align_corners=False)
+            x_scale = torch.where(flipped, -x_scale, x_scale)
+        # The grid affine_grid would make for this scale-and-shift, built from its two axes (a tenth of the cost)
+        out_h, out_w = self.size
+        xs = (torch.arange(out_w, device=batch.device) * 2 + 1) / out_w - 1  # output pixel centres in [-1, 1]
+        ys = (torch.arange(out_h, device=batch.device) * 2 + 1) / out_h - 1
+        gx = x_scale[:, None] * xs + ((left + w / 2) / width * 2 - 1)[:, None]
+        gy = (h / height)[:, None] * ys + ((top + h / 2) / height * 2 - 1)[:, None]
+        grid = torch.stack([gx[:, None, :].expand(n, out_h, out_w), gy[:, :, None].expand(n, out_h, out_w)], -1)
         out = F.grid_sample(batch, grid, mode="bilinear", padding_mode="border", align_corners=False)
         return out if images.dim() == 4 else out[0]
 
