@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One short GPU session: CUDA training (bf16 auto, fp16, deterministic; LSTM and GAN too), SIGTERM +
 # resume on CUDA, eval/infer on CUDA and CPU, the CUDA-only tests (fused optimizers), and the
-# throughput benchmark with --device cuda (eager, then --compile).
+# throughput benchmark with --device cuda (eager, then --compile), and the image-folder benchmark (image cache).
 # Needs torch with CUDA plus dlcli's pure-Python dependencies on PYTHONPATH. Logs go to ${OUT:-/tmp/gpu_check}.
 set -uo pipefail
 out=${OUT:-/tmp/gpu_check}
@@ -32,3 +32,6 @@ R=/tmp/gpu_runs
 $py benchmarks/throughput.py --device cuda --batch 1024 --samples 65536 --rounds 5 2>&1 | tee "$out/throughput_cuda.txt"
 $py benchmarks/throughput.py --device cuda --batch 1024 --samples 65536 --rounds 3 --models airbench,mlp --compile 2>&1 \
   | tee "$out/throughput_cuda_compile.txt"
+# Image folders (issue 20): the image cache (on the device when it fits) against imagenet/main.py's loader
+$py benchmarks/image_folder.py --device cuda --images 20000 --batch 256 --crop 176 --train-steps 20 2>&1 \
+  | tee "$out/image_folder_cuda.txt"
