@@ -8,6 +8,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any, cast
 
 from dlcli.data.image_store import FORMAT_VERSION, stored_pixels
 from dlcli.errors import DataError, DlcliError
@@ -22,7 +23,7 @@ class _Decoder:
 
     def __init__(self, paths: list[str], spec: dict, target: Path):
         self.paths, self.spec, self.target = paths, spec, target
-        self.rows = None  # the file's memory map, opened in the process that writes
+        self.rows: Any = None  # the file's memory map, opened in the process that writes
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -97,8 +98,9 @@ def _decoded(decoder: _Decoder, workers: int):
     """Each image's problem (or None), in order, decoded by `workers` processes (0: this one)."""
     import torch
 
+    # _Decoder is a map-style dataset by duck typing (__len__, __getitem__), as DataLoader allows
     loader = torch.utils.data.DataLoader(
-        decoder, batch_size=DECODE_BATCH, num_workers=workers, collate_fn=list,
+        cast("torch.utils.data.Dataset", decoder), batch_size=DECODE_BATCH, num_workers=workers, collate_fn=list,
         prefetch_factor=4 if workers else None,
         generator=torch.Generator())  # its worker seeds must not come from (and move) the global RNG
     for batch in loader:

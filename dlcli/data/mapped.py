@@ -71,7 +71,7 @@ class MappedImages:
         pixels = torch.empty((count, *self.file_shape[1:]), dtype=torch.uint8)
         with open(self.path, "rb") as handle:
             handle.seek(first * pixels[0].numel())
-            got = handle.readinto(memoryview(pixels.numpy()).cast("B"))
+            got = handle.readinto(pixels.numpy().data.cast("B"))
         if got != pixels.numel():
             raise DataError(f"image cache {self.path}: shorter than its meta.json says; dlcli cache --clear")
         return pixels

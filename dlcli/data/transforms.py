@@ -75,7 +75,7 @@ class Pipeline:
     draws and result, one pass over the batch fewer)."""
 
     def __init__(self, transforms: list):
-        self.transforms = []
+        self.transforms: list = []
         for transform in transforms:
             last = self.transforms[-1] if self.transforms else None
             if isinstance(last, BatchRandomResizedCrop) and last.flip is None and \
