@@ -225,10 +225,13 @@ def split_for_eval(config, meta: DataMeta, split: str, device, task):
     """Batches of the test or val split, preprocessed as the checkpoint's training was (`task`, its
     class, matches the split to training, e.g. the class order)."""
     columns = {"categorical": list(meta.categories), "numeric": list(meta.feature_names)}
+    # a run that read its images from the files (cache off, or from before the image cache) is
+    # evaluated on the files too
+    data_cfg = config.data if meta.stored else config.data.model_copy(update={"cache": "off"})
     if split == "val" and not separate_val(config.data.dataset):
         if config.data.val_split == 0:
             raise DataError("this run had no validation split (data.val_split: 0); use --split test")
-        _, source = train_val_sources(config.data, config.seed, meta.stored)
+        _, source = train_val_sources(data_cfg, config.seed, meta.stored)
     else:
         source = split_source(config.data, split, columns if meta.kind == "tabular" else None, meta.stored)
     source = task.prepare_eval(prepare(source, meta, f"{split} split's"), meta)

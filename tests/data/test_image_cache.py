@@ -203,3 +203,22 @@ def test_the_cache_folder_follows_the_setting_then_the_environment(monkeypatch, 
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     assert cache_dir("auto") == tmp_path / ".cache" / "dlcli"
     assert os.path.basename(cache_dir("off")) == "dlcli"
+
+
+def test_a_run_trained_from_the_files_is_evaluated_on_the_files(tmp_path):
+    from dlcli.data.loading import LoaderBatches, TensorBatches
+    from dlcli.data.pipeline import DataMeta, split_for_eval
+    from dlcli.tasks import task_class
+
+    folder = make_image_folder(tmp_path / "colours")
+    raw = image_folder_config(folder, val_split=0.34)
+    raw["data"]["dataset"]["test_root"] = str(folder)
+    config = validate(raw)
+    assert config.data.cache == "auto"
+    task = task_class(config.task)
+    before = DataMeta(["blue", "green", "red"], [3, 8, 8], "image")  # a checkpoint from before the cache
+    assert isinstance(split_for_eval(config, before, "val", torch.device("cpu"), task), LoaderBatches)
+    assert isinstance(split_for_eval(config, before, "test", torch.device("cpu"), task), LoaderBatches)
+    cached = DataMeta(["blue", "green", "red"], [3, 8, 8], "image",
+                      stored={"channels": 3, "size": [10, 10], "resize": True})
+    assert isinstance(split_for_eval(config, cached, "test", torch.device("cpu"), task), TensorBatches)
