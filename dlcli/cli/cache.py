@@ -61,15 +61,16 @@ def _build(cfg, where, workers: int | None, as_json: bool) -> None:
 
 def _list_or_clear(where, clear: bool, as_json: bool) -> None:
     from dlcli.data.cache_build import human_size
-    from dlcli.data.image_cache import cached_entries, clear_entries
+    from dlcli.data.cache_entries import cached_entries, clear_entries
 
     if clear:
-        removed, freed = clear_entries(where)
-        result = {"folder": str(where), "removed": removed, "bytes": freed}
+        removed, freed, kept = clear_entries(where)
+        result = {"folder": str(where), "removed": removed, "bytes": freed, "kept_in_use": kept}
         if as_json:
             emit_json(result)
         else:
-            typer.echo(f"removed {removed} cache(s), {human_size(freed)}, from {where}")
+            in_use = f"; kept {kept} in use by a running process" if kept else ""
+            typer.echo(f"removed {removed} cache(s), {human_size(freed)}, from {where}{in_use}")
         return
     rows = cached_entries(where)
     if as_json:

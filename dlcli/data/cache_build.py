@@ -2,6 +2,7 @@
 pixels in order into `<entry>.partial/images.u8`; meta.json last, then the rename that publishes it.
 The caller holds the entry's lock."""
 
+import errno
 import json
 import os
 import shutil
@@ -10,16 +11,22 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
-from dlcli.data.image_store import FORMAT_VERSION, stored_pixels
+from dlcli.data.image_store import FORMAT_VERSION, Unreadable, stored_pixels
 from dlcli.errors import DataError, DlcliError
 
 DECODE_BATCH = 32  # images a worker decodes per task: large enough to amortise the hand-off
+SPACE_HINT = "set data.cache: PATH on a larger disk, a smaller data.cache_size, or data.cache: off"
+
+
+class MixedSizes(DataError):
+    """The images differ in size and are to be stored at their own size: no one record size fits."""
 
 
 class _Decoder:
     """Decodes image i straight into row i of the cache file, in whichever process runs it (each
-    DataLoader worker maps the file itself, so no pixels travel between processes); item i is
-    None, or why image i could not be read."""
+    DataLoader worker maps the file itself, so no pixels travel between processes). Item i is None,
+    or (fatal, message): an unreadable image is not fatal (data.skip_bad_images may skip it), an
+    image of another size is."""
 
     def __init__(self, paths: list[str], spec: dict, target: Path):
         self.paths, self.spec, self.target = paths, spec, target
@@ -28,7 +35,7 @@ class _Decoder:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> str | None:
+    def __getitem__(self, index: int) -> tuple[bool, str] | None:
         import numpy as np
 
         if self.rows is None:
@@ -36,16 +43,21 @@ class _Decoder:
             self.rows = np.memmap(self.target, dtype=np.uint8, mode="r+", shape=shape)
         try:
             self.rows[index] = stored_pixels(self.paths[index], self.spec)
+        except Unreadable as err:
+            return False, str(err)  # the row stays zeros
         except DataError as err:
-            return str(err)  # the row stays zeros
+            return True, str(err)
         return None
 
 
 def build(files, spec: dict, entry: Path, digest: str, workers: int, skip_bad: bool) -> dict:
     """Decode `files` (an ImageFiles) into a new `entry` and return its meta. An unreadable image is
     recorded in meta["bad"] (the caller decides whether that is an error) unless `skip_bad` is false:
-    then it stops the build at once, as a DataError naming the file."""
+    then it stops the build at once, as a DataError naming the file. MixedSizes when images stored
+    at their own size differ in size (found from the files' headers, before anything is written)."""
     count, (height, width) = len(files.paths), spec["size"]
+    if not spec["resize"]:
+        _check_one_size(files.paths, (width, height))
     partial = entry.with_name(entry.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)  # left by a build that was killed: we hold the lock
     check_free_space(entry.parent, count * spec["channels"] * height * width)
@@ -53,14 +65,14 @@ def build(files, spec: dict, entry: Path, digest: str, workers: int, skip_bad: b
     partial.mkdir(parents=True)
     try:
         target, bad = partial / "images.u8", []
-        with open(target, "wb") as out:
-            out.truncate(count * spec["channels"] * height * width)
+        _allocate(target, count * spec["channels"] * height * width)
         with _progress(count, entry, spec, workers) as advance:
             for index, problem in enumerate(_decoded(_Decoder(files.paths, spec, target), workers)):
-                if problem is not None and not skip_bad:
-                    raise DataError(problem, hint="data.skip_bad_images: true skips unreadable images")
+                if problem is not None and (problem[0] or not skip_bad):
+                    hint = None if problem[0] else "data.skip_bad_images: true skips unreadable images"
+                    raise DataError(problem[1], hint=hint)
                 if problem is not None:
-                    bad.append([os.path.relpath(files.paths[index], files.root), problem])
+                    bad.append([os.path.relpath(files.paths[index], files.root), problem[1]])
                 advance()
         with open(target, "rb+") as written:  # every process's rows are in the page cache: make them durable
             os.fsync(written.fileno())
@@ -75,6 +87,38 @@ def build(files, spec: dict, entry: Path, digest: str, workers: int, skip_bad: b
     return meta
 
 
+def _check_one_size(paths: list[str], size: tuple[int, int]) -> None:
+    """MixedSizes naming the first image whose header gives another (width, height) than `size`
+    (reading a header decodes nothing; unreadable files are left to the build to report)."""
+    from PIL import Image
+
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                found = image.size
+        except (OSError, ValueError, Image.DecompressionBombError):
+            continue
+        if found != size:
+            raise MixedSizes(f"images in {os.path.dirname(os.path.dirname(path))} differ in size ({path} is "
+                             f"{found[1]}x{found[0]}, the first {size[1]}x{size[0]}) and no transform rescales them",
+                             hint="set data.cache_size, or add a resize (or random_resized_crop) to both pipelines")
+
+
+def _allocate(target: Path, size: int) -> None:
+    """The whole file, its blocks reserved: a disk that fills up now is exit 1 here, not a SIGBUS when
+    a worker writes through its memory map."""
+    with open(target, "wb") as out:
+        try:
+            os.posix_fallocate(out.fileno(), 0, size)
+        except OSError as err:
+            if err.errno != errno.ENOSPC:
+                out.truncate(size)  # no fallocate on this file system
+                return
+            free = shutil.disk_usage(target.parent).free
+            raise DlcliError(f"image cache {target.parent.parent}: needs {human_size(size)}, only {human_size(free)} "
+                             "free on its disk", hint=SPACE_HINT) from None
+
+
 def check_free_space(folder: Path, needed: int) -> None:
     """Exit 1 with the numbers when the cache would not fit on its disk (before writing any of it)."""
     existing = folder
@@ -83,7 +127,7 @@ def check_free_space(folder: Path, needed: int) -> None:
     free = shutil.disk_usage(existing).free
     if needed > free:
         raise DlcliError(f"image cache {folder}: needs {human_size(needed)}, only {human_size(free)} free on its disk",
-                         hint="set data.cache: PATH on a larger disk, a smaller data.cache_size, or data.cache: off")
+                         hint=SPACE_HINT)
 
 
 def human_size(count: float) -> str:
@@ -115,14 +159,10 @@ def _write_last(path: Path, text: str) -> None:
 
 
 def _publish(partial: Path, entry: Path) -> None:
-    """Rename the finished build into place; a stale entry is moved aside first (a process that
-    mapped its file keeps reading it: the data stays until the last mapping closes)."""
-    stale = entry.with_name(entry.name + ".stale")
-    shutil.rmtree(stale, ignore_errors=True)
-    if entry.exists():
-        os.rename(entry, stale)
+    """Rename the finished build into place, over a damaged entry of the same name if there is one
+    (a complete one would not have been rebuilt, and nobody can use a damaged one)."""
+    shutil.rmtree(entry, ignore_errors=True)
     os.rename(partial, entry)
-    shutil.rmtree(stale, ignore_errors=True)
 
 
 class _progress:
@@ -132,11 +172,9 @@ class _progress:
         self.count, self.entry, self.spec, self.workers = count, entry, spec, workers
 
     def __enter__(self):
-        from dlcli.ranks import is_main
-
         height, width = self.spec["size"]
         self.started, self.bar = time.perf_counter(), None
-        self.shown = is_main()
+        self.shown = True  # whichever process builds says so (under DDP, one per machine)
         if self.shown:
             size = human_size(self.count * self.spec["channels"] * height * width)
             print(f"caching {self.count} images at {height}x{width} ({size}) in {self.entry} with "

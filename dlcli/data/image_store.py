@@ -17,6 +17,10 @@ RESCALING = ("resize", "random_resized_crop")  # transforms after which the file
 FORMAT_VERSION = 1  # bump when the decoding below changes: caches built before are rebuilt
 
 
+class Unreadable(DataError):
+    """An image file that cannot be decoded (data.skip_bad_images may leave it out)."""
+
+
 def store_spec(first_image, data_cfg, channels: int) -> dict:
     """{channels, size [H, W], resize} for a folder whose first image (float CHW) is `first_image`:
     data.cache_size if set; else, when the transforms rescale, 1.14x the eval pipeline's final size;
@@ -54,7 +58,7 @@ def stored_pixels(path: str, spec: dict):
             if spec["resize"]:
                 image = image.resize((width, height), Image.Resampling.BILINEAR, box=_centre_box(image.size))
     except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise DataError(f"cannot read image {path}: {first_line(err, 'decode failed')}") from None
+        raise Unreadable(f"cannot read image {path}: {first_line(err, 'decode failed')}") from None
     if image.size != (width, height):
         raise DataError(f"images differ in size: {path} is {image.size[1]}x{image.size[0]}, the first is "
                         f"{height}x{width}; add a resize (or random_resized_crop) to data.train_transforms "
@@ -95,8 +99,8 @@ def _scaled(size: tuple[int, int], shorter: int) -> tuple[int, int]:
 
 
 def fingerprint(root: str, paths: list[str]) -> str:
-    """A digest of the files' relative paths, sizes and modification times: any added, removed,
-    replaced or touched image changes it."""
+    """A digest of the files' relative paths, sizes, modification and change times and inodes: any
+    added, removed, replaced or touched image changes it (so does a chmod: a rebuild, harmlessly)."""
     import hashlib
 
     digest = hashlib.sha256()
@@ -105,5 +109,7 @@ def fingerprint(root: str, paths: list[str]) -> str:
             stat = os.stat(path)
         except OSError as err:
             raise DataError(f"cannot read image {path}: {err.strerror or err}") from None
-        digest.update(f"{os.path.relpath(path, root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        # ctime and inode too: a copy that keeps the mtime (cp -p, rsync -a, tar x) still changes them
+        line = f"{os.path.relpath(path, root)}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}\0{stat.st_ino}"
+        digest.update(f"{line}\n".encode())
     return digest.hexdigest()

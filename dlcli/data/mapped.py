@@ -1,7 +1,6 @@
 """Cached images read through a memory map: a Source's `x` that stays on disk (the page cache) until
-a batch asks for rows, so a folder larger than memory trains without being loaded."""
-
-import numpy as np
+a batch asks for rows, so a folder larger than memory trains without being loaded. numpy is imported
+where it is used: config loading imports this module (through splits) and must stay light."""
 
 
 class MappedImages:
@@ -10,11 +9,15 @@ class MappedImages:
     `to(device)` loads them all (the device-resident path)."""
 
     def __init__(self, path: str, shape: tuple[int, ...], rows=None):
+        import numpy as np
+
         self.path, self.file_shape = path, tuple(shape)
         self.rows = np.arange(shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
         self._open()
 
     def _open(self) -> None:
+        import numpy as np
+
         self.array = np.memmap(self.path, dtype=np.uint8, mode="r", shape=self.file_shape)
 
     def __getstate__(self):  # to DataLoader workers: the path, not the pixels (each worker maps the file)
@@ -38,15 +41,20 @@ class MappedImages:
         return len(self.rows)
 
     def numel(self) -> int:
-        return int(np.prod(self.shape))
+        import math
+
+        return math.prod(self.shape)
 
     def element_size(self) -> int:
         return 1
 
     def subset(self, indices) -> "MappedImages":
+        import numpy as np
+
         return MappedImages(self.path, self.file_shape, self.rows[np.asarray(indices, dtype=np.int64)])
 
     def __getitem__(self, index):
+        import numpy as np
         import torch
 
         if isinstance(index, torch.Tensor):
@@ -78,8 +86,12 @@ class MappedImages:
 
     def to(self, device):
         """All rows as one tensor on `device`."""
+        import numpy as np
+
         return self[np.arange(len(self.rows))].to(device)
 
 
 def _consecutive(rows) -> bool:
+    import numpy as np
+
     return len(rows) > 0 and int(rows[-1]) - int(rows[0]) == len(rows) - 1 and bool((np.diff(rows) == 1).all())

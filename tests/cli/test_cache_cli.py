@@ -12,9 +12,10 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
-from dlcli.data.image_cache import entry_name
+from dlcli.data.cache_entries import entry_key
 from tests.conftest import REPO
 from tests.data.test_datasets import image_folder_config, make_image_folder
 
@@ -73,7 +74,7 @@ def test_two_builders_wait_on_one_lock_and_one_builds(tmp_path, write_config):
     cfg = write_config(cache_config(folder, cache))
     spec = {"channels": 3, "size": [10, 10], "resize": True}
     cache.mkdir()
-    with open(cache / f"{entry_name(str(folder), spec)}.lock", "a+") as lock:
+    with open(cache / f"{entry_key(str(folder), spec)}.lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # as if a third process were building: both must wait
         logs = [tmp_path / f"err{i}.txt" for i in range(2)]
         handles = [open(log, "w") for log in logs]
@@ -97,12 +98,14 @@ def test_a_build_killed_mid_write_is_rebuilt_not_used(tmp_path, write_config, ru
         Image.new("RGB", (7000, 7000), (200, 10, 10)).save(folder / "red" / f"zz_large_{i}.png")
     cfg = write_config(cache_config(folder, cache))
     builder = start(["cache", cfg, "--workers", "0"], tmp_path, subprocess.DEVNULL)
-    entry = cache / entry_name(str(folder), {"channels": 3, "size": [10, 10], "resize": True})
-    written = entry.with_name(entry.name + ".partial") / "images.u8"
-    wait_for(lambda: written.exists() and written.stat().st_size >= 32 * 300 or builder.poll() is not None)
+    key = entry_key(str(folder), {"channels": 3, "size": [10, 10], "resize": True})
+    wait_for(lambda: any(cache.glob(f"{key}-*.partial/images.u8")) or builder.poll() is not None)
+    time.sleep(0.5)  # some rows written, the large images still to decode
     builder.send_signal(signal.SIGKILL)
     builder.wait()
     assert builder.returncode == -signal.SIGKILL, "the build ended before it could be killed"
+    (partial,) = cache.glob(f"{key}-*.partial")
+    entry = partial.with_name(partial.name.removesuffix(".partial"))
     assert not (entry / "meta.json").exists()
     listed = json.loads(subprocess.run([sys.executable, "-m", "dlcli", "cache", "--list", "--dir", cache, "--json"],
                                        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
@@ -130,8 +133,10 @@ def test_a_corrupt_image_is_exit_3_naming_it_or_skipped_and_counted(tmp_path, wr
     assert summary["skipped_images"] == ["red/zz_corrupt.png"] and summary["steps"] == 2 * 3  # 18 images, 6 a batch
 
 
-def test_a_mid_epoch_resume_on_the_cached_path_is_bitwise(tmp_path, write_config, run_cli):
-    config = cache_config(make_image_folder(tmp_path / "colours"), tmp_path / "cache", batch_size=4)
+@pytest.mark.parametrize("budget", [4.0, 1e-6])  # the device-resident path, the memory map's
+def test_a_mid_epoch_resume_on_the_cached_path_is_bitwise(budget, tmp_path, write_config, run_cli):
+    config = cache_config(make_image_folder(tmp_path / "colours"), tmp_path / "cache", batch_size=4,
+                          memory_budget_gb=budget)
     config["train"].update({"epochs": 2, "checkpoint_every": {"steps": 3}, "keep_last": 100})
     cfg = write_config(config)
     assert run_cli("train", cfg, "--output-dir", tmp_path / "full", "-q").returncode == 0

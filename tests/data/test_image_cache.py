@@ -13,7 +13,8 @@ import torch
 from dlcli.config import validate
 from dlcli.data.datasets import DATASETS
 from dlcli.data.files import load_image
-from dlcli.data.image_cache import cache_dir, cached_entries, cached_source, clear_entries
+from dlcli.data.cache_entries import cached_entries, clear_entries
+from dlcli.data.image_cache import cache_dir, cached_source
 from dlcli.data.mapped import MappedImages
 from dlcli.errors import ConfigError, DataError, DlcliError
 from tests.data.test_datasets import image_folder_config, make_image_folder
@@ -76,27 +77,73 @@ def test_cache_size_sets_the_stored_side(tmp_path):
     assert pool(data).x.shape == (8, 3, 20, 20)
 
 
-def test_a_changed_folder_is_rebuilt_and_an_unchanged_one_is_reused(tmp_path):
+def release_entries():
+    """What the end of this process would do: drop its shared locks on the entries it used."""
+    from dlcli.data import cache_entries
+
+    for fd in cache_entries._IN_USE:
+        os.close(fd)
+    cache_entries._IN_USE.clear()
+
+
+def test_a_changed_folder_gets_a_new_entry_and_readers_of_the_old_one_read_on(tmp_path):
     from PIL import Image
 
-    folder = make_image_folder(tmp_path / "colours")
-    data = data_config(folder, eval_transforms=[], train_transforms=[])
+    folder, cache = make_image_folder(tmp_path / "colours"), tmp_path / "cache"
+    data = data_config(folder, eval_transforms=[], train_transforms=[], cache=str(cache))
     first = pool(data)
-    built = cached_entries(cache_dir())
+    (built,) = cached_entries(cache)
+    assert built["state"] == "in use"  # by this process
     again = pool(data)
-    assert torch.equal(first.x[3], again.x[3])
-    assert cached_entries(cache_dir()) == built  # found, not rebuilt
-    target = DATASETS.build(data.dataset, "train").dataset.paths[3]
-    Image.new("RGB", (12, 12), (1, 2, 3)).save(target)
+    assert torch.equal(first.x[3], again.x[3]) and cached_entries(cache) == [built]  # found, not rebuilt
+    paths = DATASETS.build(data.dataset, "train").dataset.paths
+    old = first.x[3].clone()
+    Image.new("RGB", (12, 12), (1, 2, 3)).save(paths[3])
     changed = pool(data)
     assert changed.x[3][:, 0, 0].tolist() == [1, 2, 3]
-    assert [row["name"] for row in cached_entries(cache_dir())] == [row["name"] for row in built]  # replaced in place
+    assert torch.equal(first.x[3], old) and torch.equal(first.x[:4][3], old)  # the old entry is as it was
+    assert len(cached_entries(cache)) == 2  # the old one is in use: not removed
+    release_entries()
+    Image.new("RGB", (12, 12), (4, 5, 6)).save(paths[3])
+    pool(data)
+    (newest,) = cached_entries(cache)  # entries nobody uses are removed once replaced
+    assert newest["name"] not in (built["name"],)
 
 
-def test_images_of_different_sizes_without_a_resize_are_a_data_error_naming_one(tmp_path):
-    folder = make_photo_folder(tmp_path / "photos")
-    with pytest.raises(DataError, match=r"images differ in size: .*\.jpg is \d+x\d+.*data.cache_size"):
-        pool(data_config(folder, train_transforms=[], eval_transforms=[]))
+def test_images_of_several_sizes_that_nothing_rescales_are_read_from_the_files(tmp_path, capsys):
+    from dlcli.data.cache_build import MixedSizes
+    from dlcli.data.image_cache import cache_folders
+
+    folder, cache = make_photo_folder(tmp_path / "photos"), tmp_path / "cache"
+    data = data_config(folder, train_transforms=[{"random_crop": {"size": 32}}], eval_transforms=[{"center_crop": 32}],
+                       cache=str(cache))
+    source = pool(data)
+    assert not source.in_memory and source.stored is None  # as with data.cache: off, which crops them fine
+    assert "differ in size" in capsys.readouterr().err
+    assert cached_entries(cache) == []  # found from the headers, before anything was decoded
+    with pytest.raises(MixedSizes, match=r"images in .* differ in size \(.*\.jpg is \d+x\d+"):
+        cache_folders(data, 0)  # `dlcli cache`: exit 3, the hint names data.cache_size
+    assert pool(data_config(folder, cache_size=32, cache=str(cache))).x.shape == (8, 3, 32, 32)
+
+
+def test_an_image_of_another_size_is_never_skipped_as_unreadable(tmp_path, monkeypatch):
+    from dlcli.data import cache_build
+
+    folder = make_image_folder(tmp_path / "colours")
+    monkeypatch.setattr(cache_build, "_check_one_size", lambda paths, size: None)  # a header that lies
+    from PIL import Image
+
+    Image.new("RGB", (9, 9)).save(folder / "red" / "zz.png")
+    with pytest.raises(DataError, match="images differ in size: .*zz.png is 9x9") as info:
+        pool(data_config(folder, train_transforms=[], eval_transforms=[], skip_bad_images=True))
+    assert info.value.hint is None
+
+
+def test_a_corrupt_first_image_is_skipped_too(tmp_path):
+    folder = make_image_folder(tmp_path / "colours")
+    (folder / "blue" / "aaa.png").write_bytes(b"not a png")
+    cached = pool(data_config(folder, skip_bad_images=True))
+    assert len(cached) == 18 and cached.skipped == ["blue/aaa.png"]
 
 
 def test_a_corrupt_image_stops_the_build_or_is_skipped_and_counted(tmp_path):
@@ -124,16 +171,21 @@ def test_the_cache_is_checked_against_free_space_before_anything_is_written(tmp_
         pool(data)
     assert info.value.exit_code == 1
     assert str(info.value) == f"image cache {folder}: needs 5.4 KB, only 1.0 KB free on its disk"  # 18 x 3 x 10 x 10
-    assert cached_entries(folder) == []
+    assert not folder.exists()  # nothing written, not even the folder or a lock file
 
 
 def test_the_memory_map_path_reads_what_the_device_path_reads(tmp_path):
     from dlcli.data.loading import HostLoaderBatches, TensorBatches, make_batches
 
+    from dlcli.data.transforms import compose
+
     source = pool(data_config(make_image_folder(tmp_path / "colours"), eval_transforms=[], train_transforms=[]))
+    augment = compose([{"name": "random_resized_crop", "size": 8, "scale": [0.3, 1.0], "ratio": [0.75, 1.33]},
+                       {"name": "horizontal_flip", "p": 0.5}])
     batches = {}
     for budget, kind in ((1.0, TensorBatches), (1e-9, HostLoaderBatches)):
-        made = make_batches(source, 5, torch.device("cpu"), None, True, torch.Generator().manual_seed(3),
+        torch.manual_seed(7)  # the augmentation's draws
+        made = make_batches(source, 5, torch.device("cpu"), augment, True, torch.Generator().manual_seed(3),
                             num_workers=1, budget_gb=budget)  # a worker process: MappedImages travels by path
         assert isinstance(made, kind)
         batches[kind] = [(b.x, b.y) for b in made]
@@ -158,8 +210,11 @@ def test_clear_removes_every_cache_and_reports_the_bytes(tmp_path):
     folder = tmp_path / "cache"
     pool(data_config(make_image_folder(tmp_path / "colours"), cache=str(folder)))
     (entry,) = cached_entries(folder)
-    assert entry["state"] == "complete" and entry["images"] == 18 and entry["folder"] == str(tmp_path / "colours")
-    assert clear_entries(folder) == (1, entry["bytes"])
+    assert entry["state"] == "in use" and entry["images"] == 18 and entry["folder"] == str(tmp_path / "colours")
+    assert clear_entries(folder) == (0, 0, 1)  # kept: this process reads it
+    release_entries()
+    assert cached_entries(folder)[0]["state"] == "complete"
+    assert clear_entries(folder) == (1, entry["bytes"], 0)
     assert cached_entries(folder) == [] and not any(p.is_dir() for p in folder.iterdir())
 
 

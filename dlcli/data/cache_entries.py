@@ -1,0 +1,131 @@
+"""The image cache's folder: entries, their locks, listing and clearing.
+
+An entry is `<key>-<digest>/`: `key` names a folder and how it is stored (`<folder name>-<16 hex>`),
+`digest` the folder's files (image_store.fingerprint). An entry never changes once published, so a
+changed folder gets a new entry and a process reading the old one reads on undisturbed. Two locks:
+`<key>.lock` (exclusive) is held by whoever builds, lists or clears the key's entries; each process
+that uses an entry holds a shared lock on its meta.json for as long as it lives, so an entry in use
+is never removed (a rebuild removes the entries it replaces only once nobody uses them)."""
+
+import fcntl
+import json
+import os
+import shutil
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from dlcli.data.image_store import FORMAT_VERSION
+
+_IN_USE: list[int] = []  # descriptors holding this process's shared locks (released when it ends)
+
+
+def entry_key(root: str, spec: dict) -> str:
+    """`<folder name>-<16 hex digits>` for a folder stored as `spec` by this decoder (Pillow's version
+    included: another libjpeg may decode other pixels)."""
+    import hashlib
+
+    import PIL
+
+    real = os.path.realpath(root)
+    key = json.dumps([real, spec, FORMAT_VERSION, PIL.__version__], sort_keys=True)
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in os.path.basename(real))[:40] or "images"
+    return f"{slug}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def entry_name(root: str, spec: dict, digest: str) -> str:
+    return f"{entry_key(root, spec)}-{digest[:12]}"
+
+
+def key_of(name: str) -> str:
+    """The key part of an entry's folder name (`.partial` or not)."""
+    return name.removesuffix(".partial").rsplit("-", 1)[0]
+
+
+@contextmanager
+def locked(lock_path: Path, waiting: str):
+    """Hold an exclusive lock on `lock_path` (the kernel releases it if this process dies); says
+    `waiting` on stderr when another process holds it. Where the file system has no locks, warns
+    and goes on unlocked."""
+    with open(lock_path, "a+") as handle:  # closing it releases the lock
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(f"note: {waiting}", file=sys.stderr)
+                fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError as err:  # no flock here (Lustre without -o flock, some NFS set-ups)
+            print(f"warning: cannot lock {lock_path} ({err.strerror}); processes building this image cache "
+                  f"at the same time may each build it", file=sys.stderr)
+        yield
+
+
+def hold_in_use(entry: Path) -> None:
+    """Mark `entry` used by this process until it ends (a shared lock on its meta.json)."""
+    fd = os.open(entry / "meta.json", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    except OSError:
+        pass  # no locks on this file system: nothing can tell an entry in use
+    _IN_USE.append(fd)
+
+
+def in_use(entry: Path) -> bool:
+    """Whether some process holds `entry` (its meta.json shared-locked)."""
+    try:
+        fd = os.open(entry / "meta.json", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the probe's lock
+
+
+def read_meta(entry: Path) -> dict:
+    try:
+        return json.loads((entry / "meta.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def cached_entries(folder: Path) -> list[dict]:
+    """Each entry in the cache folder: name, folder cached, images, skipped, stored size, bytes on
+    disk, state (complete, in use, damaged, building or cut short)."""
+    rows = []
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if not path.is_dir():
+            continue
+        meta = read_meta(path)
+        state = "building or cut short" if path.name.endswith(".partial") else \
+            ("in use" if in_use(path) else "complete") if meta else "damaged"
+        rows.append({"name": path.name, "folder": meta.get("root"), "images": meta.get("count"),
+                     "skipped": len(meta.get("bad", [])), "size": (meta.get("spec") or {}).get("size"),
+                     "bytes": sum(f.stat().st_size for f in path.iterdir() if f.is_file()), "state": state})
+    return rows
+
+
+def clear_entries(folder: Path) -> tuple[int, int, int]:
+    """Remove every entry nobody uses (waiting for builds to finish): (removed, bytes freed, kept in
+    use). The lock files stay: removing one that another process waits on would let two hold it."""
+    removed = freed = kept = 0
+    for row in cached_entries(folder):
+        key = key_of(row["name"])
+        with locked(folder / f"{key}.lock", f"waiting for the process building the image cache {key}"):
+            if in_use(folder / row["name"]):
+                kept += 1
+                continue
+            shutil.rmtree(folder / row["name"], ignore_errors=True)
+        removed, freed = removed + 1, freed + row["bytes"]
+    return removed, freed, kept
+
+
+def remove_replaced(folder: Path, key: str, keep: str) -> None:
+    """Remove the key's other entries (its folder changed since) that nobody uses; the caller holds
+    the key's lock."""
+    for path in folder.glob(f"{key}-*"):
+        if path.is_dir() and path.name != keep and not path.name.endswith(".partial") and not in_use(path):
+            shutil.rmtree(path, ignore_errors=True)
