@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from dlcli.config import validate
+from dlcli.data.cache_entries import cached_entries, clear_entries
 from dlcli.data.datasets import DATASETS
 from dlcli.data.files import load_image
-from dlcli.data.cache_entries import cached_entries, clear_entries
 from dlcli.data.image_cache import cache_dir, cached_source
 from dlcli.data.mapped import MappedImages
 from dlcli.errors import ConfigError, DataError, DlcliError
@@ -176,7 +176,6 @@ def test_the_cache_is_checked_against_free_space_before_anything_is_written(tmp_
 
 def test_the_memory_map_path_reads_what_the_device_path_reads(tmp_path):
     from dlcli.data.loading import HostLoaderBatches, TensorBatches, make_batches
-
     from dlcli.data.transforms import compose
 
     source = pool(data_config(make_image_folder(tmp_path / "colours"), eval_transforms=[], train_transforms=[]))
