@@ -89,6 +89,10 @@ def print_eval(result: dict, confusion: bool) -> None:
     if result.get("unknown_categories"):
         counts = ", ".join(f"{column}: {n}" for column, n in result["unknown_categories"].items())
         out.print(f"values not seen in training (read as unknown), per column: {counts}")
+    if result.get("skipped_images"):
+        names = result["skipped_images"]
+        out.print(f"left out: {len(names)} unreadable image(s) (data.skip_bad_images): {', '.join(names[:3])}"
+                  + (", ..." if len(names) > 3 else ""))
     if "samples_grid" in result:
         out.print(f"sample grid: {result['samples_grid']}")
     if confusion and "confusion" in result:

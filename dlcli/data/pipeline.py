@@ -86,7 +86,7 @@ def standardize(source: Source, meta: DataMeta) -> None:
 def describe(train: Source, data_cfg) -> DataMeta:
     """Class names, model input shape and (tabular) standardization statistics."""
     meta = DataMeta(train.class_names, [], train.kind, train.feature_names, stored=train.stored,
-                    skipped_images=train.skipped)
+                    skipped_images=list(train.skipped))
     if train.kind in ("tokens", "text", "series", "sequence"):
         describe_sequences(train, meta)
         return meta
@@ -157,6 +157,7 @@ def train_batches(config, device, generator, task):
     train, val = prepare(train, meta), prepare(val, meta, "validation")
     if val is not None and separate_val(data_cfg.dataset):
         val = task.prepare_eval(val, meta)  # its own file: matched to training's (e.g. class order)
+        meta.skipped_images += [f"val_root: {name}" for name in val.skipped]
     standardize(train, meta)
     standardize(val, meta)
     task.check_data(train, meta)
@@ -240,4 +241,5 @@ def split_for_eval(config, meta: DataMeta, split: str, device, task):
     batches = eval_batches(source, config, device)
     # categorical values training never saw (read as the unknown slot), per column: eval reports them
     batches.unknown_categories = {column: n for column, n in (source.unknown or {}).items() if n}
+    batches.skipped_images = source.skipped  # unreadable images the cache left out (data.skip_bad_images)
     return batches

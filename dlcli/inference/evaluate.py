@@ -32,6 +32,8 @@ def evaluate_checkpoint(path: str, split: str, overrides: list[str], device_spec
               **({"tta": tta} if tta else {})}
     if batches.unknown_categories:
         result["unknown_categories"] = batches.unknown_categories
+    if batches.skipped_images:
+        result["skipped_images"] = batches.skipped_images
     context = {"model": model, "config": config, "path": path, "split": split, "device": device,
                "features": classifier}
     report = task.eval_report(metrics, meta, context)

@@ -131,6 +131,11 @@ def test_a_corrupt_image_is_exit_3_naming_it_or_skipped_and_counted(tmp_path, wr
     assert "skipped 1 unreadable image(s) (data.skip_bad_images): red/zz_corrupt.png" in skipping.stderr
     summary = json.loads((tmp_path / "runs" / "colours" / "v1" / "summary.json").read_text())
     assert summary["skipped_images"] == ["red/zz_corrupt.png"] and summary["steps"] == 2 * 3  # 18 images, 6 a batch
+    evaluated = run_cli("eval", tmp_path / "runs" / "colours" / "v1", "--split", "test", "--json",
+                        f"data.dataset.test_root={folder}")
+    assert evaluated.returncode == 0, evaluated.stderr
+    result = json.loads(evaluated.stdout)
+    assert result["skipped_images"] == ["red/zz_corrupt.png"] and result["samples"] == 18
 
 
 @pytest.mark.parametrize("budget", [4.0, 1e-6])  # the device-resident path, the memory map's
