@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -16,6 +17,15 @@ from dlcli.errors import DataError, DlcliError
 
 DECODE_BATCH = 32  # images a worker decodes per task: large enough to amortise the hand-off
 SPACE_HINT = "set data.cache: PATH on a larger disk, a smaller data.cache_size, or data.cache: off"
+
+
+def never() -> bool:
+    return False
+
+
+# Whether a stop was asked for: `dlcli train` sets it while it builds (its signal handlers only record
+# a signal), so a build of minutes ends at the next image, as Ctrl-C ends `dlcli cache`.
+stop_requested: Callable[[], bool] = never
 
 
 class MixedSizes(DataError):
@@ -68,6 +78,8 @@ def build(files, spec: dict, entry: Path, digest: str, workers: int, skip_bad: b
         _allocate(target, count * spec["channels"] * height * width)
         with _progress(count, entry, spec, workers) as advance:
             for index, problem in enumerate(_decoded(_Decoder(files.paths, spec, target), workers)):
+                if stop_requested():
+                    raise KeyboardInterrupt  # as Ctrl-C would: the partial entry goes below
                 if problem is not None and (problem[0] or not skip_bad):
                     hint = None if problem[0] else "data.skip_bad_images: true skips unreadable images"
                     raise DataError(problem[1], hint=hint)

@@ -261,18 +261,28 @@ def train(config, output_dir: str | None, version: str | None, progress, resume:
 
 def _train(config, output_dir, version, progress, resume, command, device, signals, links=(None, None),
            folder=None) -> dict:
+    from dlcli.data import cache_build
     from dlcli.training import tracking
     from dlcli.training.build import build_trainer
 
-    trainer, meta = build_trainer(config, device)  # every config/data error surfaces before anything is written
+    cache_build.stop_requested = lambda: signals.received is not None  # a signal ends an image-cache build
+    try:
+        trainer, meta = build_trainer(config, device)  # every config/data error surfaces before anything is written
+    except KeyboardInterrupt:
+        if signals.received is None:  # a second Ctrl-C, or one from outside the handlers
+            raise
+        trainer = None
+    finally:
+        cache_build.stop_requested = cache_build.never
     if config.logging.tensorboard:
         tracking.require_tensorboard()
     if tracking.settings(config):
         tracking.require_mlflow()
     received = distributed.agreed_signal(signals.received)
-    if received:  # stopped while building: leave no run directory behind
-        signals.received = received
-        raise Interrupted(f"stopped by {signals.name} before training started; nothing was written", received)
+    if received or trainer is None:  # stopped while building: leave no run directory behind
+        signals.received = received or signals.received
+        raise Interrupted(f"stopped by {signals.name} before training started; nothing was written",
+                          signals.received or 2)
     run, payload = open_run(config, trainer, runs_root(output_dir, config), version, resume, folder)
     try:
         return Session(trainer, meta, run, progress, signals, command, *links).execute(payload)

@@ -89,13 +89,34 @@ def test_two_builders_wait_on_one_lock_and_one_builds(tmp_path, write_config):
     assert sum("caching 18 images" in log.read_text() for log in logs) == 1
 
 
-def test_a_build_killed_mid_write_is_rebuilt_not_used(tmp_path, write_config, run_cli):
+def slow_folder(root):
+    """40 images whose last 4 are large: the build is slow once the first batch is written."""
     from PIL import Image
 
-    cache = tmp_path / "cache"
-    folder = make_image_folder(tmp_path / "colours", per_class=12)
-    for i in range(4):  # large images decoded after the first batches are written: the build is slow there
+    folder = make_image_folder(root, per_class=12)
+    for i in range(4):
         Image.new("RGB", (7000, 7000), (200, 10, 10)).save(folder / "red" / f"zz_large_{i}.png")
+    return folder
+
+
+def test_a_stop_signal_while_train_builds_the_cache_stops_at_once(tmp_path, write_config):
+    cache = tmp_path / "cache"
+    cfg = write_config(cache_config(slow_folder(tmp_path / "colours"), cache))
+    log = tmp_path / "err.txt"
+    with open(log, "w") as handle:
+        trainer = start(["train", cfg, "--output-dir", tmp_path / "runs", "-q", "data.num_workers=1"], tmp_path, handle)
+        wait_for(lambda: "caching 40 images" in log.read_text() or trainer.poll() is not None)
+        trainer.send_signal(signal.SIGINT)
+        trainer.wait(timeout=60)
+    assert trainer.returncode == 130, log.read_text()
+    assert "stopped by SIGINT before training started; nothing was written" in log.read_text()
+    assert "cached 40 images" not in log.read_text() and "Traceback" not in log.read_text()
+    assert not (tmp_path / "runs").exists() and not [p for p in cache.iterdir() if p.is_dir()]
+
+
+def test_a_build_killed_mid_write_is_rebuilt_not_used(tmp_path, write_config, run_cli):
+    cache = tmp_path / "cache"
+    folder = slow_folder(tmp_path / "colours")
     cfg = write_config(cache_config(folder, cache))
     builder = start(["cache", cfg, "--workers", "0"], tmp_path, subprocess.DEVNULL)
     key = entry_key(str(folder), {"channels": 3, "size": [10, 10], "resize": True})
