@@ -35,6 +35,8 @@ def cache(
     where = Path(folder).expanduser() if folder else cache_dir(cfg.data.cache if cfg else "auto")
     if show or clear:
         _list_or_clear(where, clear, as_json)
+    elif folder:
+        raise ConfigError("--dir: only with --list or --clear; data.cache=PATH builds the cache in PATH")
     elif cfg is None:
         raise ConfigError("give a config to cache its images, or --list / --clear")
     else:

@@ -236,6 +236,8 @@ def _cache_problems(config: Config) -> list[str]:
     settings = (("cache_size", data.cache_size), ("skip_bad_images", data.skip_bad_images),
                 ("cache", data.cache not in ("auto", "off")))
     given = [f"data.{key}" for key, value in settings if value]
+    if data.cache == "off" and given:
+        return [f"{given[0]}: needs the image cache, and data.cache is off (each epoch reads the files)"]
     if not given or not isinstance(name, str) or DATASETS.has_tag(name, "image_files"):
         return []
     return [f"{given[0]}: dataset {name!r} is not read from image files; only image folders are cached "

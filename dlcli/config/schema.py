@@ -30,8 +30,11 @@ class Mixup(Strict):
 
 
 def _switch(value):
-    """YAML reads a bare `off` (and `no`, `false`) as false: that is data.cache: off."""
-    return {False: "off", True: "auto"}.get(value, value) if isinstance(value, bool) else value
+    """YAML reads a bare `off` (and `no`, `false`) as false: that is data.cache: off; `Auto`, `OFF`
+    are the settings too, not folders of those names (a folder is `./Auto`)."""
+    if isinstance(value, bool):
+        return "off" if value is False else "auto"
+    return value.lower() if isinstance(value, str) and value.lower() in ("auto", "off") else value
 
 
 class DataConfig(Strict):
@@ -66,12 +69,6 @@ class DataConfig(Strict):
             raise ValueError(f"fold {self.fold} of {self.folds}: folds are numbered 0 to {self.folds - 1}")
         return self
 
-    @model_validator(mode="after")
-    def _cache_settings(self):
-        if self.cache == "off" and (self.cache_size is not None or self.skip_bad_images):
-            key = "cache_size" if self.cache_size is not None else "skip_bad_images"
-            raise ValueError(f"{key} needs the image cache, and data.cache is off (each epoch reads the files)")
-        return self
 
 
 class GradClip(Strict):

@@ -76,7 +76,7 @@ def build(files, spec: dict, entry: Path, digest: str, workers: int, skip_bad: b
     try:
         target, bad = partial / "images.u8", []
         _allocate(target, count * spec["channels"] * height * width)
-        with _progress(count, entry, spec, workers) as advance:
+        with (progress := _progress(count, entry, spec, workers)) as advance:
             for index, problem in enumerate(_decoded(_Decoder(files.paths, spec, target), workers)):
                 if stop_requested():
                     raise KeyboardInterrupt  # as Ctrl-C would: the partial entry goes below
@@ -85,6 +85,7 @@ def build(files, spec: dict, entry: Path, digest: str, workers: int, skip_bad: b
                     raise DataError(problem[1], hint=hint)
                 if problem is not None:
                     bad.append([os.path.relpath(files.paths[index], files.root), problem[1]])
+                    progress.unreadable += 1
                 advance()
         with open(target, "rb+") as written:  # every process's rows are in the page cache: make them durable
             os.fsync(written.fileno())
@@ -111,8 +112,8 @@ def _check_one_size(paths: list[str], size: tuple[int, int]) -> None:
         except (OSError, ValueError, Image.DecompressionBombError):
             continue
         if found != size:
-            raise MixedSizes(f"images in {os.path.dirname(os.path.dirname(path))} differ in size ({path} is "
-                             f"{found[1]}x{found[0]}, the first {size[1]}x{size[0]}) and no transform rescales them",
+            raise MixedSizes(f"images in {os.path.dirname(os.path.dirname(path))} are not all {size[1]}x{size[0]} "
+                             f"({path} is {found[1]}x{found[0]}) and no transform rescales them",
                              hint="set data.cache_size, or add a resize (or random_resized_crop) to both pipelines")
 
 
@@ -182,6 +183,7 @@ class _progress:
 
     def __init__(self, count: int, entry: Path, spec: dict, workers: int):
         self.count, self.entry, self.spec, self.workers = count, entry, spec, workers
+        self.unreadable = 0  # the build counts them here
 
     def __enter__(self):
         height, width = self.spec["size"]
@@ -202,6 +204,7 @@ class _progress:
             self.bar.close()
         if kind is None and self.shown:
             seconds = time.perf_counter() - self.started
-            print(f"cached {self.count} images in {seconds:.1f} s ({self.count / max(seconds, 1e-9):.0f} images/s)",
-                  file=sys.stderr)
+            left_out = f", {self.unreadable} unreadable left out" if self.unreadable else ""
+            print(f"cached {self.count - self.unreadable} images in {seconds:.1f} s "
+                  f"({self.count / max(seconds, 1e-9):.0f} images/s{left_out})", file=sys.stderr)
         return False

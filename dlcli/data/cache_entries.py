@@ -86,10 +86,34 @@ def in_use(entry: Path) -> bool:
 
 
 def read_meta(entry: Path) -> dict:
+    """The entry's meta.json, or {} when it is missing or not what a build writes (damaged)."""
     try:
-        return json.loads((entry / "meta.json").read_text())
+        meta = json.loads((entry / "meta.json").read_text())
     except (OSError, ValueError):
         return {}
+    fields = (("count", int), ("spec", dict), ("bad", list), ("root", str), ("fingerprint", str))
+    if not isinstance(meta, dict) or not all(isinstance(meta.get(key), kind) for key, kind in fields):
+        return {}
+    spec = meta["spec"]
+    shape_ok = isinstance(spec.get("channels"), int) and isinstance(spec.get("size"), list) and \
+        len(spec["size"]) == 2 and all(isinstance(side, int) for side in spec["size"])
+    pairs_ok = all(isinstance(pair, list) and len(pair) == 2 and all(isinstance(v, str) for v in pair)
+                   for pair in meta["bad"])
+    return meta if shape_ok and pairs_ok else {}
+
+
+def complete(entry: Path, meta: dict) -> bool:
+    """Whether the entry's pixel file has the size its meta says."""
+    try:
+        size = (entry / "images.u8").stat().st_size
+    except OSError:
+        return False
+    return size == meta["count"] * meta["spec"]["channels"] * meta["spec"]["size"][0] * meta["spec"]["size"][1]
+
+
+def _disk_bytes(path: Path) -> int:
+    """Bytes the folder's files take on disk (a partial build's file is sparse until written)."""
+    return sum(f.stat().st_blocks * 512 for f in path.iterdir() if f.is_file())
 
 
 def cached_entries(folder: Path) -> list[dict]:
@@ -101,10 +125,10 @@ def cached_entries(folder: Path) -> list[dict]:
             continue
         meta = read_meta(path)
         state = "building or cut short" if path.name.endswith(".partial") else \
-            ("in use" if in_use(path) else "complete") if meta else "damaged"
+            ("in use" if in_use(path) else "complete") if meta and complete(path, meta) else "damaged"
         rows.append({"name": path.name, "folder": meta.get("root"), "images": meta.get("count"),
                      "skipped": len(meta.get("bad", [])), "size": (meta.get("spec") or {}).get("size"),
-                     "bytes": sum(f.stat().st_size for f in path.iterdir() if f.is_file()), "state": state})
+                     "bytes": _disk_bytes(path), "state": state})
     return rows
 
 
@@ -115,6 +139,8 @@ def clear_entries(folder: Path) -> tuple[int, int, int]:
     for row in cached_entries(folder):
         key = key_of(row["name"])
         with locked(folder / f"{key}.lock", f"waiting for the process building the image cache {key}"):
+            if not (folder / row["name"]).exists():  # a build that was going on: published or gone since
+                continue
             if in_use(folder / row["name"]):
                 kept += 1
                 continue

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from dlcli.data.cache_build import MixedSizes, build, check_free_space
-from dlcli.data.cache_entries import entry_name, hold_in_use, key_of, locked, read_meta, remove_replaced
+from dlcli.data.cache_entries import complete, entry_name, hold_in_use, key_of, locked, read_meta, remove_replaced
 from dlcli.data.files import ImageFiles
 from dlcli.data.image_store import FORMAT_VERSION, fingerprint, store_spec
 from dlcli.data.mapped import MappedImages
@@ -34,7 +34,7 @@ def open_cache(files, spec: dict, folder: Path, workers: int, skip_bad: bool,
     count, record = len(files.paths), spec["channels"] * spec["size"][0] * spec["size"][1]
     if builds and not complete_meta(entry, digest, spec, count):
         check_free_space(folder, count * record)  # before the folder or its lock file is made
-    folder.mkdir(parents=True, exist_ok=True)
+    _make_folder(folder)
     waiting_since = time.time()
     while True:
         with locked(folder / f"{key_of(entry.name)}.lock", f"waiting for another process to build {entry}"):
@@ -51,6 +51,19 @@ def open_cache(files, spec: dict, folder: Path, workers: int, skip_bad: bool,
         time.sleep(1.0)  # the machine's first process builds it
 
 
+def _make_folder(folder: Path) -> None:
+    from dlcli.errors import ConfigError, DlcliError
+
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"data.cache: {folder} is not a folder (the image cache's folder: a path, auto or off)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DlcliError(f"cannot create the image cache folder {folder}: {err.strerror or err}",
+                         hint="set data.cache: PATH (or $DLCLI_CACHE_DIR) to a folder you can write, "
+                              "or data.cache: off") from None
+
+
 def _newer_sibling(folder: Path, entry: Path, since: float) -> bool:
     """Whether another entry of this key was published after `since` (the builder saw other files)."""
     return any(path.name != entry.name and not path.name.endswith(".partial") and
@@ -61,13 +74,8 @@ def _newer_sibling(folder: Path, entry: Path, since: float) -> bool:
 def complete_meta(entry: Path, digest: str, spec: dict, count: int) -> dict | None:
     """The entry's meta.json when the entry is complete and of these files, stored this way."""
     meta = read_meta(entry)
-    try:
-        size = (entry / "images.u8").stat().st_size
-    except OSError:
-        return None
-    expected = (FORMAT_VERSION, digest, spec, count, count * spec["channels"] * spec["size"][0] * spec["size"][1])
-    found = (meta.get("version"), meta.get("fingerprint"), meta.get("spec"), meta.get("count"), size)
-    return meta if found == expected else None
+    found = (meta.get("version"), meta.get("fingerprint"), meta.get("spec"), meta.get("count"))
+    return meta if found == (FORMAT_VERSION, digest, spec, count) and complete(entry, meta) else None
 
 
 def cached_source(source, data_cfg, spec: dict | None, workers: int | None = None):
@@ -80,7 +88,7 @@ def cached_source(source, data_cfg, spec: dict | None, workers: int | None = Non
     try:
         return _opened(source, data_cfg, spec, workers)[0]
     except MixedSizes as err:
-        print(f"note: {err}; reading them from the files each epoch (data.cache_size caches them at one size)",
+        print(f"note: {err}; reading them from the files (data.cache_size caches them at one size)",
               file=sys.stderr)
         return source
 

@@ -7,6 +7,7 @@ size, as batching them needs anyway) or its centre square, scaled so the shorter
 
 import math
 import os
+import sys
 
 from dlcli.errors import DataError, first_line
 
@@ -29,18 +30,22 @@ def store_spec(first_image, data_cfg, channels: int) -> dict:
 
     from dlcli.data.transforms import compose
 
-    if data_cfg.cache_size is not None:
-        return {"channels": channels, "size": [data_cfg.cache_size] * 2, "resize": True}
     names = {spec["name"] for spec in [*data_cfg.train_transforms, *data_cfg.eval_transforms]}
-    if names & set(RESCALING):
-        with torch.random.fork_rng(devices=[]):
-            try:
-                final = compose(data_cfg.eval_transforms)(first_image).shape[-2:]
-            except (RuntimeError, ValueError, TypeError) as err:
-                raise DataError(f"data.eval_transforms: {first_line(err)}") from None
-        side = math.ceil(STORE_MARGIN * max(final) - 1e-6)
-        return {"channels": channels, "size": [side, side], "resize": True}
-    return {"channels": channels, "size": list(first_image.shape[-2:]), "resize": False}
+    if data_cfg.cache_size is None and not names & set(RESCALING):
+        return {"channels": channels, "size": list(first_image.shape[-2:]), "resize": False}
+    # What the eval pipeline makes of the stored centre square (a square the first image's shorter
+    # side: one wide or tall image must not set the size of all)
+    square = torch.zeros(first_image.shape[0], *[min(first_image.shape[-2:])] * 2)
+    with torch.random.fork_rng(devices=[]):
+        try:
+            final = compose(data_cfg.eval_transforms)(square).shape[-2:]
+        except (RuntimeError, ValueError, TypeError) as err:
+            raise DataError(f"data.eval_transforms: {first_line(err)}") from None
+    side = data_cfg.cache_size or math.ceil(STORE_MARGIN * max(final) - 1e-6)
+    if side < max(final):
+        print(f"note: data.cache_size {side} is smaller than the {max(final)}-pixel images the pipelines make: "
+              f"they are scaled up", file=sys.stderr)
+    return {"channels": channels, "size": [side, side], "resize": True}
 
 
 def stored_pixels(path: str, spec: dict):

@@ -236,6 +236,12 @@ def split_for_eval(config, meta: DataMeta, split: str, device, task):
     else:
         source = split_source(config.data, split, columns if meta.kind == "tabular" else None, meta.stored)
     source = task.prepare_eval(prepare(source, meta, f"{split} split's"), meta)
+    if source.kind == "image" and len(source):
+        shape = _image_shape(source, config.data.eval_transforms, "eval_transforms")
+        if shape != meta.input_shape:  # the model would fail on its first batch with a shape error
+            raise DataError(f"the {split} split's images come out of data.eval_transforms as "
+                            f"{'x'.join(map(str, shape))}; the model takes {'x'.join(map(str, meta.input_shape))}",
+                            hint="add a resize (or center_crop) to data.eval_transforms")
     standardize(source, meta)
     task.encode_outputs(source, meta)
     batches = eval_batches(source, config, device)

@@ -62,6 +62,8 @@ def test_cache_usage_errors_are_exit_2(tmp_path, write_config, run_cli):
 
     assert run_cli("cache").returncode == 2
     assert run_cli("cache", "--list", "--clear").returncode == 2
+    elsewhere = run_cli("cache", write_config(image_folder_config(tmp_path), "any.yaml"), "--dir", tmp_path / "x")
+    assert elsewhere.returncode == 2 and "--dir: only with --list or --clear" in elsewhere.stderr
     digits = run_cli("cache", write_config(tiny_digits_config()))
     assert digits.returncode == 2 and "'digits' is not read from image files" in digits.stderr
     off = run_cli("cache", write_config(image_folder_config(tmp_path, cache="off"), "off.yaml"))

@@ -119,9 +119,9 @@ def test_images_of_several_sizes_that_nothing_rescales_are_read_from_the_files(t
                        cache=str(cache))
     source = pool(data)
     assert not source.in_memory and source.stored is None  # as with data.cache: off, which crops them fine
-    assert "differ in size" in capsys.readouterr().err
+    assert "are not all 74x66" in capsys.readouterr().err
     assert cached_entries(cache) == []  # found from the headers, before anything was decoded
-    with pytest.raises(MixedSizes, match=r"images in .* differ in size \(.*\.jpg is \d+x\d+"):
+    with pytest.raises(MixedSizes, match=r"images in .* are not all 74x66 \(.*\.jpg is \d+x\d+"):
         cache_folders(data, 0)  # `dlcli cache`: exit 3, the hint names data.cache_size
     assert pool(data_config(folder, cache_size=32, cache=str(cache))).x.shape == (8, 3, 32, 32)
 
@@ -218,8 +218,8 @@ def test_clear_removes_every_cache_and_reports_the_bytes(tmp_path):
 
 
 @pytest.mark.parametrize("data, key", [
-    ({"cache": "off", "cache_size": 64}, "data"),
-    ({"cache": "off", "skip_bad_images": True}, "data"),
+    ({"cache": "off", "cache_size": 64}, "data.cache_size: needs the image cache"),
+    ({"cache": "OFF", "skip_bad_images": True}, "data.skip_bad_images: needs the image cache"),
     ({"cache_size": 4}, "data.cache_size"),
 ])
 def test_bad_cache_settings_are_config_errors_naming_the_key(tmp_path, data, key):
@@ -276,3 +276,55 @@ def test_a_run_trained_from_the_files_is_evaluated_on_the_files(tmp_path):
     cached = DataMeta(["blue", "green", "red"], [3, 8, 8], "image",
                       stored={"channels": 3, "size": [10, 10], "resize": True})
     assert isinstance(split_for_eval(config, cached, "test", torch.device("cpu"), task), TensorBatches)
+
+
+def test_the_settings_auto_and_off_are_read_in_any_case(tmp_path):
+    assert validate(image_folder_config(tmp_path, cache="Auto")).data.cache == "auto"
+    assert validate(image_folder_config(tmp_path, cache="Off")).data.cache == "off"
+
+
+def test_a_cache_path_that_is_a_file_is_a_config_error_naming_the_key(tmp_path):
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ConfigError, match="data.cache: .*afile is not a folder"):
+        pool(data_config(make_image_folder(tmp_path / "colours"), cache=str(tmp_path / "afile")))
+
+
+@pytest.mark.parametrize("damage", ["[1, 2]", "null", '{"count": "x"}', "truncate"])
+def test_a_damaged_entry_is_listed_as_damaged_and_rebuilt(tmp_path, damage):
+    folder, cache = make_image_folder(tmp_path / "colours"), tmp_path / "cache"
+    data = data_config(folder, cache=str(cache))
+    expected = pool(data).x[5]
+    release_entries()
+    (entry,) = [path for path in cache.iterdir() if path.is_dir()]
+    if damage == "truncate":
+        os.truncate(entry / "images.u8", 1000)
+    else:
+        (entry / "meta.json").write_text(damage)
+    assert [row["state"] for row in cached_entries(cache)] == ["damaged"]
+    assert torch.equal(pool(data).x[5], expected)  # rebuilt in place of the damaged one
+    assert [row["state"] for row in cached_entries(cache)] == ["in use"]
+    release_entries()
+
+
+def test_one_wide_first_image_does_not_set_the_stored_size(tmp_path):
+    from PIL import Image
+
+    folder = make_photo_folder(tmp_path / "photos")
+    Image.new("RGB", (100, 30)).save(folder / "a" / "-wide.jpg")  # sorts first
+    data = data_config(folder, train_transforms=[{"random_resized_crop": {"size": 32}}],
+                       eval_transforms=[{"resize": 32}])
+    assert pool(data).stored["size"] == [37, 37]  # from a 32-pixel output, not the wide image's 32 x 107
+
+
+def test_a_test_folder_of_another_image_size_is_a_data_error_naming_both_sizes(tmp_path):
+    from dlcli.data.pipeline import DataMeta, split_for_eval
+    from dlcli.tasks import task_class
+
+    raw = image_folder_config(make_image_folder(tmp_path / "colours"), train_transforms=[], eval_transforms=[])
+    raw["data"]["dataset"]["test_root"] = str(make_image_folder(tmp_path / "bigger", size=16))
+    config = validate(raw)
+    trained = DataMeta(["blue", "green", "red"], [3, 12, 12], "image",
+                       stored={"channels": 3, "size": [12, 12], "resize": False})
+    with pytest.raises(DataError, match="the test split's images come out of data.eval_transforms as 3x16x16; "
+                                        "the model takes 3x12x12"):
+        split_for_eval(config, trained, "test", torch.device("cpu"), task_class(config.task))
