@@ -261,19 +261,12 @@ def train(config, output_dir: str | None, version: str | None, progress, resume:
 
 def _train(config, output_dir, version, progress, resume, command, device, signals, links=(None, None),
            folder=None) -> dict:
-    from dlcli.data import cache_build
     from dlcli.training import tracking
     from dlcli.training.build import build_trainer
 
-    cache_build.stop_requested = lambda: signals.received is not None  # a signal ends an image-cache build
-    try:
+    trainer = None
+    with signals.ending_builds():
         trainer, meta = build_trainer(config, device)  # every config/data error surfaces before anything is written
-    except KeyboardInterrupt:
-        if signals.received is None:  # a second Ctrl-C, or one from outside the handlers
-            raise
-        trainer = None
-    finally:
-        cache_build.stop_requested = cache_build.never
     if config.logging.tensorboard:
         tracking.require_tensorboard()
     if tracking.settings(config):

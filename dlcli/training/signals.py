@@ -7,6 +7,7 @@ stays intact because every checkpoint write is atomic).
 
 import signal
 import threading
+from contextlib import contextmanager
 
 WATCHED = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGUSR1] if hasattr(signal, "SIGUSR1") else [])
 
@@ -32,6 +33,22 @@ class StopSignals:
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+    @contextmanager
+    def ending_builds(self):
+        """While building (nothing written yet), a stop signal ends an image-cache build at its next
+        image: the build may take minutes, and there is nothing to save. The block then just ends
+        (`received` says why); a KeyboardInterrupt of another origin goes on."""
+        from dlcli.data import cache_build
+
+        cache_build.stop_requested = lambda: self.received is not None
+        try:
+            yield
+        except KeyboardInterrupt:
+            if self.received is None:
+                raise
+        finally:
+            cache_build.stop_requested = cache_build.never
 
     @property
     def name(self) -> str:
