@@ -63,11 +63,8 @@ class _Decoder:
 def build(files, spec: dict, entry: Path, digest: str, workers: int, skip_bad: bool) -> dict:
     """Decode `files` (an ImageFiles) into a new `entry` and return its meta. An unreadable image is
     recorded in meta["bad"] (the caller decides whether that is an error) unless `skip_bad` is false:
-    then it stops the build at once, as a DataError naming the file. MixedSizes when images stored
-    at their own size differ in size (found from the files' headers, before anything is written)."""
+    then it stops the build at once, as a DataError naming the file."""
     count, (height, width) = len(files.paths), spec["size"]
-    if not spec["resize"]:
-        _check_one_size(files.paths, (width, height))
     partial = entry.with_name(entry.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)  # left by a build that was killed: we hold the lock
     check_free_space(entry.parent, count * spec["channels"] * height * width)
@@ -100,7 +97,7 @@ def build(files, spec: dict, entry: Path, digest: str, workers: int, skip_bad: b
     return meta
 
 
-def _check_one_size(paths: list[str], size: tuple[int, int]) -> None:
+def check_one_size(paths: list[str], size: tuple[int, int]) -> None:
     """MixedSizes naming the first image whose header gives another (width, height) than `size`
     (reading a header decodes nothing; unreadable files are left to the build to report)."""
     from PIL import Image

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from dlcli.data.cache_build import MixedSizes, build, check_free_space
+from dlcli.data.cache_build import MixedSizes, build, check_free_space, check_one_size
 from dlcli.data.cache_entries import complete, entry_name, hold_in_use, key_of, locked, read_meta, remove_replaced
 from dlcli.data.files import ImageFiles
 from dlcli.data.image_store import FORMAT_VERSION, fingerprint, store_spec
@@ -32,8 +32,11 @@ def open_cache(files, spec: dict, folder: Path, workers: int, skip_bad: bool,
     digest = fingerprint(files.root, files.paths)
     entry = folder / entry_name(files.root, spec, digest)
     count, record = len(files.paths), spec["channels"] * spec["size"][0] * spec["size"][1]
-    if builds and not complete_meta(entry, digest, spec, count):
-        check_free_space(folder, count * record)  # before the folder or its lock file is made
+    if not complete_meta(entry, digest, spec, count):
+        if not spec["resize"]:  # every DDP rank: MixedSizes sends them all to the files
+            check_one_size(files.paths, (spec["size"][1], spec["size"][0]))
+        if builds:
+            check_free_space(folder, count * record)  # before the folder or its lock file is made
     _make_folder(folder)
     waiting_since = time.time()
     while True:

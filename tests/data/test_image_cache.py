@@ -127,10 +127,11 @@ def test_images_of_several_sizes_that_nothing_rescales_are_read_from_the_files(t
 
 
 def test_an_image_of_another_size_is_never_skipped_as_unreadable(tmp_path, monkeypatch):
-    from dlcli.data import cache_build
 
     folder = make_image_folder(tmp_path / "colours")
-    monkeypatch.setattr(cache_build, "_check_one_size", lambda paths, size: None)  # a header that lies
+    from dlcli.data import image_cache
+
+    monkeypatch.setattr(image_cache, "check_one_size", lambda paths, size: None)  # a header that lies
     from PIL import Image
 
     Image.new("RGB", (9, 9)).save(folder / "red" / "zz.png")

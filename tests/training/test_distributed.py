@@ -416,3 +416,17 @@ def test_the_launcher_passes_on_the_workers_own_error_code(monkeypatch):
 
     monkeypatch.setattr(torch.distributed.run, "main", failed)
     assert launcher.main([]) == 3
+
+
+def test_images_of_several_sizes_go_to_the_files_on_every_rank(tmp_path, write_config):
+    # every rank finds from the headers that no one record size fits: none waits for a cache never built
+    from tests.data.test_datasets import image_folder_config
+    from tests.data.test_image_cache import make_photo_folder
+
+    config = image_folder_config(make_photo_folder(tmp_path / "photos"), batch_size=4,
+                                 train_transforms=[{"random_crop": {"size": 32}}],
+                                 eval_transforms=[{"center_crop": 32}])
+    config["train"]["epochs"] = 1
+    result = dlcli(["train", write_config(config), "--output-dir", tmp_path, "-q", "--devices", "2"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "are not all" in result.stderr and "caching" not in result.stderr
