@@ -33,6 +33,8 @@ def cache(
     if cfg is not None and cfg.data.cache == "off":
         raise ConfigError("data.cache: off: this config reads its images from the files; set data.cache: auto")
     where = Path(folder).expanduser() if folder else cache_dir(cfg.data.cache if cfg else "auto")
+    if (show or clear) and where.exists() and not where.is_dir():
+        raise ConfigError(f"{'--dir' if folder else 'the cache folder'}: {where} is not a folder")
     if show or clear:
         _list_or_clear(where, clear, as_json)
     elif folder:
@@ -46,11 +48,17 @@ def cache(
 def _build(cfg, where, workers: int | None, as_json: bool) -> None:
     from dlcli.data.datasets import DATASETS
     from dlcli.data.image_cache import cache_folders
+    from dlcli.errors import Interrupted
+    from dlcli.training.signals import StopSignals
 
     name = cfg.data.dataset.get("name")
     if not DATASETS.has_tag(name, "image_files"):
         raise ConfigError(f"data.dataset: {name!r} is not read from image files; only image folders are cached")
-    rows = cache_folders(cfg.data.model_copy(update={"cache": str(where)}), workers)
+    with StopSignals() as signals, signals.ending_builds():  # SIGTERM from a batch scheduler too
+        rows = cache_folders(cfg.data.model_copy(update={"cache": str(where)}), workers)
+    if signals.received:
+        raise Interrupted(f"stopped by {signals.name}; the image cache was not finished (nothing of it kept)",
+                          signals.received)
     if as_json:
         emit_json(rows)
         return

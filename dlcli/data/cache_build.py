@@ -109,8 +109,8 @@ def check_one_size(paths: list[str], size: tuple[int, int]) -> None:
         except (OSError, ValueError, Image.DecompressionBombError):
             continue
         if found != size:
-            raise MixedSizes(f"images in {os.path.dirname(os.path.dirname(path))} are not all {size[1]}x{size[0]} "
-                             f"({path} is {found[1]}x{found[0]}) and no transform rescales them",
+            raise MixedSizes(f"images in {os.path.dirname(os.path.dirname(path))} are not all {size[1]}x{size[0]}, "
+                             f"the size they would be cached at unscaled ({path} is {found[1]}x{found[0]})",
                              hint="set data.cache_size, or add a resize (or random_resized_crop) to both pipelines")
 
 

@@ -10,6 +10,7 @@ is never removed (a rebuild removes the entries it replaces only once nobody use
 import fcntl
 import json
 import os
+import re
 import shutil
 import sys
 from contextlib import contextmanager
@@ -45,19 +46,33 @@ def key_of(name: str) -> str:
 @contextmanager
 def locked(lock_path: Path, waiting: str):
     """Hold an exclusive lock on `lock_path` (the kernel releases it if this process dies); says
-    `waiting` on stderr when another process holds it. Where the file system has no locks, warns
-    and goes on unlocked."""
-    with open(lock_path, "a+") as handle:  # closing it releases the lock
-        try:
+    `waiting` on stderr when another process holds it. The lock is the file at the path once locked
+    (--clear removes lock files it holds: a process that waited on a removed one tries again). Where
+    the file system has no locks, warns and goes on unlocked."""
+    said = False
+    while True:
+        with open(lock_path, "a+") as handle:  # closing it releases the lock
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                print(f"note: {waiting}", file=sys.stderr)
-                fcntl.flock(handle, fcntl.LOCK_EX)
-        except OSError as err:  # no flock here (Lustre without -o flock, some NFS set-ups)
-            print(f"warning: cannot lock {lock_path} ({err.strerror}); processes building this image cache "
-                  f"at the same time may each build it", file=sys.stderr)
-        yield
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    if not said:
+                        print(f"note: {waiting}", file=sys.stderr)
+                        said = True
+                    fcntl.flock(handle, fcntl.LOCK_EX)
+            except OSError as err:  # no flock here (Lustre without -o flock, some NFS set-ups)
+                print(f"warning: cannot lock {lock_path} ({err.strerror}); processes building this image cache "
+                      f"at the same time may each build it", file=sys.stderr)
+            if _same_file(handle, lock_path):
+                yield
+                return
+
+
+def _same_file(handle, path: Path) -> bool:
+    try:
+        return os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def hold_in_use(entry: Path) -> None:
@@ -116,12 +131,25 @@ def _disk_bytes(path: Path) -> int:
     return sum(f.stat().st_blocks * 512 for f in path.iterdir() if f.is_file())
 
 
+ENTRY = re.compile(r"^.+-[0-9a-f]{16}-[0-9a-f]{12}(\.partial)?$")
+LOCK = re.compile(r"^.+-[0-9a-f]{16}\.lock$")
+
+
+def is_entry(path: Path) -> bool:
+    """Whether `path` is an entry (or a partial build): a real folder named as entries are, holding
+    nothing but an entry's two files. Nothing else in a cache folder is ever listed or removed."""
+    if path.is_symlink() or not path.is_dir() or not ENTRY.match(path.name):
+        return False
+    return all(child.name in ("images.u8", "meta.json") and child.is_file() and not child.is_symlink()
+               for child in path.iterdir())
+
+
 def cached_entries(folder: Path) -> list[dict]:
     """Each entry in the cache folder: name, folder cached, images, skipped, stored size, bytes on
     disk, state (complete, in use, damaged, building or cut short)."""
     rows = []
     for path in sorted(folder.iterdir()) if folder.is_dir() else []:
-        if not path.is_dir():
+        if not is_entry(path):
             continue
         meta = read_meta(path)
         state = "building or cut short" if path.name.endswith(".partial") else \
@@ -133,19 +161,25 @@ def cached_entries(folder: Path) -> list[dict]:
 
 
 def clear_entries(folder: Path) -> tuple[int, int, int]:
-    """Remove every entry nobody uses (waiting for builds to finish): (removed, bytes freed, kept in
-    use). The lock files stay: removing one that another process waits on would let two hold it."""
+    """Remove every entry nobody uses (waiting for builds to finish), and the lock files of keys left
+    without entries: (removed, bytes freed, kept in use)."""
     removed = freed = kept = 0
     for row in cached_entries(folder):
         key = key_of(row["name"])
         with locked(folder / f"{key}.lock", f"waiting for the process building the image cache {key}"):
-            if not (folder / row["name"]).exists():  # a build that was going on: published or gone since
+            if not is_entry(folder / row["name"]):  # a build that was going on: published or gone since
                 continue
             if in_use(folder / row["name"]):
                 kept += 1
                 continue
-            shutil.rmtree(folder / row["name"], ignore_errors=True)
+            _remove(folder / row["name"])
         removed, freed = removed + 1, freed + row["bytes"]
+    for lock in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if LOCK.match(lock.name) and lock.is_file():
+            key = lock.name.removesuffix(".lock")
+            with locked(lock, f"waiting for the process building the image cache {key}"):
+                if not any(is_entry(path) for path in folder.glob(f"{key}-*")):
+                    lock.unlink()  # held: a process waiting on it finds it gone and locks the new one
     return removed, freed, kept
 
 
@@ -153,5 +187,14 @@ def remove_replaced(folder: Path, key: str, keep: str) -> None:
     """Remove the key's other entries (its folder changed since) that nobody uses; the caller holds
     the key's lock."""
     for path in folder.glob(f"{key}-*"):
-        if path.is_dir() and path.name != keep and not path.name.endswith(".partial") and not in_use(path):
-            shutil.rmtree(path, ignore_errors=True)
+        if is_entry(path) and path.name != keep and not path.name.endswith(".partial") and not in_use(path):
+            shutil.rmtree(path, ignore_errors=True)  # tidying: what cannot go stays for --clear to report
+
+
+def _remove(entry: Path) -> None:
+    from dlcli.errors import DlcliError
+
+    try:
+        shutil.rmtree(entry)
+    except OSError as err:
+        raise DlcliError(f"cannot remove the image cache entry {entry}: {err.strerror or err}") from None

@@ -62,14 +62,16 @@ def class_folders(root: str) -> tuple[list[str], list[int], list[str]]:
     from dlcli.data.folders import FolderWalk
 
     try:
-        classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+        candidates = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
     except OSError as err:
         raise DataError(f"dataset 'image_folder': cannot read folder {root}: {err.strerror or err}") from None
+    classes, skipped = _distinct_classes(root, candidates)
     if not classes:
         raise DataError(f"dataset 'image_folder': no class folders in {root}",
                         hint="expected one sub-folder per class holding image files")
     folders = [os.path.join(root, name) for name in classes]
     walk = FolderWalk([root, *folders])  # a link inside one class to another class's folder is not followed
+    walk.skipped += skipped
     paths, targets, empty = [], [], []
     for index, (name, folder) in enumerate(zip(classes, folders)):
         found = walk.files(folder, FOLDER_IMAGES)
@@ -81,6 +83,21 @@ def class_folders(root: str) -> tuple[list[str], list[int], list[str]]:
                         f"folder(s) {', '.join(empty)} of {root}")
     walk.report(f"dataset 'image_folder' {root}")
     return paths, targets, classes
+
+
+def _distinct_classes(root: str, names: list[str]) -> tuple[list[str], list[str]]:
+    """(class names, links skipped): a class folder that is a link up the tree (to the root or above)
+    or a second name for a folder another class is (the real folder wins over links) is skipped."""
+    top = os.path.realpath(root)
+    kept: dict[str, str] = {}  # real folder -> the name that reads it
+    skipped = []
+    for name in sorted(names, key=lambda n: os.path.islink(os.path.join(root, n))):  # real folders first
+        real = os.path.realpath(os.path.join(root, name))
+        if real in kept or real == top or top.startswith(real + os.sep):
+            skipped.append(os.path.join(root, name))
+        else:
+            kept[real] = name
+    return sorted(kept.values()), sorted(skipped)
 
 
 def labelled_images(folder, labels_file: str, channels: int):

@@ -12,7 +12,7 @@ from dlcli.data.cache_entries import complete, entry_name, hold_in_use, key_of, 
 from dlcli.data.files import ImageFiles
 from dlcli.data.image_store import FORMAT_VERSION, fingerprint, store_spec
 from dlcli.data.mapped import MappedImages
-from dlcli.errors import DataError
+from dlcli.errors import DataError, DlcliError
 
 
 def cache_dir(setting: str = "auto") -> Path:
@@ -43,7 +43,12 @@ def open_cache(files, spec: dict, folder: Path, workers: int, skip_bad: bool,
         with locked(folder / f"{key_of(entry.name)}.lock", f"waiting for another process to build {entry}"):
             meta = complete_meta(entry, digest, spec, count)
             if meta is None and builds:
-                meta = build(files, spec, entry, digest, workers, skip_bad) | {"built_now": True}
+                try:
+                    meta = build(files, spec, entry, digest, workers, skip_bad) | {"built_now": True}
+                except OSError as err:  # a read-only or vanished cache folder, say
+                    raise DlcliError(f"cannot write the image cache {entry}: {err.strerror or err}",
+                                     hint="set data.cache: PATH (or $DLCLI_CACHE_DIR) to a folder you can "
+                                          "write, or data.cache: off") from None
                 remove_replaced(folder, key_of(entry.name), entry.name)
             if meta is not None:
                 hold_in_use(entry)  # under the lock: nobody can remove it between the check and this
@@ -55,10 +60,12 @@ def open_cache(files, spec: dict, folder: Path, workers: int, skip_bad: bool,
 
 
 def _make_folder(folder: Path) -> None:
-    from dlcli.errors import ConfigError, DlcliError
+    from dlcli.errors import ConfigError
 
     if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"data.cache: {folder} is not a folder (the image cache's folder: a path, auto or off)")
+        env = os.environ.get("DLCLI_CACHE_DIR")
+        origin = "$DLCLI_CACHE_DIR" if env and Path(env).expanduser() == folder else "data.cache"
+        raise ConfigError(f"{origin}: {folder} is not a folder (the image cache's folder)")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -215,10 +215,12 @@ def normalizers(entries: list) -> list[dict]:
     specs = []
     for entry in entries:
         try:
-            specs.append(spec_from_yaml(entry))
+            spec = spec_from_yaml(entry)
+            if spec["name"] == "normalize":  # defaults filled: `{normalize: imagenet}` is its resolved form
+                specs.append(TRANSFORMS.validate(spec, "normalize"))
         except (ValueError, ConfigError):
             continue  # reported by the transform's own validation
-    return [spec for spec in specs if spec["name"] == "normalize"]
+    return specs
 
 
 def compose(specs: list[dict]):

@@ -116,6 +116,20 @@ def test_a_stop_signal_while_train_builds_the_cache_stops_at_once(tmp_path, writ
     assert not (tmp_path / "runs").exists() and not [p for p in cache.iterdir() if p.is_dir()]
 
 
+def test_sigterm_to_dlcli_cache_ends_the_build_and_keeps_nothing(tmp_path, write_config):
+    cache = tmp_path / "cache"
+    cfg = write_config(cache_config(slow_folder(tmp_path / "colours"), cache))
+    log = tmp_path / "err.txt"
+    with open(log, "w") as handle:
+        builder = start(["cache", cfg, "--workers", "1"], tmp_path, handle)
+        wait_for(lambda: "caching 40 images" in log.read_text() or builder.poll() is not None)
+        builder.send_signal(signal.SIGTERM)
+        builder.wait(timeout=60)
+    assert builder.returncode == 143, log.read_text()
+    assert "error: stopped by SIGTERM; the image cache was not finished (nothing of it kept)" in log.read_text()
+    assert not [path for path in cache.iterdir() if path.is_dir()]
+
+
 def test_a_build_killed_mid_write_is_rebuilt_not_used(tmp_path, write_config, run_cli):
     cache = tmp_path / "cache"
     folder = slow_folder(tmp_path / "colours")

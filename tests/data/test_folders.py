@@ -126,3 +126,13 @@ def test_infer_on_a_fifo_exits_3_instead_of_hanging(image_checkpoint, tmp_path, 
     result = run_cli("infer", image_checkpoint, folder, "--device", "cpu", timeout=120)
     assert result.returncode == 3, result.stderr
     assert result.stderr.strip().splitlines() == [f"error: {fifo}: a FIFO (named pipe), not a regular file"]
+
+
+def test_class_folders_that_link_up_the_tree_or_repeat_a_class_are_skipped_and_reported(tmp_path, capsys):
+    folder = make_image_folder(tmp_path / "colours")
+    os.symlink(".", folder / "loop")  # a class that is the root itself
+    os.symlink("red", folder / "again")  # a second name for the red class (sorts first, yet red stays red)
+    source = DATASETS.build({"name": "image_folder", "root": str(folder)}, "train")
+    assert source.class_names == ["blue", "green", "red"] and len(source.y) == 3 * PER_CLASS
+    err = capsys.readouterr().err
+    assert "skipped 2 link(s)" in err and "again" in err and "loop" in err

@@ -121,7 +121,7 @@ def test_images_of_several_sizes_that_nothing_rescales_are_read_from_the_files(t
     assert not source.in_memory and source.stored is None  # as with data.cache: off, which crops them fine
     assert "are not all 74x66" in capsys.readouterr().err
     assert cached_entries(cache) == []  # found from the headers, before anything was decoded
-    with pytest.raises(MixedSizes, match=r"images in .* are not all 74x66 \(.*\.jpg is \d+x\d+"):
+    with pytest.raises(MixedSizes, match=r"images in .* are not all 74x66, .* \(.*\.jpg is \d+x\d+"):
         cache_folders(data, 0)  # `dlcli cache`: exit 3, the hint names data.cache_size
     assert pool(data_config(folder, cache_size=32, cache=str(cache))).x.shape == (8, 3, 32, 32)
 
@@ -329,3 +329,34 @@ def test_a_test_folder_of_another_image_size_is_a_data_error_naming_both_sizes(t
     with pytest.raises(DataError, match="the test split's images come out of data.eval_transforms as 3x16x16; "
                                         "the model takes 3x12x12"):
         split_for_eval(config, trained, "test", torch.device("cpu"), task_class(config.task))
+
+
+def test_clear_touches_nothing_but_entries_and_their_lock_files(tmp_path):
+    folder = tmp_path / "shared"
+    pool(data_config(make_image_folder(folder / "colours"), cache=str(folder)))  # a cache folder that holds data too
+    release_entries()
+    (folder / "notes").mkdir()
+    (folder / "notes" / "keep.txt").write_text("mine")
+    (folder / "look-0123456789abcdef-0123456789ab").mkdir()  # named as an entry, holding something else
+    (folder / "look-0123456789abcdef-0123456789ab" / "mine.txt").write_text("mine")
+    assert [row["state"] for row in cached_entries(folder)] == ["complete"]
+    removed, _, kept = clear_entries(folder)
+    assert (removed, kept) == (1, 0)
+    left = sorted(p.name for p in folder.iterdir())
+    assert left == ["colours", "look-0123456789abcdef-0123456789ab", "notes"]  # no entry, no lock file
+    assert (folder / "colours" / "red").is_dir() and (folder / "notes" / "keep.txt").read_text() == "mine"
+
+
+def test_clearing_an_entry_that_cannot_be_removed_is_an_error_naming_it(tmp_path, monkeypatch):
+    import shutil
+
+    folder = tmp_path / "cache"
+    pool(data_config(make_image_folder(tmp_path / "colours"), cache=str(folder)))
+    release_entries()
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(shutil, "rmtree", refuse)
+    with pytest.raises(DlcliError, match="cannot remove the image cache entry .*: Operation not permitted"):
+        clear_entries(folder)

@@ -153,3 +153,12 @@ def test_a_flip_after_random_resized_crop_is_folded_in_with_the_same_draws_and_r
     apart = TRANSFORMS.build(specs[1])(TRANSFORMS.build(specs[0])(images))
     torch.testing.assert_close(together, apart, atol=1e-6, rtol=0)
     assert not torch.allclose(together, TRANSFORMS.build(specs[0])(images))  # some images were mirrored
+
+
+def test_normalize_compares_equal_written_short_or_resolved():
+    # `eval CKPT data.eval_transforms=[...]`: the checkpoint's train list is resolved, the override is not
+    from dlcli.data.transforms import normalizers
+
+    resolved = [{"name": "normalize", "preset": "imagenet", "mean": None, "std": None}]
+    assert normalizers([{"resize": 8}, {"normalize": "imagenet"}]) == normalizers(resolved)
+    assert normalizers([{"normalize": "cifar10"}]) != normalizers(resolved)
