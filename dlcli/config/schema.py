@@ -34,7 +34,9 @@ def _switch(value):
     are the settings too, not folders of those names (a folder is `./Auto`)."""
     if isinstance(value, bool):
         return "off" if value is False else "auto"
-    return value.lower() if isinstance(value, str) and value.lower() in ("auto", "off") else value
+    if not isinstance(value, str) or not value:
+        raise ValueError("expected auto, off or the path of a folder")
+    return value.lower() if value.lower() in ("auto", "off") else value
 
 
 class DataConfig(Strict):
