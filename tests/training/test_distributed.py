@@ -51,6 +51,22 @@ def test_two_processes_match_one_process_with_the_same_global_batch(model, tmp_p
     assert json.loads(ev.stdout)["metrics"]["acc"] == pytest.approx(summary["final"]["val/acc"], abs=1e-9)
 
 
+@pytest.mark.parametrize("strategy, checkpoint, sections", [
+    ({"ema": {"decay": 0.9}}, "last.pt", ("model", "train_model")),
+    ({"swa": {"start_epoch": 2, "lr": 0.05, "anneal_epochs": 1}}, "swa.pt", ("model",)),
+], ids=["ema", "swa"])
+def test_weight_averages_under_ddp_match_one_process(strategy, checkpoint, sections, tmp_path, write_config):
+    config = write_config(tiny_digits_config(model=MODELS["mlp"], optimizer={"name": "sgd", "lr": 0.1},
+                                             train={"epochs": 2, "device": "cpu", **strategy}))
+    for version, extra in (("one", []), ("two", ["--devices", "2"])):
+        result = dlcli(["train", config, "--output-dir", tmp_path, "--run-version", version, "-q", *extra], tmp_path)
+        assert result.returncode == 0, result.stderr
+    one, two = (torch.load(tmp_path / "tiny" / v / "checkpoints" / checkpoint, weights_only=True) for v in ("one", "two"))
+    for section in sections:
+        for key in one[section]:
+            torch.testing.assert_close(one[section][key], two[section][key], atol=1e-5, rtol=1e-4)
+
+
 def test_sigterm_to_the_launcher_leaves_a_resumable_checkpoint(tmp_path, write_config):
     config = write_config(tiny_digits_config(train={"epochs": 400, "device": "cpu"}))
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
