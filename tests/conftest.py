@@ -55,6 +55,23 @@ def write_config(tmp_path):
     return write
 
 
+def train_then_resume(run_cli, cfg, tmp_path, name: str, step: int) -> tuple[dict, dict]:
+    """Train `cfg` (run name `name`) uninterrupted into tmp_path/full, then resume a copy of that run
+    from its checkpoint at optimizer step `step` (in the first epoch); both runs' last.pt, the
+    uninterrupted one first."""
+    import shutil
+
+    import torch
+
+    full = run_cli("train", cfg, "--output-dir", tmp_path / "full", "-q")
+    assert full.returncode == 0, full.stderr
+    reference, copy = tmp_path / "full" / name / "v1", tmp_path / "part"
+    shutil.copytree(reference, copy)
+    resumed = run_cli("train", cfg, "-q", "--resume", copy / "checkpoints" / f"step-{step:09d}.pt")
+    assert resumed.returncode == 0 and f"resuming at epoch 1, step {step}" in resumed.stderr, resumed.stderr
+    return tuple(torch.load(run / "checkpoints" / "last.pt", weights_only=True) for run in (reference, copy))
+
+
 def tiny_digits_config(**sections) -> dict:
     """A fast digits MLP config; keyword arguments replace whole sections."""
     config = {

@@ -6,7 +6,6 @@ path ends bitwise where the uninterrupted one did."""
 import fcntl
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import pytest
 import torch
 
 from dlcli.data.cache_entries import entry_key
-from tests.conftest import REPO
+from tests.conftest import REPO, train_then_resume
 from tests.data.test_datasets import image_folder_config, make_image_folder
 
 
@@ -180,11 +179,6 @@ def test_a_mid_epoch_resume_on_the_cached_path_is_bitwise(budget, tmp_path, writ
     config = cache_config(make_image_folder(tmp_path / "colours"), tmp_path / "cache", batch_size=4,
                           memory_budget_gb=budget)
     config["train"].update({"epochs": 2, "checkpoint_every": {"steps": 3}, "keep_last": 100})
-    cfg = write_config(config)
-    assert run_cli("train", cfg, "--output-dir", tmp_path / "full", "-q").returncode == 0
-    shutil.copytree(tmp_path / "full" / "colours" / "v1", tmp_path / "part")
-    resumed = run_cli("train", cfg, "-q", "--resume", tmp_path / "part" / "checkpoints" / "step-000000003.pt")
-    assert resumed.returncode == 0 and "resuming at epoch 1, step 3" in resumed.stderr, resumed.stderr
-    a = torch.load(tmp_path / "full" / "colours" / "v1" / "checkpoints" / "last.pt", weights_only=True)["model"]
-    b = torch.load(tmp_path / "part" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    full, resumed = train_then_resume(run_cli, write_config(config), tmp_path, "colours", 3)
+    a, b = full["model"], resumed["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

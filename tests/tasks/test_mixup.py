@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from dlcli.config import validate
 from dlcli.errors import ConfigError
 from dlcli.tasks.mixup import Mixup, mixed_loss
-from tests.conftest import tiny_digits_config
+from tests.conftest import tiny_digits_config, train_then_resume
 
 
 def test_mixup_mixes_each_image_with_its_partner_by_lam_and_its_own_labels_dominate():
@@ -56,16 +56,8 @@ def test_a_mixup_run_trains_and_resumes_mid_epoch_bitwise(tmp_path, write_config
     config = tiny_digits_config(train={"epochs": 2, "device": "cpu", "checkpoint_every": {"steps": 5},
                                        "keep_last": 100, "log_interval": 100})
     config["data"]["mixup"] = {"alpha": 0.4, "cutmix_alpha": 1.0, "switch_prob": 0.5}
-    cfg = write_config(config)
-    full = run_cli("train", cfg, "--output-dir", tmp_path / "full", "-q")
-    assert full.returncode == 0, full.stderr
-    import shutil
-
-    shutil.copytree(tmp_path / "full" / "tiny" / "v1", tmp_path / "part")
-    resumed = run_cli("train", cfg, "-q", "--resume", tmp_path / "part" / "checkpoints" / "step-000000005.pt")
-    assert resumed.returncode == 0 and "resuming at epoch 1, step 5" in resumed.stderr
-    a = torch.load(tmp_path / "full" / "tiny" / "v1" / "checkpoints" / "last.pt", weights_only=True)["model"]
-    b = torch.load(tmp_path / "part" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    full, resumed = train_then_resume(run_cli, write_config(config), tmp_path, "tiny", 5)
+    a, b = full["model"], resumed["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 

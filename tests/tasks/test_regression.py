@@ -5,7 +5,6 @@ targets, categorical feature columns, exact mid-epoch resume, export, and bad ta
 import csv
 import json
 import random
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ import yaml
 
 from dlcli.config import validate
 from dlcli.errors import ConfigError
-from tests.conftest import tiny_digits_config
+from tests.conftest import tiny_digits_config, train_then_resume
 
 
 def write_table(path: Path, header: list[str], rows) -> Path:
@@ -212,17 +211,7 @@ def test_mid_epoch_resume_of_a_regression_is_bitwise_exact(diabetes, tmp_path, w
     config = regression_config(diabetes)
     config["train"] = {"epochs": 2, "device": "cpu", "log_interval": 3, "checkpoint_every": {"steps": 4},
                        "keep_last": 100}
-    cfg = write_config(config)
-    full = run_cli("train", cfg, "--output-dir", tmp_path / "full", "-q")
-    assert full.returncode == 0, full.stderr
-    reference = tmp_path / "full" / "reg" / "v1"
-    copy = tmp_path / "part" / "reg" / "v1"
-    shutil.copytree(reference, copy)
-    resumed = run_cli("train", cfg, "-q", "--resume", copy / "checkpoints" / "step-000000004.pt")
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resuming at epoch 1, step 4" in resumed.stderr
-    a = torch.load(reference / "checkpoints" / "last.pt", weights_only=True)
-    b = torch.load(copy / "checkpoints" / "last.pt", weights_only=True)
+    a, b = train_then_resume(run_cli, write_config(config), tmp_path, "reg", 4)
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert b["meta"]["outputs"] == a["meta"]["outputs"]
 

@@ -3,7 +3,6 @@ checkpoints' weights are the average (the trained weights kept beside them), exa
 and bad values (exit 2, key named)."""
 
 import io
-import shutil
 
 import pytest
 import torch
@@ -14,7 +13,7 @@ from dlcli.errors import ConfigError
 from dlcli.training.build import build_trainer
 from dlcli.training.ema import WeightEma
 from dlcli.training.engine import EpochHooks
-from tests.conftest import tiny_digits_config
+from tests.conftest import tiny_digits_config, train_then_resume
 
 
 def quiet():
@@ -75,13 +74,7 @@ def test_validation_and_checkpoints_use_the_average_and_keep_the_trained_weights
 def test_a_run_with_ema_resumes_mid_epoch_bitwise(tmp_path, write_config, run_cli):
     config = tiny_digits_config(train={"epochs": 2, "device": "cpu", "checkpoint_every": {"steps": 5},
                                        "keep_last": 100, "log_interval": 100, "ema": {"decay": 0.9}})
-    cfg = write_config(config)
-    assert run_cli("train", cfg, "--output-dir", tmp_path / "full", "-q").returncode == 0
-    shutil.copytree(tmp_path / "full" / "tiny" / "v1", tmp_path / "part")
-    resumed = run_cli("train", cfg, "-q", "--resume", tmp_path / "part" / "checkpoints" / "step-000000005.pt")
-    assert resumed.returncode == 0 and "resuming at epoch 1, step 5" in resumed.stderr
-    a = torch.load(tmp_path / "full" / "tiny" / "v1" / "checkpoints" / "last.pt", weights_only=True)
-    b = torch.load(tmp_path / "part" / "checkpoints" / "last.pt", weights_only=True)
+    a, b = train_then_resume(run_cli, write_config(config), tmp_path, "tiny", 5)
     for section in ("model", "train_model"):
         assert all(torch.equal(a[section][k], b[section][k]) for k in a[section]), section
 

@@ -8,7 +8,7 @@ from dlcli.components.models import MODELS
 from dlcli.components.models.checkpointing import checkpointed
 from dlcli.config import validate
 from dlcli.errors import ConfigError
-from tests.conftest import tiny_digits_config
+from tests.conftest import tiny_digits_config, train_then_resume
 
 
 @pytest.mark.parametrize("spec", [
@@ -82,17 +82,10 @@ def test_transformer_blocks_recompute_to_the_same_gradients():
 
 
 def test_a_mid_epoch_resume_with_a_policy_and_checkpointing_is_bitwise_exact(tmp_path, write_config, run_cli):
-    import shutil
-
     config = tiny_digits_config(model={"name": "cnn", "channels": [8], "head": [16]},
                                 train={"epochs": 2, "device": "cpu", "checkpoint_every": {"steps": 5},
                                        "keep_last": 100, "log_interval": 100, "activation_checkpointing": True})
     config["data"]["train_transforms"] = [{"trivial_augment": {}}, {"normalize": "digits"}]
-    cfg = write_config(config)
-    assert run_cli("train", cfg, "--output-dir", tmp_path / "full", "-q").returncode == 0
-    shutil.copytree(tmp_path / "full" / "tiny" / "v1", tmp_path / "part")
-    resumed = run_cli("train", cfg, "-q", "--resume", tmp_path / "part" / "checkpoints" / "step-000000005.pt")
-    assert resumed.returncode == 0 and "resuming at epoch 1, step 5" in resumed.stderr, resumed.stderr
-    a = torch.load(tmp_path / "full" / "tiny" / "v1" / "checkpoints" / "last.pt", weights_only=True)["model"]
-    b = torch.load(tmp_path / "part" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    full, resumed = train_then_resume(run_cli, write_config(config), tmp_path, "tiny", 5)
+    a, b = full["model"], resumed["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
