@@ -176,7 +176,8 @@ def _publish(partial: Path, entry: Path) -> None:
 
 
 class _progress:
-    """A tqdm bar on a terminal; otherwise a line when the build starts and one when it ends."""
+    """A line when the build starts and one when it ends, and a tqdm bar between them on a terminal;
+    whichever process builds says so (under DDP, one per machine)."""
 
     def __init__(self, count: int, entry: Path, spec: dict, workers: int):
         self.count, self.entry, self.spec, self.workers = count, entry, spec, workers
@@ -185,12 +186,10 @@ class _progress:
     def __enter__(self):
         height, width = self.spec["size"]
         self.started, self.bar = time.perf_counter(), None
-        self.shown = True  # whichever process builds says so (under DDP, one per machine)
-        if self.shown:
-            size = human_size(self.count * self.spec["channels"] * height * width)
-            print(f"caching {self.count} images at {height}x{width} ({size}) in {self.entry} with "
-                  f"{self.workers or 'no'} worker processes", file=sys.stderr)
-        if self.shown and sys.stderr.isatty():
+        size = human_size(self.count * self.spec["channels"] * height * width)
+        print(f"caching {self.count} images at {height}x{width} ({size}) in {self.entry} with "
+              f"{self.workers or 'no'} worker processes", file=sys.stderr)
+        if sys.stderr.isatty():
             from tqdm import tqdm
 
             self.bar = tqdm(total=self.count, desc="caching images", unit="img", file=sys.stderr, leave=False)
@@ -199,7 +198,7 @@ class _progress:
     def __exit__(self, kind, *_):
         if self.bar is not None:
             self.bar.close()
-        if kind is None and self.shown:
+        if kind is None:
             seconds = time.perf_counter() - self.started
             left_out = f", {self.unreadable} unreadable left out" if self.unreadable else ""
             print(f"cached {self.count - self.unreadable} images in {seconds:.1f} s "

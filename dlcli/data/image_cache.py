@@ -14,6 +14,8 @@ from dlcli.data.image_store import FORMAT_VERSION, fingerprint, store_spec
 from dlcli.data.mapped import MappedImages
 from dlcli.errors import DataError, DlcliError
 
+WRITE_HINT = "set data.cache: PATH (or $DLCLI_CACHE_DIR) to a folder you can write, or data.cache: off"
+
 
 def cache_dir(setting: str = "auto") -> Path:
     """Where caches live: data.cache when it is a path, else $DLCLI_CACHE_DIR, else ~/.cache/dlcli."""
@@ -47,8 +49,7 @@ def open_cache(files, spec: dict, folder: Path, workers: int, skip_bad: bool,
                     meta = build(files, spec, entry, digest, workers, skip_bad) | {"built_now": True}
                 except OSError as err:  # a read-only or vanished cache folder, say
                     raise DlcliError(f"cannot write the image cache {entry}: {err.strerror or err}",
-                                     hint="set data.cache: PATH (or $DLCLI_CACHE_DIR) to a folder you can "
-                                          "write, or data.cache: off") from None
+                                     hint=WRITE_HINT) from None
                 remove_replaced(folder, key_of(entry.name), entry.name)
             if meta is not None:
                 hold_in_use(entry)  # under the lock: nobody can remove it between the check and this
@@ -70,8 +71,7 @@ def _make_folder(folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise DlcliError(f"cannot create the image cache folder {folder}: {err.strerror or err}",
-                         hint="set data.cache: PATH (or $DLCLI_CACHE_DIR) to a folder you can write, "
-                              "or data.cache: off") from None
+                         hint=WRITE_HINT) from None
 
 
 def _newer_sibling(folder: Path, entry: Path, since: float) -> bool:
