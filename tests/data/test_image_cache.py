@@ -222,6 +222,8 @@ def test_clear_removes_every_cache_and_reports_the_bytes(tmp_path):
     ({"cache": "off", "cache_size": 64}, "data.cache_size: needs the image cache"),
     ({"cache": "OFF", "skip_bad_images": True}, "data.skip_bad_images: needs the image cache"),
     ({"cache_size": 4}, "data.cache_size"),
+    ({"cache": 123}, "data.cache: expected auto, off or the path of a folder"),
+    ({"cache": None}, "data.cache: expected auto, off or the path of a folder"),
 ])
 def test_bad_cache_settings_are_config_errors_naming_the_key(tmp_path, data, key):
     with pytest.raises(ConfigError) as info:
